@@ -1,0 +1,339 @@
+//! The task cell: one heap allocation holding a spawned future, then its output, with the
+//! header every waker and handle points at.
+//!
+//! # State rules
+//! - T1: the future and the output (`stage`), the join waker, `flags` and `owned_index` are
+//!   touched only on the owning core's thread: by the executor's poll, by the `JoinHandle`
+//!   (which is `!Send`) and by shutdown.
+//! - T2: `scheduled` is the only state other threads change: a waker swaps it to `true` and the
+//!   one that changed it queues the task. The executor clears it just before each poll.
+//! - T3: `refs` counts `TaskRef`s and wakers. The owner's task list holds one reference until
+//!   the task finishes or is shut down, and by then `stage` holds nothing `!Send` (the output is
+//!   either consumed or dropped on the owner thread, T1), so whichever thread drops the last
+//!   reference only frees memory.
+
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+use super::join::JoinError;
+use super::Shared;
+
+/// Set while a task is being polled; an abort then waits until the poll returns.
+pub(crate) const RUNNING: u8 = 1;
+/// The task has finished (output stored or consumed, or cancelled).
+pub(crate) const COMPLETE: u8 = 2;
+/// A `JoinHandle` exists.
+pub(crate) const JOIN_INTEREST: u8 = 4;
+/// Abort was requested while the task was running.
+pub(crate) const ABORT_REQUESTED: u8 = 8;
+
+/// The fixed-layout front of every task cell.
+pub(crate) struct Header {
+    scheduled: AtomicBool,
+    refs: AtomicUsize,
+    vtable: &'static Vtable,
+    /// The core the task belongs to: remote wakers queue it there.
+    pub(crate) owner: Arc<Shared>,
+    pub(crate) flags: Cell<u8>,
+    /// Index in the owner's task list, while listed.
+    pub(crate) owned_index: Cell<usize>,
+}
+
+struct Vtable {
+    poll: unsafe fn(NonNull<Header>) -> bool,
+    cancel: unsafe fn(NonNull<Header>),
+    take_output: unsafe fn(NonNull<Header>, *mut ()),
+    drop_output: unsafe fn(NonNull<Header>),
+    join_waker: unsafe fn(NonNull<Header>) -> *mut Option<Waker>,
+    dealloc: unsafe fn(NonNull<Header>),
+}
+
+enum Stage<F: Future> {
+    Running(F),
+    Finished(Result<F::Output, JoinError>),
+    Consumed,
+}
+
+#[repr(C)]
+struct Cell_<F: Future> {
+    header: Header,
+    stage: UnsafeCell<Stage<F>>,
+    join_waker: UnsafeCell<Option<Waker>>,
+}
+
+/// A counted reference to a task.
+pub(crate) struct TaskRef {
+    ptr: NonNull<Header>,
+}
+
+// SAFETY: a TaskRef only exposes, from other threads, the atomics `scheduled` and `refs` and
+// the `Send + Sync` `owner`; everything else is touched on the owner thread only (T1), and the
+// last reference frees nothing `!Send` (T3).
+unsafe impl Send for TaskRef {}
+
+impl TaskRef {
+    /// Allocates a task for `future`, owned by `owner`, with `refs` references held by the
+    /// caller (one per `TaskRef::from_raw` it will make).
+    pub(crate) fn new<F: Future + 'static>(future: F, owner: Arc<Shared>) -> TaskRef {
+        let cell = Box::new(Cell_ {
+            header: Header {
+                scheduled: AtomicBool::new(true),
+                refs: AtomicUsize::new(1),
+                vtable: vtable::<F>(),
+                owner,
+                flags: Cell::new(JOIN_INTEREST),
+                owned_index: Cell::new(usize::MAX),
+            },
+            stage: UnsafeCell::new(Stage::Running(future)),
+            join_waker: UnsafeCell::new(None),
+        });
+        let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
+        TaskRef { ptr }
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the reference keeps the cell alive.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Polls the future once, clearing `scheduled` first (T2). Returns true if it finished.
+    /// Must run on the owner thread (T1).
+    pub(crate) fn poll(&self) -> bool {
+        self.header().scheduled.store(false, Ordering::Release);
+        // SAFETY: owner thread (T1); the vtable matches the cell's future type.
+        unsafe { (self.header().vtable.poll)(self.ptr) }
+    }
+
+    /// Drops the future in place and records cancellation. Owner thread, not while running.
+    pub(crate) fn cancel(&self) {
+        // SAFETY: owner thread (T1); callers check RUNNING is clear.
+        unsafe { (self.header().vtable.cancel)(self.ptr) }
+    }
+
+    /// Moves the output into `dst` (a `*mut Poll<Result<T, JoinError>>` of the task's output
+    /// type `T`).
+    ///
+    /// # Safety
+    /// Owner thread; `dst` must point at a valid `Poll<Result<T, JoinError>>` for this task's
+    /// output type; the task must be COMPLETE.
+    pub(crate) unsafe fn take_output(&self, dst: *mut ()) {
+        // SAFETY: forwarded from the caller.
+        unsafe { (self.header().vtable.take_output)(self.ptr, dst) }
+    }
+
+    /// Drops a stored output (a detached task's, or one nobody collected). Owner thread.
+    pub(crate) fn drop_output(&self) {
+        // SAFETY: owner thread (T1).
+        unsafe { (self.header().vtable.drop_output)(self.ptr) }
+    }
+
+    /// The waker of the task awaiting the JoinHandle. Owner thread only.
+    #[allow(clippy::mut_from_ref)] // exclusive by T1: only the owner thread, never re-entered
+    pub(crate) fn join_waker(&self) -> &mut Option<Waker> {
+        // SAFETY: T1 makes the owner thread the only one touching it, and no caller holds two.
+        unsafe { &mut *(self.header().vtable.join_waker)(self.ptr) }
+    }
+
+    /// Marks the task scheduled; true if it was not already (the caller must then queue it).
+    pub(crate) fn mark_scheduled(&self) -> bool {
+        !self.header().scheduled.swap(true, Ordering::AcqRel)
+    }
+
+    fn from_ptr_incremented(ptr: NonNull<Header>) -> TaskRef {
+        // SAFETY: the caller holds a reference, so the cell is alive.
+        unsafe { ptr.as_ref() }.refs.fetch_add(1, Ordering::Relaxed);
+        TaskRef { ptr }
+    }
+}
+
+impl Clone for TaskRef {
+    fn clone(&self) -> TaskRef {
+        TaskRef::from_ptr_incremented(self.ptr)
+    }
+}
+
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        release(self.ptr);
+    }
+}
+
+fn release(ptr: NonNull<Header>) {
+    // SAFETY: the caller owned one reference.
+    let header = unsafe { ptr.as_ref() };
+    if header.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // SAFETY: that was the last reference; by T3 nothing `!Send` is left in the cell.
+        unsafe { (header.vtable.dealloc)(ptr) }
+    }
+}
+
+fn vtable<F: Future + 'static>() -> &'static Vtable {
+    &Vtable {
+        poll: poll::<F>,
+        cancel: cancel::<F>,
+        take_output: take_output::<F>,
+        drop_output: drop_output::<F>,
+        join_waker: join_waker::<F>,
+        dealloc: dealloc::<F>,
+    }
+}
+
+/// # Safety
+/// `ptr` is a live `Cell_<F>`; owner thread.
+unsafe fn cell<'a, F: Future>(ptr: NonNull<Header>) -> &'a Cell_<F> {
+    // SAFETY: `Cell_` is repr(C) with the header first, so the pointers coincide.
+    unsafe { ptr.cast::<Cell_<F>>().as_ref() }
+}
+
+unsafe fn poll<F: Future>(ptr: NonNull<Header>) -> bool {
+    // SAFETY: caller contract of the vtable.
+    let cell = unsafe { cell::<F>(ptr) };
+    // SAFETY: owner thread, and no other borrow of the stage is live during a poll (T1).
+    let stage = unsafe { &mut *cell.stage.get() };
+    let Stage::Running(future) = stage else {
+        return false; // already finished or cancelled; a stale wake-up.
+    };
+    let flags = &cell.header.flags;
+    flags.set(flags.get() | RUNNING);
+    // SAFETY: the waker borrows the caller's reference for the duration of the poll.
+    let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw_waker(ptr)) });
+    let mut cx = Context::from_waker(&waker);
+    // SAFETY: the future lives in the heap cell and is never moved until it is dropped.
+    let future = unsafe { Pin::new_unchecked(future) };
+    let result = catch_unwind(AssertUnwindSafe(|| future.poll(&mut cx)));
+    flags.set(flags.get() & !RUNNING);
+    let output = match result {
+        Ok(Poll::Pending) if flags.get() & ABORT_REQUESTED == 0 => return false,
+        Ok(Poll::Pending) => Err(JoinError::Cancelled),
+        Ok(Poll::Ready(output)) => Ok(output),
+        Err(payload) => Err(JoinError::Panic(payload)),
+    };
+    finish::<F>(cell, output);
+    true
+}
+
+/// Stores the output (or drops it if nobody will read it) and wakes the joiner.
+fn finish<F: Future>(cell: &Cell_<F>, output: Result<F::Output, JoinError>) {
+    // SAFETY: owner thread (T1); the previous stage (the future) is dropped here, outside any
+    // poll of it.
+    let stage = unsafe { &mut *cell.stage.get() };
+    let flags = &cell.header.flags;
+    let panic_in_drop = catch_unwind(AssertUnwindSafe(|| {
+        *stage = if flags.get() & JOIN_INTEREST != 0 {
+            Stage::Finished(output)
+        } else {
+            Stage::Consumed
+        };
+    }));
+    if let Err(payload) = panic_in_drop {
+        *stage = Stage::Finished(Err(JoinError::Panic(payload)));
+    }
+    flags.set(flags.get() | COMPLETE);
+    // SAFETY: owner thread (T1).
+    if let Some(waker) = unsafe { &mut *cell.join_waker.get() }.take() {
+        waker.wake();
+    }
+}
+
+unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: caller contract.
+    let cell = unsafe { cell::<F>(ptr) };
+    if cell.header.flags.get() & COMPLETE != 0 {
+        return;
+    }
+    finish::<F>(cell, Err(JoinError::Cancelled));
+}
+
+unsafe fn take_output<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
+    // SAFETY: caller contract.
+    let cell = unsafe { cell::<F>(ptr) };
+    // SAFETY: owner thread (T1).
+    let stage = unsafe { &mut *cell.stage.get() };
+    match std::mem::replace(stage, Stage::Consumed) {
+        Stage::Finished(output) => {
+            // SAFETY: caller contract: dst is a Poll<Result<F::Output, JoinError>>.
+            unsafe { *dst.cast::<Poll<Result<F::Output, JoinError>>>() = Poll::Ready(output) };
+        }
+        _ => panic!("JoinHandle polled after it returned its output"),
+    }
+}
+
+unsafe fn drop_output<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: caller contract.
+    let cell = unsafe { cell::<F>(ptr) };
+    // SAFETY: owner thread (T1).
+    let stage = unsafe { &mut *cell.stage.get() };
+    if matches!(stage, Stage::Finished(_)) {
+        let old = std::mem::replace(stage, Stage::Consumed);
+        // A panicking destructor of a detached task's output must not unwind into the caller.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(old)));
+    }
+}
+
+unsafe fn join_waker<F: Future>(ptr: NonNull<Header>) -> *mut Option<Waker> {
+    // SAFETY: caller contract.
+    unsafe { cell::<F>(ptr) }.join_waker.get()
+}
+
+unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: the last reference is gone; the cell was made by Box in `TaskRef::new`.
+    drop(unsafe { Box::from_raw(ptr.cast::<Cell_<F>>().as_ptr()) });
+}
+
+// The waker: its data pointer is the task's header; clone/drop count references.
+
+const WAKER_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
+
+fn raw_waker(ptr: NonNull<Header>) -> RawWaker {
+    RawWaker::new(ptr.as_ptr() as *const (), &WAKER_VTABLE)
+}
+
+unsafe fn waker_clone(data: *const ()) -> RawWaker {
+    // SAFETY: the data pointer of a task waker is a live header.
+    let ptr = unsafe { NonNull::new_unchecked(data as *mut Header) };
+    std::mem::forget(TaskRef::from_ptr_incremented(ptr));
+    raw_waker(ptr)
+}
+
+unsafe fn waker_wake(data: *const ()) {
+    // SAFETY: the waker owned one reference, which this TaskRef now holds.
+    let task = TaskRef {
+        ptr: unsafe { NonNull::new_unchecked(data as *mut Header) },
+    };
+    super::waker::wake(task);
+}
+
+unsafe fn waker_wake_by_ref(data: *const ()) {
+    // SAFETY: the data pointer of a task waker is a live header.
+    let ptr = unsafe { NonNull::new_unchecked(data as *mut Header) };
+    super::waker::wake_by_ref(ptr);
+}
+
+unsafe fn waker_drop(data: *const ()) {
+    // SAFETY: the waker owned one reference.
+    release(unsafe { NonNull::new_unchecked(data as *mut Header) });
+}
+
+impl TaskRef {
+    /// Builds a counted reference from a header pointer the caller holds a reference to.
+    pub(crate) fn clone_from_ptr(ptr: NonNull<Header>) -> TaskRef {
+        TaskRef::from_ptr_incremented(ptr)
+    }
+}
+
+/// A panic payload's message, when it is a string.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}

@@ -1,0 +1,250 @@
+//! The runtime: one thread per core, each pinned to its CPU and running its own event loop,
+//! built by [`Builder`], fed futures by [`Runtime::run`], and joined on shutdown.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread;
+
+use futures_util::FutureExt;
+
+use crate::context::Core;
+use crate::executor::{Job, Shared};
+
+/// The index of a core in a [`Runtime`]: `0..cores`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CoreId(pub usize);
+
+impl fmt::Display for CoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "core {}", self.0)
+    }
+}
+
+/// Configures and starts a [`Runtime`].
+///
+/// # Examples
+/// ```
+/// let rt = corio_rt::Runtime::builder().cores(2).pin(false).ring_entries(64).build()?;
+/// let cores = rt.run(|core| async move { core.0 });
+/// assert_eq!(cores, vec![0, 1]);
+/// # std::io::Result::Ok(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    cores: usize,
+    pin: bool,
+    ring_entries: u32,
+    name: String,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            cores: thread::available_parallelism().map_or(1, |n| n.get()),
+            pin: true,
+            ring_entries: 256,
+            name: "corio".to_owned(),
+        }
+    }
+}
+
+impl Builder {
+    /// Number of cores (threads, each with its own ring). Default: the CPUs this process may
+    /// use. Values below 1 are raised to 1.
+    pub fn cores(&mut self, cores: usize) -> &mut Builder {
+        self.cores = cores.max(1);
+        self
+    }
+
+    /// Whether to pin core `i` to the `i`-th CPU this process may use (wrapping around when
+    /// there are more cores than CPUs). Default: true.
+    pub fn pin(&mut self, pin: bool) -> &mut Builder {
+        self.pin = pin;
+        self
+    }
+
+    /// SQ entries of each core's ring (the kernel rounds up to a power of two, clamped to
+    /// 2..=32768); the CQ gets twice as many. More ops than this may be in flight: a full SQ
+    /// is submitted and refilled. Default: 256.
+    pub fn ring_entries(&mut self, entries: u32) -> &mut Builder {
+        self.ring_entries = entries;
+        self
+    }
+
+    /// Prefix of the threads' names (`{name}-{core}`). Default: `corio`.
+    pub fn thread_name(&mut self, name: impl Into<String>) -> &mut Builder {
+        self.name = name.into();
+        self
+    }
+
+    /// Starts every core and waits until each has set up its ring.
+    ///
+    /// # Errors
+    /// If a thread cannot be spawned, pinning fails, or io_uring cannot be set up; the error
+    /// names the cause and the fix (`kernel.io_uring_disabled`, a seccomp profile, the memlock
+    /// limit, a kernel without io_uring). Cores already started are shut down first.
+    pub fn build(&self) -> io::Result<Runtime> {
+        let cpus = if self.pin {
+            core_affinity::get_core_ids()
+                .filter(|ids| !ids.is_empty())
+                .ok_or_else(|| io::Error::other("cannot list the CPUs to pin cores to"))?
+        } else {
+            Vec::new()
+        };
+        let mut runtime = Runtime { cores: Vec::new() };
+        for index in 0..self.cores {
+            let cpu = cpus.get(index % cpus.len().max(1)).copied();
+            runtime.cores.push(self.start_core(CoreId(index), cpu)?);
+        }
+        Ok(runtime)
+    }
+
+    fn start_core(&self, id: CoreId, cpu: Option<core_affinity::CoreId>) -> io::Result<CoreThread> {
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<Arc<Shared>>>(1);
+        let entries = self.ring_entries;
+        let thread = thread::Builder::new()
+            .name(format!("{}-{}", self.name, id.0))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    if !core_affinity::set_for_current(cpu) {
+                        let err = io::Error::other(format!("cannot pin {id} to CPU {}", cpu.id));
+                        let _ = ready_tx.send(Err(err));
+                        return;
+                    }
+                }
+                let core = match Core::new(id, entries) {
+                    Ok(core) => core,
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(err));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(core.shared().clone()));
+                core.run_until_stopped();
+            })?;
+        let shared = match ready_rx.recv() {
+            Ok(Ok(shared)) => shared,
+            Ok(Err(err)) => {
+                let _ = thread.join();
+                return Err(err);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(io::Error::other(format!("{id} exited during start-up")));
+            }
+        };
+        Ok(CoreThread {
+            shared,
+            thread: Some(thread),
+        })
+    }
+}
+
+struct CoreThread {
+    shared: Arc<Shared>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// A set of cores, one pinned thread and one io_uring each.
+///
+/// Dropping the runtime stops every core (tasks still running are dropped, ops still in flight
+/// cancelled) and joins every thread.
+pub struct Runtime {
+    cores: Vec<CoreThread>,
+}
+
+impl Runtime {
+    /// A builder with the defaults: one core per CPU, pinned, 256-entry rings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// Runs `factory(core)` on every core, each future as a task of that core, and returns the
+    /// outputs in core order once all have finished.
+    ///
+    /// The factory is `Send + Sync` (it crosses to each core's thread); the futures it builds
+    /// may be `!Send`. Tasks they spawn keep running after `run` returns, until shutdown.
+    ///
+    /// # Panics
+    /// If a core's future panics (the panic is resumed here, after every core has finished), or
+    /// if a core has stopped.
+    pub fn run<F, Fut>(&self, factory: F) -> Vec<Fut::Output>
+    where
+        F: Fn(CoreId) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: Send + 'static,
+    {
+        type Outcome<T> = (usize, Result<T, Box<dyn Any + Send>>);
+        let factory = Arc::new(factory);
+        let (tx, rx) = crossbeam_channel::unbounded::<Outcome<Fut::Output>>();
+        for core in &self.cores {
+            let (factory, tx) = (factory.clone(), tx.clone());
+            let id = core.shared.core;
+            let job: Job = Box::new(move || {
+                let future = AssertUnwindSafe(factory(id)).catch_unwind();
+                crate::spawn(async move {
+                    let _ = tx.send((id.0, future.await));
+                })
+                .detach();
+            });
+            if core.shared.push_job(job).is_err() {
+                panic!("{id} has shut down");
+            }
+        }
+        drop(tx);
+        let mut outputs: Vec<Option<Fut::Output>> = (0..self.cores.len()).map(|_| None).collect();
+        let mut panic = None;
+        for _ in 0..self.cores.len() {
+            match rx.recv() {
+                Ok((index, Ok(output))) => outputs[index] = Some(output),
+                Ok((_, Err(payload))) => panic = panic.or(Some(payload)),
+                Err(_) => panic!("a core stopped before its future finished"),
+            }
+        }
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
+        outputs
+            .into_iter()
+            .map(|o| o.expect("every core reported"))
+            .collect()
+    }
+
+    /// Stops every core and joins its thread. Same as dropping the runtime.
+    pub fn shutdown(self) {}
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for core in &self.cores {
+            core.shared.stop();
+        }
+        for core in &mut self.cores {
+            if let Some(thread) = core.thread.take() {
+                let _ = thread.join();
+            }
+        }
+        debug_assert!(self
+            .cores
+            .iter()
+            .all(|c| c.shared.stopping.load(Ordering::SeqCst)));
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cores", &self.cores.len())
+            .finish()
+    }
+}

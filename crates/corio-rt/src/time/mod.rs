@@ -1,0 +1,218 @@
+//! Time on a core: `sleep`, `sleep_until`, `timeout` and `interval`.
+//!
+//! Timers live in the core's [`wheel`]; the loop bounds its wait in `io_uring_enter` by the
+//! earliest deadline (the `EXT_ARG` timeout), so no timer thread exists. A timer fires at or
+//! after its deadline, never before: a sleep checks the clock itself before it reports ready.
+
+pub(crate) mod wheel;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::context;
+use wheel::TimerKey;
+
+/// Waits until `duration` has passed.
+///
+/// # Panics
+/// When polled outside a corio core.
+///
+/// # Examples
+/// ```
+/// use std::time::{Duration, Instant};
+/// corio_rt::block_on(async {
+///     let start = Instant::now();
+///     corio_rt::time::sleep(Duration::from_millis(5)).await;
+///     assert!(start.elapsed() >= Duration::from_millis(5));
+/// });
+/// ```
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(Instant::now() + duration)
+}
+
+/// Waits until `deadline`. A deadline in the past completes at the first poll.
+///
+/// # Panics
+/// When polled outside a corio core.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline,
+        key: None,
+    }
+}
+
+/// The future of [`sleep`] and [`sleep_until`]. Dropping it cancels the timer in O(log n).
+#[must_use = "a sleep does nothing until awaited"]
+pub struct Sleep {
+    deadline: Instant,
+    key: Option<TimerKey>,
+}
+
+impl Sleep {
+    /// The instant this sleep ends.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Moves the deadline, keeping the future (as `Interval` does between ticks).
+    pub fn reset(&mut self, deadline: Instant) {
+        self.unregister();
+        self.deadline = deadline;
+    }
+
+    fn unregister(&mut self) {
+        if let Some(key) = self.key.take() {
+            context::with_core(|core| core.timers.borrow_mut().remove(key));
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if Instant::now() >= this.deadline {
+            this.unregister();
+            return Poll::Ready(());
+        }
+        let registered = context::with_core(|core| {
+            let mut timers = core.timers.borrow_mut();
+            match this.key {
+                Some(key) if timers.update(key, cx.waker()) => {}
+                _ => this.key = Some(timers.insert(this.deadline, cx.waker().clone())),
+            }
+        });
+        if registered.is_none() {
+            panic!("corio::time::sleep polled outside a corio core");
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+/// The error of a [`timeout`] whose deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(_: Elapsed) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline has elapsed")
+    }
+}
+
+/// Runs `future` for at most `duration`: its output, or `Err(Elapsed)` if time ran out first
+/// (then `future` is dropped, cancelling whatever it had in flight).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// corio_rt::block_on(async {
+///     let slow = corio_rt::time::sleep(Duration::from_secs(60));
+///     assert!(corio_rt::time::timeout(Duration::from_millis(1), slow).await.is_err());
+/// });
+/// ```
+pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
+    Timeout {
+        future,
+        sleep: sleep(duration),
+    }
+}
+
+/// The future of [`timeout`].
+#[must_use = "a timeout does nothing until awaited"]
+pub struct Timeout<F> {
+    future: F,
+    sleep: Sleep,
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `future` is structurally pinned (never moved out of the pinned Timeout);
+        // `sleep` is Unpin and not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        if let Poll::Ready(output) = future.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        Pin::new(&mut this.sleep)
+            .poll(cx)
+            .map(|()| Err(Elapsed(())))
+    }
+}
+
+/// A clock that ticks every `period`, starting one period from now.
+///
+/// If the loop falls behind (a tick is consumed late), the next tick is `period` after the
+/// late one rather than a burst of catch-up ticks.
+///
+/// # Panics
+/// If `period` is zero.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// corio_rt::block_on(async {
+///     let mut every = corio_rt::time::interval(Duration::from_millis(1));
+///     for _ in 0..3 { every.tick().await; }
+/// });
+/// ```
+pub fn interval(period: Duration) -> Interval {
+    assert!(!period.is_zero(), "interval period must be non-zero");
+    Interval {
+        period,
+        sleep: sleep(period),
+    }
+}
+
+/// The clock made by [`interval`].
+#[derive(Debug)]
+pub struct Interval {
+    period: Duration,
+    sleep: Sleep,
+}
+
+impl Interval {
+    /// Waits for the next tick and returns its scheduled instant.
+    pub async fn tick(&mut self) -> Instant {
+        (&mut self.sleep).await;
+        let due = self.sleep.deadline();
+        let now = Instant::now();
+        let next = due + self.period;
+        self.sleep
+            .reset(if next > now { next } else { now + self.period });
+        due
+    }
+
+    /// The period between ticks.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+}

@@ -1,0 +1,247 @@
+//! The db-proxy example with its two embedded backends, driven by redis-cli, redis-benchmark
+//! and raw sockets. Each test starts its own proxy and kills it at the end.
+//!
+//! Needs the example built (`cargo build --example db-proxy`; `cargo test` builds it) and
+//! redis-cli / redis-benchmark installed (`apt-get install -y redis-server redis-tools`).
+
+mod support;
+
+use std::time::Duration;
+use support::{encode, redis_cli, redis_cli_stdin, run_tool, shard_of, Proxy, Reply};
+
+#[test]
+fn redis_cli_set_get_ping_echo() {
+    let proxy = Proxy::embedded();
+    let port = proxy.port();
+    assert_eq!(redis_cli(port, &["PING"]), "PONG\n");
+    assert_eq!(redis_cli(port, &["SET", "cli:key", "cli value"]), "OK\n");
+    assert_eq!(redis_cli(port, &["GET", "cli:key"]), "cli value\n");
+    assert_eq!(redis_cli(port, &["GET", "cli:missing"]), "\n"); // nil prints as an empty line
+    assert_eq!(redis_cli(port, &["ECHO", "hello proxy"]), "hello proxy\n");
+}
+
+#[test]
+fn redis_cli_pipe_of_1000_sets() {
+    let proxy = Proxy::embedded();
+    let mut input = Vec::new();
+    for i in 0..1000 {
+        input.extend_from_slice(&encode(&[
+            "SET",
+            &format!("pipe:{i}"),
+            &format!("value-{i}"),
+        ]));
+    }
+    let out = redis_cli_stdin(proxy.port(), &["--pipe"], &input);
+    assert!(
+        out.contains("errors: 0, replies: 1000"),
+        "redis-cli --pipe printed:\n{out}"
+    );
+
+    let mut conn = proxy.conn();
+    for i in [0, 1, 2, 499, 500, 998, 999] {
+        let reply = conn.cmd(&["GET", &format!("pipe:{i}")]);
+        assert_eq!(reply, Reply::bulk(&format!("value-{i}")), "pipe:{i}");
+    }
+    assert_eq!(conn.cmd(&["GET", "pipe:1000"]), Reply::Bulk(None));
+}
+
+#[test]
+fn redis_benchmark_set_get_pipelined() {
+    let proxy = Proxy::embedded();
+    let cmd = format!(
+        "-h 127.0.0.1 -p {} -t set,get -n 20000 -P 16 -r 100000 -q",
+        proxy.port()
+    );
+    let args: Vec<&str> = cmd.split(' ').collect();
+    let out = run_tool("redis-benchmark", &args, None, Duration::from_secs(120));
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.status.success(),
+        "redis-benchmark failed: {}\n{text}",
+        out.status
+    );
+    // Progress lines end in '\r', results in '\n'.
+    let lines: Vec<&str> = text.split(['\r', '\n']).map(str::trim).collect();
+    let errors: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("ERR") || l.to_lowercase().contains("error"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "redis-benchmark reported errors: {errors:?}\n{text}"
+    );
+    for test in ["SET", "GET"] {
+        let result = lines
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{test}: "))?
+                    .split_once(" requests per second")
+            })
+            .unwrap_or_else(|| panic!("no `{test}: N requests per second` line in:\n{text}"));
+        let rps: f64 = result
+            .0
+            .parse()
+            .unwrap_or_else(|_| panic!("bad rate {:?}", result.0));
+        assert!(rps > 0.0, "{test}: {rps} requests per second");
+    }
+}
+
+#[test]
+fn request_split_byte_by_byte_gets_one_reply() {
+    let proxy = Proxy::embedded();
+    let mut conn = proxy.conn();
+    for byte in encode(&["SET", "split:key", "split value"]) {
+        conn.send_raw(&[byte]); // one write and flush per byte, Nagle off
+    }
+    assert_eq!(conn.read_reply(), Reply::ok());
+    for byte in encode(&["GET", "split:key"]) {
+        conn.send_raw(&[byte]);
+    }
+    assert_eq!(conn.read_reply(), Reply::bulk("split value"));
+    // Had the split request produced a stray extra reply, this one would be out of step.
+    assert_eq!(conn.cmd(&["ECHO", "in step"]), Reply::bulk("in step"));
+}
+
+#[test]
+fn pipelined_requests_get_replies_in_order() {
+    let proxy = Proxy::embedded();
+    let mut conn = proxy.conn();
+    let keys: Vec<String> = (0..100).map(|i| format!("order:{i}")).collect();
+    let value = |i: usize| format!("value-{i}-{}", "x".repeat(i));
+    let shards: Vec<usize> = keys.iter().map(|k| shard_of(k, 2)).collect();
+    assert!(
+        shards.contains(&0) && shards.contains(&1),
+        "keys must span both backends"
+    );
+
+    conn.send_raw(&encode(&["PING"]).repeat(100));
+    assert_eq!(
+        conn.read_replies(100),
+        vec![Reply::Simple("PONG".into()); 100]
+    );
+
+    let sets: Vec<u8> = keys
+        .iter()
+        .enumerate()
+        .flat_map(|(i, k)| encode(&["SET", k, &value(i)]))
+        .collect();
+    conn.send_raw(&sets);
+    assert_eq!(conn.read_replies(100), vec![Reply::ok(); 100]);
+
+    // Reverse order, so consecutive GETs alternate between backends as the hash falls.
+    let gets: Vec<u8> = keys
+        .iter()
+        .rev()
+        .flat_map(|k| encode(&["GET", k]))
+        .collect();
+    conn.send_raw(&gets);
+    for (n, reply) in conn.read_replies(100).into_iter().enumerate() {
+        let i = 99 - n;
+        assert_eq!(
+            reply,
+            Reply::bulk(&value(i)),
+            "reply {n} is for {}",
+            keys[i]
+        );
+    }
+
+    // Replies the proxy makes itself (ECHO) interleaved with forwarded ones (GET).
+    let mut mixed = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        mixed.extend(encode(&["GET", key]));
+        mixed.extend(encode(&["ECHO", &format!("echo-{i}")]));
+    }
+    conn.send_raw(&mixed);
+    let replies = conn.read_replies(200);
+    for (i, pair) in replies.chunks(2).enumerate() {
+        assert_eq!(
+            pair,
+            [Reply::bulk(&value(i)), Reply::bulk(&format!("echo-{i}"))]
+        );
+    }
+}
+
+#[test]
+fn malformed_request_gets_protocol_error_and_close() {
+    let proxy = Proxy::embedded();
+    let mut bystander = proxy.conn();
+    assert_eq!(bystander.cmd(&["SET", "bystander", "before"]), Reply::ok());
+    let cases: [&[u8]; 3] = [b"*1\r\n$abc\r\n", b"*2\r\n$-5\r\n", b"*abc\r\n"];
+    for (n, bad) in cases.into_iter().enumerate() {
+        let mut conn = proxy.conn();
+        assert_eq!(conn.cmd(&["PING"]), Reply::Simple("PONG".into()));
+        conn.send_raw(bad);
+        let reply = conn.read_reply();
+        assert!(
+            reply.error_text().starts_with("ERR Protocol error"),
+            "{:?} got {reply:?}",
+            String::from_utf8_lossy(bad)
+        );
+        conn.expect_closed();
+        // The client that was open all along is untouched.
+        let value = format!("after-{n}");
+        assert_eq!(bystander.cmd(&["SET", "bystander", &value]), Reply::ok());
+        assert_eq!(bystander.cmd(&["GET", "bystander"]), Reply::bulk(&value));
+    }
+    assert_eq!(
+        proxy.conn().cmd(&["GET", "bystander"]),
+        Reply::bulk("after-2")
+    );
+}
+
+#[test]
+fn unknown_command_and_wrong_arity_get_errors() {
+    let proxy = Proxy::embedded();
+    let mut conn = proxy.conn();
+    let reply = conn.cmd(&["NOSUCHCOMMAND", "a", "b"]);
+    assert!(
+        reply.error_text().starts_with("ERR unknown command"),
+        "{reply:?}"
+    );
+    let arity =
+        |cmd: &str| Reply::Error(format!("ERR wrong number of arguments for '{cmd}' command"));
+    assert_eq!(conn.cmd(&["GET"]), arity("get"));
+    assert_eq!(conn.cmd(&["get"]), arity("get"));
+    assert_eq!(conn.cmd(&["SET", "arity:key"]), arity("set"));
+    // Error replies leave the connection usable.
+    assert_eq!(conn.cmd(&["PING"]), Reply::Simple("PONG".into()));
+    assert_eq!(conn.cmd(&["GET", "arity:key"]), Reply::Bulk(None));
+}
+
+#[test]
+fn incr_del_exists() {
+    let proxy = Proxy::embedded();
+    let mut conn = proxy.conn();
+    for n in 1..=5 {
+        assert_eq!(conn.cmd(&["INCR", "counter"]), Reply::Integer(n));
+    }
+    assert_eq!(conn.cmd(&["GET", "counter"]), Reply::bulk("5"));
+    assert_eq!(proxy.conn().cmd(&["INCR", "counter"]), Reply::Integer(6)); // any client, same key
+
+    assert_eq!(conn.cmd(&["EXISTS", "doomed"]), Reply::Integer(0));
+    assert_eq!(conn.cmd(&["SET", "doomed", "v"]), Reply::ok());
+    assert_eq!(conn.cmd(&["EXISTS", "doomed"]), Reply::Integer(1));
+    assert_eq!(conn.cmd(&["DEL", "doomed"]), Reply::Integer(1));
+    assert_eq!(conn.cmd(&["EXISTS", "doomed"]), Reply::Integer(0));
+    assert_eq!(conn.cmd(&["DEL", "doomed"]), Reply::Integer(0));
+    assert_eq!(conn.cmd(&["GET", "doomed"]), Reply::Bulk(None));
+}
+
+#[test]
+fn inline_commands() {
+    let proxy = Proxy::embedded();
+    let mut conn = proxy.conn();
+    conn.send_raw(b"PING\r\n");
+    assert_eq!(conn.read_reply(), Reply::Simple("PONG".into()));
+    conn.send_raw(b"SET a b\r\n");
+    assert_eq!(conn.read_reply(), Reply::ok());
+    conn.send_raw(b"GET a\r\n");
+    assert_eq!(conn.read_reply(), Reply::bulk("b"));
+    // Inline and RESP requests mix on one connection, and in one write.
+    assert_eq!(conn.cmd(&["GET", "a"]), Reply::bulk("b"));
+    conn.send_raw(&[&b"SET a c\r\n"[..], &encode(&["GET", "a"]), b"PING\r\n"].concat());
+    assert_eq!(
+        conn.read_replies(3),
+        [Reply::ok(), Reply::bulk("c"), Reply::Simple("PONG".into())]
+    );
+}

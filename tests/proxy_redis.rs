@@ -1,0 +1,183 @@
+//! The db-proxy example in front of two real redis-server processes: keys land on the server
+//! that owns their Redis Cluster hash slot, and a stopped server fails only its own keys.
+//!
+//! Needs the example built (`cargo build --example db-proxy`; `cargo test` builds it) and
+//! redis-server installed (`apt-get install -y redis-server redis-tools`).
+
+mod support;
+
+use support::{crc16, encode, key_slot, shard_of, Proxy, RedisServer, Reply};
+
+/// Two redis-servers and a proxy with `--upstream` in that order: shard `i` is `servers[i]`.
+fn two_shards() -> ([RedisServer; 2], Proxy) {
+    let servers = [RedisServer::start(), RedisServer::start()];
+    let proxy = Proxy::start(&[servers[0].port(), servers[1].port()]);
+    (servers, proxy)
+}
+
+fn nil() -> Reply {
+    Reply::Bulk(None)
+}
+
+#[test]
+fn keys_land_on_the_server_that_owns_their_slot() {
+    let (servers, proxy) = two_shards();
+    let mut conn = proxy.conn();
+    let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            conn.cmd(&["SET", key, &format!("v{i}")]),
+            Reply::ok(),
+            "SET {key}"
+        );
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            conn.cmd(&["GET", key]),
+            Reply::bulk(&format!("v{i}")),
+            "GET {key} via proxy"
+        );
+    }
+
+    let mut direct = [servers[0].conn(), servers[1].conn()];
+    let mut per_shard = [0i64; 2];
+    for (i, key) in keys.iter().enumerate() {
+        let owner = shard_of(key, 2);
+        per_shard[owner] += 1;
+        let slot = key_slot(key.as_bytes());
+        let on_owner = direct[owner].cmd(&["GET", key]);
+        assert_eq!(
+            on_owner,
+            Reply::bulk(&format!("v{i}")),
+            "{key} (slot {slot}) on shard {owner}"
+        );
+        let on_other = direct[1 - owner].cmd(&["GET", key]);
+        assert_eq!(
+            on_other,
+            nil(),
+            "{key} (slot {slot}) must not be on shard {}",
+            1 - owner
+        );
+    }
+    assert!(
+        per_shard[0] > 0 && per_shard[1] > 0,
+        "keys per shard: {per_shard:?}"
+    );
+    // Nothing else was written anywhere.
+    assert_eq!(direct[0].cmd(&["DBSIZE"]), Reply::Integer(per_shard[0]));
+    assert_eq!(direct[1].cmd(&["DBSIZE"]), Reply::Integer(per_shard[1]));
+}
+
+#[test]
+fn hash_tagged_keys_share_a_server() {
+    let (servers, proxy) = two_shards();
+    // A tag whose two keys would land on different shards if the tag were ignored.
+    let whole_key_shard = |key: &str| usize::from(crc16(key.as_bytes()) & 16383) * 2 / 16384;
+    let (a, b) = (0..1000)
+        .map(|t| {
+            (
+                format!("{{user{t}}}.following"),
+                format!("{{user{t}}}.followers"),
+            )
+        })
+        .find(|(a, b)| whole_key_shard(a) != whole_key_shard(b))
+        .expect("some tag splits when hashed whole");
+    assert_eq!(key_slot(a.as_bytes()), key_slot(b.as_bytes()));
+    let owner = shard_of(&a, 2);
+
+    let mut conn = proxy.conn();
+    assert_eq!(conn.cmd(&["SET", &a, "A"]), Reply::ok());
+    assert_eq!(conn.cmd(&["SET", &b, "B"]), Reply::ok());
+    let mut on_owner = servers[owner].conn();
+    let mut on_other = servers[1 - owner].conn();
+    assert_eq!(
+        (on_owner.cmd(&["GET", &a]), on_owner.cmd(&["GET", &b])),
+        (Reply::bulk("A"), Reply::bulk("B"))
+    );
+    assert_eq!(
+        (on_other.cmd(&["GET", &a]), on_other.cmd(&["GET", &b])),
+        (nil(), nil())
+    );
+}
+
+#[test]
+fn pipelined_requests_across_both_servers_reply_in_order() {
+    let (_servers, proxy) = two_shards();
+    let mut conn = proxy.conn();
+    let keys: Vec<String> = (0..200).map(|i| format!("pipe{i}")).collect();
+    let sets: Vec<u8> = keys
+        .iter()
+        .enumerate()
+        .flat_map(|(i, k)| encode(&["SET", k, &format!("value{i}")]))
+        .collect();
+    conn.send_raw(&sets);
+    assert_eq!(conn.read_replies(200), vec![Reply::ok(); 200]);
+    let gets: Vec<u8> = keys.iter().flat_map(|k| encode(&["GET", k])).collect();
+    conn.send_raw(&gets);
+    for (i, reply) in conn.read_replies(200).into_iter().enumerate() {
+        assert_eq!(
+            reply,
+            Reply::bulk(&format!("value{i}")),
+            "reply {i} is for {}",
+            keys[i]
+        );
+    }
+}
+
+#[test]
+fn a_stopped_server_fails_its_keys_and_the_other_keeps_working() {
+    let [s0, s1] = [RedisServer::start(), RedisServer::start()];
+    let proxy = Proxy::start(&[s0.port(), s1.port()]);
+    let first_key_on = |shard: usize| {
+        (0..1000)
+            .map(|i| format!("k{i}"))
+            .find(|k| shard_of(k, 2) == shard)
+            .expect("a key")
+    };
+    let (dead_key, live_key) = (first_key_on(0), first_key_on(1));
+
+    let mut conn = proxy.conn();
+    assert_eq!(conn.cmd(&["SET", &dead_key, "on0"]), Reply::ok());
+    assert_eq!(conn.cmd(&["SET", &live_key, "on1"]), Reply::ok());
+    assert_eq!(conn.cmd(&["GET", &dead_key]), Reply::bulk("on0"));
+
+    drop(s0); // killed and reaped: its connections are closed, its port refuses
+
+    // Each read waits at most 5 s, so a hang fails the test instead of blocking it.
+    for _ in 0..3 {
+        let reply = conn.cmd(&["GET", &dead_key]);
+        assert!(
+            matches!(reply, Reply::Error(_)),
+            "GET on the stopped shard gave {reply:?}"
+        );
+        assert_eq!(conn.cmd(&["GET", &live_key]), Reply::bulk("on1"));
+    }
+    // In one pipeline, the error takes its place in order.
+    let batch = [
+        encode(&["GET", &dead_key]),
+        encode(&["GET", &live_key]),
+        encode(&["SET", &dead_key, "x"]),
+        encode(&["SET", &live_key, "still here"]),
+        encode(&["PING"]),
+    ]
+    .concat();
+    conn.send_raw(&batch);
+    let replies = conn.read_replies(5);
+    assert!(matches!(replies[0], Reply::Error(_)), "{replies:?}");
+    assert_eq!(replies[1], Reply::bulk("on1"), "{replies:?}");
+    assert!(matches!(replies[2], Reply::Error(_)), "{replies:?}");
+    assert_eq!(
+        replies[3..],
+        [Reply::ok(), Reply::Simple("PONG".into())],
+        "{replies:?}"
+    );
+
+    // A new client sees the same, and the surviving server holds the write.
+    let mut fresh = proxy.conn();
+    assert!(matches!(fresh.cmd(&["GET", &dead_key]), Reply::Error(_)));
+    assert_eq!(fresh.cmd(&["GET", &live_key]), Reply::bulk("still here"));
+    assert_eq!(
+        s1.conn().cmd(&["GET", &live_key]),
+        Reply::bulk("still here")
+    );
+}
