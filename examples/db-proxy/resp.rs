@@ -141,7 +141,11 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidMultibulkLength => "invalid multibulk length",
             ProtocolError::InvalidBulkLength => "invalid bulk length",
             ProtocolError::ExpectedDollar(byte) => {
-                return write!(f, "Protocol error: expected '$', got '{}'", printable(*byte));
+                return write!(
+                    f,
+                    "Protocol error: expected '$', got '{}'",
+                    printable(*byte)
+                );
             }
             ProtocolError::TooBigInline => "too big inline request",
             ProtocolError::UnbalancedQuotes => "unbalanced quotes in request",
@@ -301,7 +305,9 @@ pub(crate) fn parse_i64(text: &[u8]) -> Option<i64> {
         if !digit.is_ascii_digit() {
             return None;
         }
-        value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+        value = value
+            .checked_mul(10)?
+            .checked_add(u64::from(digit - b'0'))?;
     }
     if negative {
         0i64.checked_sub_unsigned(value)
@@ -384,7 +390,9 @@ fn inline_token(line: &[u8], start: usize) -> Result<(Arg, usize), ProtocolError
 fn double_quoted(line: &[u8], mut pos: usize, out: &mut Vec<u8>) -> Result<usize, ProtocolError> {
     loop {
         match line.get(pos..) {
-            Some([b'\\', b'x', high, low, ..]) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
+            Some([b'\\', b'x', high, low, ..])
+                if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() =>
+            {
                 out.push((hex_value(*high) << 4) | hex_value(*low));
                 pos += 4;
             }
@@ -502,44 +510,17 @@ fn value_done(open: &mut Vec<u64>) -> bool {
     true
 }
 
-/// How a reply type is framed.
-enum Kind {
-    /// One CRLF-terminated line.
-    Line,
-    /// A length line, then that many bytes and CRLF; `-1` is a null when `nullable`.
-    Blob { nullable: bool },
-    /// A count line, then `count * per_entry + extra` values; `-1` is a null when `nullable`.
-    Aggregate {
-        nullable: bool,
-        per_entry: u64,
-        extra: u64,
-    },
-}
-
-fn reply_kind(byte: u8) -> Result<Kind, ProtocolError> {
-    let aggregate = |nullable, per_entry, extra| Kind::Aggregate {
-        nullable,
-        per_entry,
-        extra,
-    };
-    Ok(match byte {
-        b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Kind::Line,
-        b'$' => Kind::Blob { nullable: true },
-        b'=' | b'!' => Kind::Blob { nullable: false },
-        b'*' => aggregate(true, 1, 0),
-        b'~' | b'>' => aggregate(false, 1, 0),
-        b'%' => aggregate(false, 2, 0),
-        b'|' => aggregate(false, 2, 1), // attribute pairs, then the value they annotate
-        other => return Err(ProtocolError::BadReplyType(other)),
-    })
-}
+/// The reply type bytes: RESP2's, then RESP3's.
+const REPLY_TYPES: &[u8] = b"+-:$*_,#(!=%~>|";
 
 /// Reads the reply header at `pos`: what it introduces and where the next header starts.
 fn reply_header(buf: &[u8], pos: usize) -> Result<Option<(Value, usize)>, ProtocolError> {
-    let Some(&byte) = buf.get(pos) else {
+    let Some(&kind) = buf.get(pos) else {
         return Ok(None);
     };
-    let kind = reply_kind(byte)?;
+    if !REPLY_TYPES.contains(&kind) {
+        return Err(ProtocolError::BadReplyType(kind));
+    }
     let Some(cr) = buf[pos + 1..].iter().position(|&b| b == b'\r') else {
         return Ok(None);
     };
@@ -550,14 +531,13 @@ fn reply_header(buf: &[u8], pos: usize) -> Result<Option<(Value, usize)>, Protoc
         Some(_) => return Err(ProtocolError::MissingCrlf),
     }
     let (line, next) = (&buf[pos + 1..cr], cr + 2);
+    let count = |nullable| reply_len(line, nullable).map(|n| n.unwrap_or(0));
     let value = match kind {
-        Kind::Line => Value::Scalar,
-        Kind::Blob { nullable } => return skip_blob(buf, next, reply_len(line, nullable)?),
-        Kind::Aggregate {
-            nullable,
-            per_entry,
-            extra,
-        } => Value::Aggregate(reply_len(line, nullable)?.map_or(0, |n| n * per_entry + extra)),
+        b'$' | b'=' | b'!' => return skip_blob(buf, next, reply_len(line, kind == b'$')?),
+        b'*' | b'~' | b'>' => Value::Aggregate(count(kind == b'*')?),
+        b'%' => Value::Aggregate(count(false)? * 2),
+        b'|' => Value::Aggregate(count(false)? * 2 + 1), // attribute pairs, then their value
+        _ => Value::Scalar,                              // a one-line type
     };
     Ok(Some((value, next)))
 }
@@ -607,7 +587,10 @@ pub(crate) fn write_error(out: &mut Vec<u8>, msg: &str) {
 
 fn write_line(out: &mut Vec<u8>, kind: u8, text: &str) {
     out.push(kind);
-    out.extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+    out.extend(
+        text.bytes()
+            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
     out.extend_from_slice(b"\r\n");
 }
 
@@ -712,7 +695,10 @@ mod tests {
         for cut in 0..consumed {
             match parse_request(&buf[..cut], limits) {
                 Ok(Parsed::Incomplete { need }) => {
-                    assert!(need > cut && need <= consumed, "need {need} at cut {cut} of {buf:?}")
+                    assert!(
+                        need > cut && need <= consumed,
+                        "need {need} at cut {cut} of {buf:?}"
+                    )
                 }
                 other => panic!("prefix {cut} of {buf:?} gave {other:?}"),
             }
@@ -732,13 +718,19 @@ mod tests {
         assert_eq!(consumed, buf.len());
         assert!(!request.inline);
         assert_eq!(request.args, vec![Arg::Range(8..11), Arg::Range(17..20)]);
-        assert_eq!((request.arg(buf, 0), request.arg(buf, 1)), (&b"GET"[..], &b"key"[..]));
+        assert_eq!(
+            (request.arg(buf, 0), request.arg(buf, 1)),
+            (&b"GET"[..], &b"key"[..])
+        );
     }
 
     #[test]
     fn bulk_strings_are_binary_safe() {
         let buf = b"*3\r\n$3\r\nSET\r\n$0\r\n\r\n$4\r\n\r\n\0\xff\r\n";
-        assert_eq!(args_of(buf), vec![b"SET".to_vec(), vec![], b"\r\n\0\xff".to_vec()]);
+        assert_eq!(
+            args_of(buf),
+            vec![b"SET".to_vec(), vec![], b"\r\n\0\xff".to_vec()]
+        );
     }
 
     #[test]
@@ -761,10 +753,20 @@ mod tests {
             b"*99999999999999999999\r\n",
         ];
         for buf in cases {
-            assert_eq!(parse(buf), Err(ProtocolError::InvalidMultibulkLength), "{buf:?}");
+            assert_eq!(
+                parse(buf),
+                Err(ProtocolError::InvalidMultibulkLength),
+                "{buf:?}"
+            );
         }
-        assert_eq!(parse_request(b"*9\r\n", &SMALL), Err(ProtocolError::InvalidMultibulkLength));
-        assert!(matches!(parse_request(b"*8\r\n", &SMALL), Ok(Parsed::Incomplete { .. })));
+        assert_eq!(
+            parse_request(b"*9\r\n", &SMALL),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        assert!(matches!(
+            parse_request(b"*8\r\n", &SMALL),
+            Ok(Parsed::Incomplete { .. })
+        ));
     }
 
     #[test]
@@ -780,15 +782,24 @@ mod tests {
         for buf in cases {
             assert_eq!(parse(buf), Err(ProtocolError::InvalidBulkLength), "{buf:?}");
         }
-        assert_eq!(parse_request(b"*1\r\n$101\r\n", &SMALL), Err(ProtocolError::InvalidBulkLength));
+        assert_eq!(
+            parse_request(b"*1\r\n$101\r\n", &SMALL),
+            Err(ProtocolError::InvalidBulkLength)
+        );
         let huge = b"*1\r\n$536870913\r\n"; // one byte over 512 MiB
         assert_eq!(parse(huge), Err(ProtocolError::InvalidBulkLength));
     }
 
     #[test]
     fn an_argument_must_start_with_a_dollar() {
-        assert_eq!(parse(b"*1\r\n:3\r\n"), Err(ProtocolError::ExpectedDollar(b':')));
-        assert_eq!(parse(b"*2\r\n$1\r\na\r\n\x01\r\n"), Err(ProtocolError::ExpectedDollar(1)));
+        assert_eq!(
+            parse(b"*1\r\n:3\r\n"),
+            Err(ProtocolError::ExpectedDollar(b':'))
+        );
+        assert_eq!(
+            parse(b"*2\r\n$1\r\na\r\n\x01\r\n"),
+            Err(ProtocolError::ExpectedDollar(1))
+        );
         assert_eq!(
             ProtocolError::ExpectedDollar(b'x').to_string(),
             "Protocol error: expected '$', got 'x'"
@@ -802,25 +813,43 @@ mod tests {
     #[test]
     fn bulk_data_must_end_in_crlf() {
         assert_eq!(parse(b"*1\r\n$3\r\nabcXY"), Err(ProtocolError::MissingCrlf));
-        assert_eq!(parse(b"*1\r\n$3\r\nabc\n\r"), Err(ProtocolError::MissingCrlf));
+        assert_eq!(
+            parse(b"*1\r\n$3\r\nabc\n\r"),
+            Err(ProtocolError::MissingCrlf)
+        );
     }
 
     #[test]
     fn long_length_lines_are_refused_past_the_line_limit() {
         let mut count = b"*".to_vec();
         count.extend_from_slice(&[b'1'; 15]);
-        assert!(matches!(parse_request(&count, &SMALL), Ok(Parsed::Incomplete { .. })));
+        assert!(matches!(
+            parse_request(&count, &SMALL),
+            Ok(Parsed::Incomplete { .. })
+        ));
         count.push(b'1');
-        assert_eq!(parse_request(&count, &SMALL), Err(ProtocolError::TooBigMultibulkCount));
+        assert_eq!(
+            parse_request(&count, &SMALL),
+            Err(ProtocolError::TooBigMultibulkCount)
+        );
 
         let mut bulk = b"*1\r\n$".to_vec();
         bulk.extend_from_slice(&[b'1'; 15]);
-        assert!(matches!(parse_request(&bulk, &SMALL), Ok(Parsed::Incomplete { .. })));
+        assert!(matches!(
+            parse_request(&bulk, &SMALL),
+            Ok(Parsed::Incomplete { .. })
+        ));
         bulk.push(b'1');
-        assert_eq!(parse_request(&bulk, &SMALL), Err(ProtocolError::TooBigBulkCount));
+        assert_eq!(
+            parse_request(&bulk, &SMALL),
+            Err(ProtocolError::TooBigBulkCount)
+        );
 
         let junk = [b"*1\r\n".as_slice(), &[b'X'; 17]].concat();
-        assert_eq!(parse_request(&junk, &SMALL), Err(ProtocolError::TooBigBulkCount));
+        assert_eq!(
+            parse_request(&junk, &SMALL),
+            Err(ProtocolError::TooBigBulkCount)
+        );
     }
 
     #[test]
@@ -835,9 +864,18 @@ mod tests {
     #[test]
     fn need_covers_a_whole_bulk_string() {
         assert_eq!(parse(b""), Ok(Parsed::Incomplete { need: 1 }));
-        assert_eq!(parse(b"*2\r\n$100\r\nab"), Ok(Parsed::Incomplete { need: 4 + 6 + 102 }));
-        assert_eq!(parse(b"*2\r\n$1\r\na\r\n"), Ok(Parsed::Incomplete { need: 12 }));
-        assert_eq!(parse(b"*2\r\n$1\r\na\r\n$5"), Ok(Parsed::Incomplete { need: 14 }));
+        assert_eq!(
+            parse(b"*2\r\n$100\r\nab"),
+            Ok(Parsed::Incomplete { need: 4 + 6 + 102 })
+        );
+        assert_eq!(
+            parse(b"*2\r\n$1\r\na\r\n"),
+            Ok(Parsed::Incomplete { need: 12 })
+        );
+        assert_eq!(
+            parse(b"*2\r\n$1\r\na\r\n$5"),
+            Ok(Parsed::Incomplete { need: 14 })
+        );
     }
 
     #[test]
@@ -864,14 +902,20 @@ mod tests {
 
     #[test]
     fn inline_quotes_follow_sdssplitargs() {
-        assert_eq!(args_of(b"SET \"a b\" 'c d'\r\n"), strings(&["SET", "a b", "c d"]));
+        assert_eq!(
+            args_of(b"SET \"a b\" 'c d'\r\n"),
+            strings(&["SET", "a b", "c d"])
+        );
         assert_eq!(args_of(b"SET \"\" ''\r\n"), strings(&["SET", "", ""]));
         assert_eq!(args_of(b"x\"y z\" w\n"), strings(&["xy z", "w"]));
         assert_eq!(
             args_of(b"\"\\n\\r\\t\\b\\a\\\\\\\"\\q\"\n"),
             vec![b"\n\r\t\x08\x07\\\"q".to_vec()]
         );
-        assert_eq!(args_of(b"\"\\x41\\x7a\\xFf\\x4g\"\n"), vec![b"Az\xffx4g".to_vec()]);
+        assert_eq!(
+            args_of(b"\"\\x41\\x7a\\xFf\\x4g\"\n"),
+            vec![b"Az\xffx4g".to_vec()]
+        );
         assert_eq!(args_of(b"'it\\'s' '\\n'\n"), strings(&["it's", "\\n"]));
         assert_eq!(args_of(b"\"a\"\x0b'b'\n"), strings(&["a", "b"]));
     }
@@ -897,17 +941,26 @@ mod tests {
 
     #[test]
     fn a_nul_byte_ends_an_inline_line() {
-        assert_eq!(complete(b"GET a\0b c\r\n", &Limits::default()), (strings(&["GET", "a"]), 11));
+        assert_eq!(
+            complete(b"GET a\0b c\r\n", &Limits::default()),
+            (strings(&["GET", "a"]), 11)
+        );
     }
 
     #[test]
     fn inline_lines_over_the_limit_are_refused() {
         let line = [b'a'; 16];
-        assert!(matches!(parse_request(&line, &SMALL), Ok(Parsed::Incomplete { .. })));
+        assert!(matches!(
+            parse_request(&line, &SMALL),
+            Ok(Parsed::Incomplete { .. })
+        ));
         let full = [&line[..], b"\n"].concat();
         assert_eq!(complete(&full, &SMALL).1, 17);
         let long = [&line[..], b"a"].concat();
-        assert_eq!(parse_request(&long, &SMALL), Err(ProtocolError::TooBigInline));
+        assert_eq!(
+            parse_request(&long, &SMALL),
+            Err(ProtocolError::TooBigInline)
+        );
         assert_eq!(
             ProtocolError::TooBigInline.to_string(),
             "Protocol error: too big inline request"
@@ -953,7 +1006,9 @@ mod tests {
 
         fn bytes(&mut self, alphabet: &[u8], max_len: usize) -> Vec<u8> {
             let len = self.below(max_len + 1);
-            (0..len).map(|_| alphabet[self.below(alphabet.len())]).collect()
+            (0..len)
+                .map(|_| alphabet[self.below(alphabet.len())])
+                .collect()
         }
     }
 
@@ -1001,7 +1056,11 @@ mod tests {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..2_000 {
             let (buf, args) = random_request(&mut rng);
-            assert_eq!(complete(&buf, &Limits::default()), (args, buf.len()), "{buf:?}");
+            assert_eq!(
+                complete(&buf, &Limits::default()),
+                (args, buf.len()),
+                "{buf:?}"
+            );
             assert_split_invariant(&buf, &Limits::default());
         }
     }
@@ -1092,7 +1151,11 @@ mod tests {
             let stream = [reply, b"+NEXT\r\n"].concat();
             assert_eq!(scan_reply(&stream, 8), Ok(Some(reply.len())), "{reply:?}");
             for cut in 0..reply.len() {
-                assert_eq!(scan_reply(&reply[..cut], 8), Ok(None), "{reply:?} cut at {cut}");
+                assert_eq!(
+                    scan_reply(&reply[..cut], 8),
+                    Ok(None),
+                    "{reply:?} cut at {cut}"
+                );
             }
         }
     }
@@ -1119,7 +1182,10 @@ mod tests {
         assert_eq!(scan_reply(b":1\r\n", 0), Ok(Some(4)));
         assert_eq!(scan_reply(b"*0\r\n", 0), Err(ProtocolError::ReplyTooDeep));
         assert_eq!(scan_reply(b"*1\r\n*0\r\n", 2), Ok(Some(8)));
-        assert_eq!(scan_reply(b"*1\r\n*1\r\n*0\r\n", 2), Err(ProtocolError::ReplyTooDeep));
+        assert_eq!(
+            scan_reply(b"*1\r\n*1\r\n*0\r\n", 2),
+            Err(ProtocolError::ReplyTooDeep)
+        );
         let deep = b"*1\r\n".repeat(1_000_000);
         assert_eq!(scan_reply(&deep, usize::MAX), Ok(None));
         let whole = [&deep[..], b":1\r\n"].concat();
@@ -1170,9 +1236,15 @@ mod tests {
     #[test]
     fn error_texts_match_redis_server() {
         let texts = [
-            (ProtocolError::TooBigMultibulkCount, "too big mbulk count string"),
+            (
+                ProtocolError::TooBigMultibulkCount,
+                "too big mbulk count string",
+            ),
             (ProtocolError::TooBigBulkCount, "too big bulk count string"),
-            (ProtocolError::InvalidMultibulkLength, "invalid multibulk length"),
+            (
+                ProtocolError::InvalidMultibulkLength,
+                "invalid multibulk length",
+            ),
             (ProtocolError::InvalidBulkLength, "invalid bulk length"),
             (ProtocolError::MissingCrlf, "missing CRLF terminator"),
             (ProtocolError::BadReplyType(0), "bad reply type '?'"),

@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(key_slot(b"bar"), 5061);
         assert_eq!(key_slot(b"hello"), 866);
         assert_eq!(key_slot(b""), 0);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"{user1000}.followers"));
+        assert_eq!(
+            key_slot(b"{user1000}.following"),
+            key_slot(b"{user1000}.followers")
+        );
         assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
     }
 
@@ -168,7 +171,10 @@ mod tests {
             for shard in 0..shards {
                 let range = map.slots_of(shard);
                 assert_eq!(range.start, next, "{shards} shards, shard {shard}");
-                assert!((low..=high).contains(&range.len()), "{shards} shards: {range:?}");
+                assert!(
+                    (low..=high).contains(&range.len()),
+                    "{shards} shards: {range:?}"
+                );
                 for slot in range.clone() {
                     assert_eq!(map.shard_of_slot(slot), shard);
                 }

@@ -1,0 +1,269 @@
+//! TCP: a listener that every core may bind to the same port (SO_REUSEPORT), and a stream whose
+//! reads and writes are io_uring ops taking buffers by value.
+
+use std::io;
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::rc::Rc;
+
+use corio_rt::Op;
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+
+use crate::buf::{IoBuf, IoBufMut};
+use crate::op::net::{Accept, Connect, Recv, Send, SharedFd};
+
+/// Backlog of pending connections for [`TcpListener::bind`].
+const BACKLOG: i32 = 1024;
+
+/// A TCP listening socket.
+///
+/// [`bind`](TcpListener::bind) sets `SO_REUSEADDR` and `SO_REUSEPORT`, so one listener per core
+/// can share a port and the kernel spreads incoming connections across them.
+///
+/// # Examples
+/// ```no_run
+/// use corio_io::net::TcpListener;
+/// corio_rt::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:6380")?;
+///     loop {
+///         let (stream, peer) = listener.accept().await?;
+///         corio_rt::spawn(async move {
+///             let (res, buf) = stream.read(Vec::with_capacity(4096)).await;
+///             if res.is_ok() {
+///                 let _ = stream.write_all(buf).await;
+///             }
+///         })
+///         .detach();
+///     }
+///     # #[allow(unreachable_code)]
+///     # std::io::Result::Ok(())
+/// })?;
+/// # std::io::Result::Ok(())
+/// ```
+#[derive(Debug)]
+pub struct TcpListener {
+    fd: SharedFd,
+}
+
+impl TcpListener {
+    /// Binds to the first address `addr` resolves to, with `SO_REUSEADDR` and `SO_REUSEPORT`,
+    /// and listens with a backlog of 1024.
+    ///
+    /// `addr` is resolved by the standard library; pass an IP address to avoid a blocking name
+    /// lookup.
+    ///
+    /// # Errors
+    /// `bind(2)`'s and `listen(2)`'s errors, e.g. `AddrInUse` when a socket without
+    /// `SO_REUSEPORT` (or another user's) holds the port; `InvalidInput` if `addr` resolves to
+    /// nothing.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        let addr = resolve(addr)?;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(BACKLOG)?;
+        Ok(TcpListener {
+            fd: Rc::new(socket.into()),
+        })
+    }
+
+    /// Adopts a listening socket made elsewhere (on another thread, by `std`, or inherited).
+    /// The socket must be in blocking mode: io_uring then waits for connections itself.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(false)?;
+        Ok(TcpListener {
+            fd: Rc::new(OwnedFd::from(listener)),
+        })
+    }
+
+    /// The address the listener is bound to (with the port the kernel chose for port 0).
+    ///
+    /// # Errors
+    /// `getsockname(2)`'s.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        socket_addr(SockRef::from(&*self.fd).local_addr()?)
+    }
+
+    /// Waits for a connection and returns it with the peer's address.
+    ///
+    /// # Errors
+    /// `accept(2)`'s errors, e.g. `EMFILE` when the process is out of fds; the listener stays
+    /// usable after one.
+    ///
+    /// # Cancellation
+    /// Dropping the future cancels the accept; a connection accepted in the meantime is closed.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (fd, addr) = Op::new(Accept::new(self.fd.clone())).await?;
+        Ok((TcpStream { fd: Rc::new(fd) }, addr))
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// A TCP connection. Reads and writes take owned buffers and give them back.
+///
+/// The stream is `!Send`: it belongs to the core that made it, like its ops.
+#[derive(Debug)]
+pub struct TcpStream {
+    fd: SharedFd,
+}
+
+impl TcpStream {
+    /// Connects to `addr` (the first address it resolves to).
+    ///
+    /// # Errors
+    /// `connect(2)`'s errors, e.g. `ConnectionRefused`; `InvalidInput` if `addr` resolves to
+    /// nothing.
+    ///
+    /// # Cancellation
+    /// Dropping the future cancels the connect and closes the socket.
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let addr = resolve(addr)?;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        let fd: SharedFd = Rc::new(socket.into());
+        Op::new(Connect {
+            fd: fd.clone(),
+            addr: SockAddr::from(addr),
+        })
+        .await?;
+        Ok(TcpStream { fd })
+    }
+
+    /// Adopts a connected socket made elsewhere, switching it to blocking mode (io_uring waits
+    /// for readiness itself).
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(false)?;
+        Ok(TcpStream {
+            fd: Rc::new(OwnedFd::from(stream)),
+        })
+    }
+
+    /// Reads into the spare capacity of `buf` (from its length up to its capacity).
+    ///
+    /// Returns the byte count and `buf`, grown by that count; `Ok(0)` means the peer closed
+    /// its side (EOF).
+    ///
+    /// # Errors
+    /// `recv(2)`'s errors, e.g. `ConnectionReset`; `InvalidInput` if `buf` has no spare
+    /// capacity (a zero-length read would look like EOF).
+    ///
+    /// # Cancellation
+    /// Dropping the future cancels the read; `buf` is freed once the kernel releases it.
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        if buf.bytes_init() == buf.bytes_total() {
+            let err = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "read buffer has no spare capacity",
+            );
+            return (Err(err), buf);
+        }
+        Op::new(Recv {
+            fd: self.fd.clone(),
+            buf,
+        })
+        .await
+    }
+
+    /// Writes some of `buf`'s initialised bytes; returns how many, and `buf`.
+    ///
+    /// # Errors
+    /// `send(2)`'s errors, e.g. `BrokenPipe` when the peer has gone (never a SIGPIPE).
+    ///
+    /// # Cancellation
+    /// Dropping the future cancels the write; some bytes may have been sent.
+    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.write_from(buf, 0).await
+    }
+
+    /// Writes all of `buf`'s initialised bytes, however many sends it takes.
+    ///
+    /// # Errors
+    /// The first send error; `WriteZero` if the kernel accepts nothing.
+    ///
+    /// # Cancellation
+    /// Dropping the future cancels the write in flight; a prefix of `buf` may have been sent.
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        let mut buf = buf;
+        let mut pos = 0;
+        while pos < buf.bytes_init() {
+            let (res, back) = self.write_from(buf, pos).await;
+            buf = back;
+            match res {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => pos += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return (Err(err), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    async fn write_from<B: IoBuf>(&self, buf: B, pos: usize) -> (io::Result<usize>, B) {
+        Op::new(Send {
+            fd: self.fd.clone(),
+            buf,
+            pos,
+        })
+        .await
+    }
+
+    /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
+    ///
+    /// # Errors
+    /// `setsockopt(2)`'s.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        SockRef::from(&*self.fd).set_nodelay(nodelay)
+    }
+
+    /// Shuts down the read side, the write side, or both (`shutdown(2)`).
+    ///
+    /// # Errors
+    /// `shutdown(2)`'s, e.g. `NotConnected`.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        SockRef::from(&*self.fd).shutdown(how)
+    }
+
+    /// The peer's address.
+    ///
+    /// # Errors
+    /// `getpeername(2)`'s, e.g. `NotConnected`.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        socket_addr(SockRef::from(&*self.fd).peer_addr()?)
+    }
+
+    /// This end's address.
+    ///
+    /// # Errors
+    /// `getsockname(2)`'s.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        socket_addr(SockRef::from(&*self.fd).local_addr()?)
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing"))
+}
+
+fn socket_addr(addr: SockAddr) -> io::Result<SocketAddr> {
+    addr.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address"))
+}

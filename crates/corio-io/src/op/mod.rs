@@ -1,0 +1,4 @@
+//! The opcodes of corio-io, each a small `OpCode` impl: how to build its SQE from what it owns,
+//! and what its CQE means.
+
+pub(crate) mod net;

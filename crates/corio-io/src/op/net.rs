@@ -1,0 +1,141 @@
+//! Socket opcodes: ACCEPT, CONNECT, RECV and SEND (io_uring_enter(2), accept(2), connect(2),
+//! recv(2), send(2)).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+
+use corio_rt::{Cqe, OpCode};
+use io_uring::{opcode, squeue, types};
+use socket2::SockAddr;
+
+use crate::buf::{sqe_len, IoBuf, IoBufMut};
+
+/// An fd shared by a socket and its ops in flight: it closes when the last of them lets go,
+/// so an orphaned op never sees its fd number reused.
+pub(crate) type SharedFd = Rc<OwnedFd>;
+
+pub(crate) struct Accept {
+    pub(crate) fd: SharedFd,
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl Accept {
+    pub(crate) fn new(fd: SharedFd) -> Accept {
+        Accept {
+            fd,
+            // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+            storage: unsafe { std::mem::zeroed() },
+            len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        }
+    }
+}
+
+// SAFETY: the SQE points at `storage` and `len`, fields of the boxed op (I1).
+unsafe impl OpCode for Accept {
+    const CODE: u8 = opcode::Accept::CODE;
+    type Output = io::Result<(OwnedFd, SocketAddr)>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let addr = (&mut self.storage as *mut libc::sockaddr_storage).cast();
+        opcode::Accept::new(types::Fd(self.fd.as_raw_fd()), addr, &mut self.len)
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+    }
+
+    fn complete(self, cqe: Cqe) -> Self::Output {
+        // SAFETY: a non-negative ACCEPT result is a new fd that we now own; wrapping it first
+        // means it is closed even if the address below is unusable.
+        let fd = unsafe { OwnedFd::from_raw_fd(cqe.result()? as i32) };
+        // SAFETY: the kernel wrote a valid address of `len` bytes into `storage`.
+        let addr = unsafe { SockAddr::new(self.storage, self.len) };
+        let addr = addr.as_socket().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP address")
+        })?;
+        Ok((fd, addr))
+    }
+}
+
+pub(crate) struct Connect {
+    pub(crate) fd: SharedFd,
+    pub(crate) addr: SockAddr,
+}
+
+// SAFETY: the SQE points at `addr`, a field of the boxed op (I1).
+unsafe impl OpCode for Connect {
+    const CODE: u8 = opcode::Connect::CODE;
+    type Output = io::Result<()>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::Connect::new(
+            types::Fd(self.fd.as_raw_fd()),
+            self.addr.as_ptr().cast(),
+            self.addr.len(),
+        )
+        .build()
+    }
+
+    fn complete(self, cqe: Cqe) -> io::Result<()> {
+        cqe.result().map(drop)
+    }
+}
+
+pub(crate) struct Recv<B> {
+    pub(crate) fd: SharedFd,
+    pub(crate) buf: B,
+}
+
+// SAFETY: the SQE points into `buf`'s spare capacity, stable heap storage the op owns.
+unsafe impl<B: IoBufMut> OpCode for Recv<B> {
+    const CODE: u8 = opcode::Recv::CODE;
+    type Output = (io::Result<usize>, B);
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let init = self.buf.bytes_init();
+        // SAFETY: `init <= bytes_total`, so the offset stays inside the allocation.
+        let ptr = unsafe { self.buf.stable_mut_ptr().add(init) };
+        let len = sqe_len(self.buf.bytes_total() - init);
+        opcode::Recv::new(types::Fd(self.fd.as_raw_fd()), ptr, len).build()
+    }
+
+    fn complete(mut self, cqe: Cqe) -> Self::Output {
+        let res = cqe.bytes();
+        if let Ok(n) = res {
+            let init = self.buf.bytes_init() + n;
+            // SAFETY: the kernel initialised `n` bytes after the old initialised length.
+            unsafe { self.buf.set_init(init) };
+        }
+        (res, self.buf)
+    }
+}
+
+pub(crate) struct Send<B> {
+    pub(crate) fd: SharedFd,
+    pub(crate) buf: B,
+    /// Offset into the initialised bytes where this send starts.
+    pub(crate) pos: usize,
+}
+
+// SAFETY: the SQE points into `buf`'s initialised bytes, stable storage the op owns.
+unsafe impl<B: IoBuf> OpCode for Send<B> {
+    const CODE: u8 = opcode::Send::CODE;
+    type Output = (io::Result<usize>, B);
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let pos = self.pos.min(self.buf.bytes_init());
+        // SAFETY: `pos <= bytes_init`, inside the allocation.
+        let ptr = unsafe { self.buf.stable_ptr().add(pos) };
+        let len = sqe_len(self.buf.bytes_init() - pos);
+        // MSG_NOSIGNAL: a peer that went away is an EPIPE for this connection, not a SIGPIPE
+        // that kills the process.
+        opcode::Send::new(types::Fd(self.fd.as_raw_fd()), ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+    }
+
+    fn complete(self, cqe: Cqe) -> Self::Output {
+        (cqe.bytes(), self.buf)
+    }
+}

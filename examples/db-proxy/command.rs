@@ -1,0 +1,650 @@
+//! Classifying client commands: how the proxy routes each request, or the error it replies with.
+//!
+//! A session calls [`classify`] with a request's arguments. Commands on one key go whole to that
+//! key's shard ([`Route::Single`]); `MGET`, `MSET` and the counting commands (`DEL`, `UNLINK`,
+//! `EXISTS`, `TOUCH`) are split into one sub-request per shard and their replies merged
+//! ([`Route::Multi`]); `DBSIZE` goes to every shard and the counts are summed
+//! ([`Route::Fanout`]); connection commands such as `PING` and `SELECT` are answered by the
+//! proxy itself ([`Route::Local`]). Commands that cannot work through a sharding proxy
+//! (transactions, blocking pops, pub/sub, scripts, commands on keys of several shards) are
+//! refused with a reason, and unknown commands and wrong argument counts get redis-server's
+//! exact error texts. The embedded backend's store reuses the name lookup and error formatters.
+//!
+//! Arity follows redis-server's convention: a positive arity is the exact argument count, the
+//! command name included; a negative one is a minimum of its absolute value.
+
+/// How the proxy handles one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Forward the whole request to the shard owning the key at argument index `key`.
+    Single { key: usize },
+    /// Keys sit at argument indexes `first`, `first + step`, ... to the end of the arguments
+    /// (for `MSET`, each key's value follows it); split by shard and merge the replies.
+    Multi {
+        first: usize,
+        step: usize,
+        kind: MultiKind,
+    },
+    /// The proxy answers itself.
+    Local(LocalCmd),
+    /// Send to every shard and combine the replies.
+    Fanout(FanoutCmd),
+}
+
+/// How the replies of a split multi-key command are merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MultiKind {
+    /// `MGET`: one value per key, put back in the client's key order.
+    Mget,
+    /// `MSET`: every shard replies `+OK`; the client gets one `+OK`.
+    Mset,
+    /// `DEL`, `UNLINK`, `EXISTS`, `TOUCH`: the integer replies are summed.
+    SumIntegers,
+}
+
+/// A command the proxy answers without an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LocalCmd {
+    Ping,
+    Echo,
+    Quit,
+    Command,
+    Select,
+    Hello,
+    Client,
+    Info,
+    Auth,
+}
+
+/// A command sent to every shard, with its replies combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FanoutCmd {
+    /// The integer replies are summed.
+    Dbsize,
+}
+
+/// The longest command name looked up; longer names are unknown commands.
+const MAX_NAME_LEN: usize = 32;
+
+/// A command name folded to ASCII lowercase on the stack, for lookups without allocation.
+pub(crate) struct CommandName {
+    folded: [u8; MAX_NAME_LEN],
+    len: usize,
+}
+
+impl CommandName {
+    /// Folds `name`; `None` if it is longer than any known command (32 bytes).
+    pub(crate) fn new(name: &[u8]) -> Option<Self> {
+        let mut folded = [0u8; MAX_NAME_LEN];
+        folded.get_mut(..name.len())?.copy_from_slice(name);
+        folded.make_ascii_lowercase();
+        Some(CommandName {
+            folded,
+            len: name.len(),
+        })
+    }
+
+    /// The lowercase name.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.folded[..self.len]
+    }
+}
+
+/// What the proxy does with a known command.
+#[derive(Clone, Copy)]
+enum Plan {
+    Route(Route),
+    /// Supported on exactly one key (at index 1), refused with this reason on more.
+    OneKeyOnly(&'static str),
+    /// Refused with this reason.
+    Unsupported(&'static str),
+}
+
+/// One known command: its lowercase name, redis arity and plan.
+struct Spec {
+    name: &'static str,
+    arity: i32,
+    plan: Plan,
+}
+
+const fn route(name: &'static str, arity: i32, route: Route) -> Spec {
+    let plan = Plan::Route(route);
+    Spec { name, arity, plan }
+}
+
+const fn key(name: &'static str, arity: i32) -> Spec {
+    route(name, arity, Route::Single { key: 1 })
+}
+
+const fn multi(name: &'static str, arity: i32, step: usize, kind: MultiKind) -> Spec {
+    route(
+        name,
+        arity,
+        Route::Multi {
+            first: 1,
+            step,
+            kind,
+        },
+    )
+}
+
+const fn one_key_only(name: &'static str, arity: i32, reason: &'static str) -> Spec {
+    let plan = Plan::OneKeyOnly(reason);
+    Spec { name, arity, plan }
+}
+
+const fn no(name: &'static str, reason: &'static str) -> Spec {
+    let plan = Plan::Unsupported(reason);
+    Spec {
+        name,
+        arity: -1,
+        plan,
+    }
+}
+
+const KEYSPACE: &str = "keys span every shard";
+const TRANSACTION: &str = "transactions cannot span shards";
+const BLOCKING: &str = "blocking commands would stall the shared upstream connection";
+const PUBSUB: &str = "pub/sub needs a dedicated connection";
+const EVERY_SHARD: &str = "it would affect every shard's data";
+const ONE_DATABASE: &str = "only database 0 is served";
+const CROSS_SHARD: &str = "its keys may live on different shards";
+const MERGES_KEYS: &str = "several keys may live on different shards";
+const SCRIPT: &str = "scripts may touch keys on any shard";
+const REPLICATION: &str = "replication and monitoring need a dedicated upstream connection";
+const ADMIN: &str = "administer each upstream server directly";
+const CLUSTER: &str = "the proxy is not a Redis Cluster node";
+
+/// Every known command, sorted by name for binary search.
+static COMMANDS: &[Spec] = &[
+    key("append", 3),
+    no("asking", CLUSTER),
+    route("auth", -2, Route::Local(LocalCmd::Auth)),
+    no("bgrewriteaof", ADMIN),
+    no("bgsave", ADMIN),
+    key("bitcount", -2),
+    no("bitop", CROSS_SHARD),
+    key("bitpos", -3),
+    no("blmove", BLOCKING),
+    no("blmpop", BLOCKING),
+    no("blpop", BLOCKING),
+    no("brpop", BLOCKING),
+    no("brpoplpush", BLOCKING),
+    no("bzmpop", BLOCKING),
+    no("bzpopmax", BLOCKING),
+    no("bzpopmin", BLOCKING),
+    route("client", -2, Route::Local(LocalCmd::Client)),
+    no("cluster", CLUSTER),
+    route("command", -1, Route::Local(LocalCmd::Command)),
+    no("config", ADMIN),
+    no("copy", CROSS_SHARD),
+    route("dbsize", 1, Route::Fanout(FanoutCmd::Dbsize)),
+    no("debug", ADMIN),
+    key("decr", 2),
+    key("decrby", 3),
+    multi("del", -2, 1, MultiKind::SumIntegers),
+    no("discard", TRANSACTION),
+    no("dump", ADMIN),
+    route("echo", 2, Route::Local(LocalCmd::Echo)),
+    no("eval", SCRIPT),
+    no("eval_ro", SCRIPT),
+    no("evalsha", SCRIPT),
+    no("evalsha_ro", SCRIPT),
+    no("exec", TRANSACTION),
+    multi("exists", -2, 1, MultiKind::SumIntegers),
+    key("expire", -3),
+    key("expireat", -3),
+    no("fcall", SCRIPT),
+    no("fcall_ro", SCRIPT),
+    no("flushall", EVERY_SHARD),
+    no("flushdb", EVERY_SHARD),
+    no("function", SCRIPT),
+    key("get", 2),
+    key("getbit", 3),
+    key("getdel", 2),
+    key("getex", -2),
+    key("getrange", 4),
+    key("getset", 3),
+    key("hdel", -3),
+    route("hello", -1, Route::Local(LocalCmd::Hello)),
+    key("hexists", 3),
+    key("hget", 3),
+    key("hgetall", 2),
+    key("hincrby", 4),
+    key("hincrbyfloat", 4),
+    key("hkeys", 2),
+    key("hlen", 2),
+    key("hmget", -3),
+    key("hmset", -4),
+    key("hset", -4),
+    key("hsetnx", 4),
+    key("hstrlen", 3),
+    key("hvals", 2),
+    key("incr", 2),
+    key("incrby", 3),
+    key("incrbyfloat", 3),
+    route("info", -1, Route::Local(LocalCmd::Info)),
+    no("keys", KEYSPACE),
+    no("lastsave", ADMIN),
+    key("lindex", 3),
+    key("linsert", 5),
+    key("llen", 2),
+    no("lmove", CROSS_SHARD),
+    no("lmpop", CROSS_SHARD),
+    key("lpop", -2),
+    key("lpos", -3),
+    key("lpush", -3),
+    key("lpushx", -3),
+    key("lrange", 4),
+    key("lrem", 4),
+    key("lset", 4),
+    key("ltrim", 4),
+    multi("mget", -2, 1, MultiKind::Mget),
+    no("migrate", ADMIN),
+    no("monitor", REPLICATION),
+    no("move", ONE_DATABASE),
+    multi("mset", -3, 2, MultiKind::Mset),
+    no("msetnx", CROSS_SHARD),
+    no("multi", TRANSACTION),
+    no("object", ADMIN),
+    key("persist", 2),
+    key("pexpire", -3),
+    key("pexpireat", -3),
+    key("pfadd", -2),
+    one_key_only("pfcount", -2, MERGES_KEYS),
+    no("pfmerge", CROSS_SHARD),
+    route("ping", -1, Route::Local(LocalCmd::Ping)),
+    key("psetex", 4),
+    no("psubscribe", PUBSUB),
+    no("psync", REPLICATION),
+    key("pttl", 2),
+    no("publish", PUBSUB),
+    no("pubsub", PUBSUB),
+    no("punsubscribe", PUBSUB),
+    route("quit", -1, Route::Local(LocalCmd::Quit)),
+    no("randomkey", KEYSPACE),
+    no("readonly", CLUSTER),
+    no("readwrite", CLUSTER),
+    no("rename", CROSS_SHARD),
+    no("renamenx", CROSS_SHARD),
+    no("replicaof", REPLICATION),
+    no("restore", ADMIN),
+    key("rpop", -2),
+    no("rpoplpush", CROSS_SHARD),
+    key("rpush", -3),
+    key("rpushx", -3),
+    key("sadd", -3),
+    no("save", ADMIN),
+    no("scan", KEYSPACE),
+    key("scard", 2),
+    no("script", SCRIPT),
+    no("sdiff", CROSS_SHARD),
+    no("sdiffstore", CROSS_SHARD),
+    route("select", 2, Route::Local(LocalCmd::Select)),
+    key("set", -3),
+    key("setbit", 4),
+    key("setex", 4),
+    key("setnx", 3),
+    key("setrange", 4),
+    no("shutdown", ADMIN),
+    no("sinter", CROSS_SHARD),
+    no("sintercard", CROSS_SHARD),
+    no("sinterstore", CROSS_SHARD),
+    key("sismember", 3),
+    no("slaveof", REPLICATION),
+    no("slowlog", ADMIN),
+    key("smembers", 2),
+    key("smismember", -3),
+    no("smove", CROSS_SHARD),
+    key("spop", -2),
+    no("spublish", PUBSUB),
+    key("srandmember", -2),
+    key("srem", -3),
+    no("ssubscribe", PUBSUB),
+    key("strlen", 2),
+    no("subscribe", PUBSUB),
+    no("sunion", CROSS_SHARD),
+    no("sunionstore", CROSS_SHARD),
+    no("sunsubscribe", PUBSUB),
+    no("swapdb", EVERY_SHARD),
+    no("sync", REPLICATION),
+    multi("touch", -2, 1, MultiKind::SumIntegers),
+    key("ttl", 2),
+    key("type", 2),
+    multi("unlink", -2, 1, MultiKind::SumIntegers),
+    no("unsubscribe", PUBSUB),
+    no("unwatch", TRANSACTION),
+    no("wait", BLOCKING),
+    no("watch", TRANSACTION),
+    key("xadd", -5),
+    key("xdel", -3),
+    key("xlen", 2),
+    key("xrange", -4),
+    no("xread", BLOCKING),
+    no("xreadgroup", BLOCKING),
+    key("xrevrange", -4),
+    key("xtrim", -4),
+    key("zadd", -4),
+    key("zcard", 2),
+    key("zcount", 4),
+    no("zdiff", CROSS_SHARD),
+    no("zdiffstore", CROSS_SHARD),
+    key("zincrby", 4),
+    no("zinter", CROSS_SHARD),
+    no("zinterstore", CROSS_SHARD),
+    no("zmpop", CROSS_SHARD),
+    key("zmscore", -3),
+    key("zpopmax", -2),
+    key("zpopmin", -2),
+    key("zrange", -4),
+    key("zrangebyscore", -4),
+    no("zrangestore", CROSS_SHARD),
+    key("zrank", -3),
+    key("zrem", -3),
+    key("zremrangebyrank", 4),
+    key("zremrangebyscore", 4),
+    key("zrevrange", -4),
+    key("zrevrank", -3),
+    key("zscore", 3),
+    no("zunion", CROSS_SHARD),
+    no("zunionstore", CROSS_SHARD),
+];
+
+/// Decides how the proxy handles the request `args` (command name first).
+///
+/// # Errors
+/// The full error text for the client, without the leading `-`: redis-server's unknown-command
+/// and wrong-arity errors, or `ERR command 'keys' is not supported by this proxy: <reason>`.
+pub(crate) fn classify(args: &[&[u8]]) -> Result<Route, String> {
+    let Some(spec) = args.first().and_then(|name| lookup(name)) else {
+        return Err(unknown_command(args));
+    };
+    match spec.plan {
+        Plan::Unsupported(reason) => Err(unsupported(spec.name, reason)),
+        _ if !arity_ok(spec, args.len()) => Err(wrong_arity(spec.name)),
+        Plan::Route(route) => Ok(route),
+        Plan::OneKeyOnly(_) if args.len() == 2 => Ok(Route::Single { key: 1 }),
+        Plan::OneKeyOnly(reason) => Err(unsupported(spec.name, reason)),
+    }
+}
+
+fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    let name = CommandName::new(name)?;
+    let found = COMMANDS.binary_search_by(|spec| spec.name.as_bytes().cmp(name.as_bytes()));
+    found.ok().map(|i| &COMMANDS[i])
+}
+
+/// The redis arity, plus the argument shapes redis-server checks in the command itself.
+fn arity_ok(spec: &Spec, argc: usize) -> bool {
+    arity_matches(spec.arity, argc)
+        && match spec.plan {
+            Plan::Route(Route::Multi { first, step, .. }) => (argc - first) % step == 0,
+            Plan::Route(Route::Local(LocalCmd::Ping)) => argc <= 2,
+            _ => true,
+        }
+}
+
+/// Whether `argc` arguments (the command name included) satisfy a redis `arity`: exactly
+/// `arity` if positive, at least `-arity` if negative.
+pub(crate) fn arity_matches(arity: i32, argc: usize) -> bool {
+    let wanted = arity.unsigned_abs() as usize;
+    if arity < 0 {
+        argc >= wanted
+    } else {
+        argc == wanted
+    }
+}
+
+/// redis-server's wrong-arity error for the lowercase command `name`.
+pub(crate) fn wrong_arity(name: &str) -> String {
+    format!("ERR wrong number of arguments for '{name}' command")
+}
+
+fn unsupported(name: &str, reason: &str) -> String {
+    format!("ERR command '{name}' is not supported by this proxy: {reason}")
+}
+
+/// How much of a name, and of the argument list, redis-server quotes in an unknown-command error.
+const QUOTE_LIMIT: usize = 128;
+
+/// redis-server's (7.x) unknown-command error for `args`, e.g.
+/// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `: the name cut to 128 bytes,
+/// then arguments, each quoted and followed by a space, while the list is under 128 bytes,
+/// the last one cut to fit. Bytes are shown through [`sanitize`].
+pub(crate) fn unknown_command(args: &[&[u8]]) -> String {
+    let name = args.first().copied().unwrap_or_default();
+    let mut listed = String::new();
+    for arg in args.iter().skip(1) {
+        if listed.len() >= QUOTE_LIMIT {
+            break;
+        }
+        let shown = &arg[..arg.len().min(QUOTE_LIMIT - listed.len())];
+        listed.push('\'');
+        listed.push_str(&sanitize(shown));
+        listed.push_str("' ");
+    }
+    let name = sanitize(&name[..name.len().min(QUOTE_LIMIT)]);
+    format!("ERR unknown command '{name}', with args beginning with: {listed}")
+}
+
+/// Client bytes made safe for an error line, one char per byte: printable ASCII is kept, CR
+/// and LF become spaces (as redis-server does), any other byte becomes `?`.
+pub(crate) fn sanitize(bytes: &[u8]) -> String {
+    let shown = |&b: &u8| match b {
+        b' '..=b'~' => char::from(b),
+        b'\r' | b'\n' => ' ',
+        _ => '?',
+    };
+    bytes.iter().map(shown).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<&[u8]> {
+        line.split(' ').map(str::as_bytes).collect()
+    }
+
+    fn classify_line(line: &str) -> Result<Route, String> {
+        classify(&words(line))
+    }
+
+    #[test]
+    fn the_table_is_sorted_lowercase_and_unique() {
+        for pair in COMMANDS.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} before {}",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+        for spec in COMMANDS {
+            assert!(spec.name.len() <= MAX_NAME_LEN);
+            assert!(spec
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(lookup(spec.name.to_ascii_uppercase().as_bytes()).is_some());
+        }
+    }
+
+    #[test]
+    fn names_fold_to_lowercase_on_the_stack() {
+        let name = CommandName::new(b"GeTdEl").expect("short name");
+        assert_eq!(name.as_bytes(), b"getdel");
+        assert!(CommandName::new(&[b'a'; 32]).is_some());
+        assert!(CommandName::new(&[b'a'; 33]).is_none());
+        assert!(CommandName::new(b"").is_some_and(|n| n.as_bytes().is_empty()));
+    }
+
+    #[test]
+    fn single_key_commands_route_to_their_key() {
+        let lines = [
+            "GET k",
+            "get k",
+            "SET k v EX 10",
+            "HSET h f v f2 v2",
+            "LPUSH l a b c",
+            "ZADD z 1 m",
+            "SADD s m",
+            "EXPIRE k 10 NX",
+            "PFADD hll a b",
+            "PFCOUNT hll",
+            "XADD s * f v",
+            "INCRBYFLOAT k 1.5",
+            "LINSERT l BEFORE a b",
+        ];
+        for line in lines {
+            assert_eq!(classify_line(line), Ok(Route::Single { key: 1 }), "{line}");
+        }
+    }
+
+    #[test]
+    fn multi_key_commands_split_by_key() {
+        let sum = |first| Route::Multi {
+            first,
+            step: 1,
+            kind: MultiKind::SumIntegers,
+        };
+        for line in ["DEL a", "UNLINK a b", "EXISTS a a", "TOUCH a b c"] {
+            assert_eq!(classify_line(line), Ok(sum(1)), "{line}");
+        }
+        let mget = Route::Multi {
+            first: 1,
+            step: 1,
+            kind: MultiKind::Mget,
+        };
+        assert_eq!(classify_line("MGET a b c"), Ok(mget));
+        let mset = Route::Multi {
+            first: 1,
+            step: 2,
+            kind: MultiKind::Mset,
+        };
+        assert_eq!(classify_line("MSET a 1 b 2"), Ok(mset));
+    }
+
+    #[test]
+    fn connection_commands_are_local_and_dbsize_fans_out() {
+        let local = [
+            ("PING", LocalCmd::Ping),
+            ("PING hi", LocalCmd::Ping),
+            ("ECHO hi", LocalCmd::Echo),
+            ("QUIT", LocalCmd::Quit),
+            ("COMMAND DOCS", LocalCmd::Command),
+            ("SELECT 0", LocalCmd::Select),
+            ("HELLO 2", LocalCmd::Hello),
+            ("CLIENT SETNAME x", LocalCmd::Client),
+            ("INFO", LocalCmd::Info),
+            ("AUTH pw", LocalCmd::Auth),
+        ];
+        for (line, cmd) in local {
+            assert_eq!(classify_line(line), Ok(Route::Local(cmd)), "{line}");
+        }
+        assert_eq!(
+            classify_line("DBSIZE"),
+            Ok(Route::Fanout(FanoutCmd::Dbsize))
+        );
+    }
+
+    #[test]
+    fn wrong_arity_uses_the_lowercase_name() {
+        let lines = [
+            ("GET", "get"),
+            ("get a b", "get"),
+            ("SET k", "set"),
+            ("MSET a", "mset"),
+            ("MSET a 1 b", "mset"),
+            ("MGET", "mget"),
+            ("DEL", "del"),
+            ("DBSIZE x", "dbsize"),
+            ("PING a b", "ping"),
+            ("ECHO", "echo"),
+            ("SELECT", "select"),
+            ("CLIENT", "client"),
+            ("PFCOUNT", "pfcount"),
+            ("LINSERT l BEFORE a", "linsert"),
+        ];
+        for (line, name) in lines {
+            let text = format!("ERR wrong number of arguments for '{name}' command");
+            assert_eq!(classify_line(line), Err(text), "{line}");
+        }
+    }
+
+    #[test]
+    fn unsupported_commands_say_why() {
+        let cases = [
+            ("KEYS *", "keys", KEYSPACE),
+            ("multi", "multi", TRANSACTION),
+            ("BLPOP l 0", "blpop", BLOCKING),
+            ("SUBSCRIBE c", "subscribe", PUBSUB),
+            ("FLUSHALL", "flushall", EVERY_SHARD),
+            ("MOVE k 1", "move", ONE_DATABASE),
+            ("RENAME a b", "rename", CROSS_SHARD),
+            ("PFCOUNT a b", "pfcount", MERGES_KEYS),
+            ("EVAL s 0", "eval", SCRIPT),
+            ("MONITOR", "monitor", REPLICATION),
+            ("CONFIG GET save", "config", ADMIN),
+            ("CLUSTER INFO", "cluster", CLUSTER),
+        ];
+        for (line, name, reason) in cases {
+            let text = format!("ERR command '{name}' is not supported by this proxy: {reason}");
+            assert_eq!(classify_line(line), Err(text), "{line}");
+        }
+        let brief = "KEYS SCAN RANDOMKEY MULTI EXEC DISCARD WATCH UNWATCH BLPOP BRPOP BLMOVE \
+            BRPOPLPUSH BZPOPMIN BZPOPMAX BLMPOP BZMPOP XREAD XREADGROUP WAIT SUBSCRIBE PSUBSCRIBE \
+            SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE PUBLISH FLUSHALL FLUSHDB SWAPDB MOVE RENAME \
+            RENAMENX COPY SMOVE SINTER SUNION SDIFF SINTERSTORE SUNIONSTORE SDIFFSTORE ZUNIONSTORE \
+            ZINTERSTORE EVAL EVALSHA SCRIPT FUNCTION FCALL MONITOR SYNC PSYNC REPLICAOF SLAVEOF \
+            SHUTDOWN DEBUG CONFIG SAVE BGSAVE BGREWRITEAOF LASTSAVE SLOWLOG OBJECT MIGRATE RESTORE \
+            DUMP CLUSTER READONLY READWRITE LMOVE RPOPLPUSH";
+        for name in brief.split_whitespace() {
+            let refused = classify(&[name.as_bytes()]).expect_err(name);
+            assert!(
+                refused.contains("is not supported by this proxy: "),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_commands_quote_their_arguments_like_redis() {
+        let text = "ERR unknown command 'foo', with args beginning with: 'a' 'b' ";
+        assert_eq!(classify_line("foo a b"), Err(text.to_string()));
+        let bare = "ERR unknown command 'FOO', with args beginning with: ";
+        assert_eq!(classify_line("FOO"), Err(bare.to_string()));
+        assert_eq!(
+            classify(&[]),
+            Err("ERR unknown command '', with args beginning with: ".into())
+        );
+        let long = [b'x'; 40];
+        assert!(classify(&[&long]).is_err_and(|e| e.contains(&"x".repeat(40))));
+    }
+
+    #[test]
+    fn unknown_command_errors_are_truncated_and_sanitized() {
+        let name = vec![b'n'; 200];
+        let (arg1, arg2) = (vec![b'a'; 100], vec![b'b'; 100]);
+        let text = unknown_command(&[&name, &arg1, &arg2, b"c"]);
+        let expected = format!(
+            "ERR unknown command '{}', with args beginning with: '{}' '{}' ",
+            "n".repeat(128),
+            "a".repeat(100),
+            "b".repeat(25)
+        );
+        assert_eq!(text, expected);
+        let text = unknown_command(&[b"f\r\no", b"\x00\xff\tz"]);
+        assert_eq!(
+            text,
+            "ERR unknown command 'f  o', with args beginning with: '???z' "
+        );
+    }
+
+    #[test]
+    fn arity_matches_follows_redis_convention() {
+        assert!(arity_matches(2, 2) && !arity_matches(2, 1) && !arity_matches(2, 3));
+        assert!(arity_matches(-2, 2) && arity_matches(-2, 9) && !arity_matches(-2, 1));
+        assert!(arity_matches(-1, 1));
+    }
+}
