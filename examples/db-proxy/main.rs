@@ -1,1 +1,301 @@
-fn main() {}
+//! db-proxy: a thread-per-core Redis-protocol sharding proxy on corio.
+//!
+//! Every core accepts clients on the same port (SO_REUSEPORT) and keeps its own pipelined
+//! connection to each upstream shard, so nothing on the request path is shared between cores.
+//! Keys map to shards by Redis Cluster's CRC16 hash slot (`{hash tags}` included): the 16384
+//! slots are split into equal contiguous ranges, shard `i` (the `i`-th `--upstream`) owning
+//! slots `i*16384/n .. (i+1)*16384/n`.
+//!
+//! With no `--upstream`, two embedded RESP backends are started in-process on loopback ports
+//! and proxied to exactly as redis-servers would be.
+//!
+//! Modules: `resp` (RESP parser, reply scanner, encoders), `command` (routing table),
+//! `shard` (key -> slot -> shard), `multikey` (split and merge), `upstream` (per-core pipelined
+//! connections), `session` (one client), `backend` and `store` (the embedded backends).
+
+mod backend;
+mod command;
+mod multikey;
+mod resp;
+mod session;
+mod shard;
+mod store;
+mod upstream;
+
+use std::cell::Cell;
+use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use corio::net::TcpListener;
+use corio::rt::{spawn, CoreId, Runtime};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use shard::ShardMap;
+use upstream::{Upstream, UpstreamConfig};
+
+/// A Redis-protocol sharding proxy: one event loop per core, io_uring underneath.
+#[derive(Parser, Debug)]
+#[command(name = "db-proxy", version)]
+struct Args {
+    /// Address to accept clients on (every core listens on it with SO_REUSEPORT).
+    #[arg(long, default_value = "127.0.0.1:6380")]
+    listen: String,
+    /// Number of cores (threads, each with its own io_uring). Default: every CPU.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// An upstream Redis server, HOST:PORT; repeat for more shards, in shard order. With none,
+    /// two embedded backends are started.
+    #[arg(long = "upstream", value_name = "HOST:PORT")]
+    upstreams: Vec<String>,
+    /// How long connecting to an upstream may take, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    connect_timeout_ms: u64,
+    /// How long a request may wait for its upstream's reply, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    request_timeout_ms: u64,
+    /// Most clients connected at once, per core; more are refused with an error reply.
+    #[arg(long, default_value_t = 10_000)]
+    max_clients: usize,
+    /// Largest request in bytes (a bulk string, or a request still incomplete).
+    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    max_request_size: usize,
+    /// Most requests of one client parsed and in flight before their replies are written.
+    #[arg(long, default_value_t = 1024)]
+    max_pending: usize,
+}
+
+/// Settings every core shares (copied to each).
+#[derive(Clone, Copy, Debug)]
+struct Config {
+    upstream: UpstreamConfig,
+    max_clients: usize,
+    max_request_bytes: usize,
+    max_pending: usize,
+}
+
+/// Counters of one core, for INFO.
+#[derive(Default)]
+struct Stats {
+    clients: Cell<usize>,
+    requests: Cell<u64>,
+    errors: Cell<u64>,
+}
+
+/// One core's proxy: its upstream connections and counters.
+struct Proxy {
+    core: CoreId,
+    config: Config,
+    limits: resp::Limits,
+    shards: ShardMap,
+    upstreams: Vec<Rc<Upstream>>,
+    stats: Stats,
+}
+
+impl Proxy {
+    /// The INFO text of this core.
+    fn info(&self) -> String {
+        let mut info = String::from("# Server\r\nredis_version:7.0.0\r\nproxy:corio db-proxy\r\n");
+        info += &format!("core:{}\r\n", self.core.0);
+        info += "# Clients\r\n";
+        info += &format!("connected_clients:{}\r\n", self.stats.clients.get());
+        info += "# Stats\r\n";
+        info += &format!("total_commands_processed:{}\r\n", self.stats.requests.get());
+        info += &format!("total_error_replies:{}\r\n", self.stats.errors.get());
+        info += "# Shards\r\n";
+        for (i, upstream) in self.upstreams.iter().enumerate() {
+            let slots = self.shards.slots_of(i);
+            info += &format!(
+                "shard{i}:addr={},slots={}-{}\r\n",
+                upstream.addr,
+                slots.start,
+                slots.end - 1
+            );
+        }
+        info
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("db-proxy: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> io::Result<()> {
+    let cores = args
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if cores == 0 {
+        return Err(invalid("--cores must be at least 1"));
+    }
+    if args.max_pending == 0 || args.max_clients == 0 {
+        return Err(invalid(
+            "--max-pending and --max-clients must be at least 1",
+        ));
+    }
+    let listen = resolve(&args.listen, "--listen")?;
+    let listeners = bind_listeners(listen, cores)?;
+    let local = listeners[0].local_addr()?;
+
+    let (upstream_addrs, backends) = if args.upstreams.is_empty() {
+        let backends = (0..2)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<io::Result<Vec<_>>>()?;
+        let addrs = backends
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<io::Result<_>>()?;
+        (addrs, backends)
+    } else {
+        let addrs = args
+            .upstreams
+            .iter()
+            .map(|u| resolve(u, "--upstream"))
+            .collect::<io::Result<Vec<_>>>()?;
+        (addrs, Vec::new())
+    };
+    let config = Config {
+        upstream: UpstreamConfig {
+            connect_timeout: Duration::from_millis(args.connect_timeout_ms.max(1)),
+            request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+        },
+        max_clients: args.max_clients,
+        max_request_bytes: args.max_request_size.max(1024),
+        max_pending: args.max_pending,
+    };
+
+    let runtime = Runtime::builder().cores(cores).build()?;
+    println!("listening on {local}");
+    io::stdout().flush()?;
+    eprintln!(
+        "db-proxy: {cores} cores, {} shards: {}{}",
+        upstream_addrs.len(),
+        upstream_addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        if backends.is_empty() {
+            ""
+        } else {
+            " (embedded backends)"
+        }
+    );
+
+    let listeners = take_once(listeners);
+    let backends = take_once(backends);
+    let upstream_addrs = Arc::new(upstream_addrs);
+    let results = runtime.run(move |core| {
+        let listener = listeners[core.0].lock().unwrap().take();
+        let mine: Vec<_> = (0..backends.len())
+            .filter(|i| i % cores == core.0)
+            .filter_map(|i| backends[i].lock().unwrap().take())
+            .collect();
+        let upstream_addrs = upstream_addrs.clone();
+        async move {
+            for backend in mine {
+                spawn(backend::serve(TcpListener::from_std(backend)?)).detach();
+            }
+            let listener = TcpListener::from_std(listener.expect("one listener per core"))?;
+            let proxy = Rc::new(Proxy {
+                core,
+                config,
+                limits: resp::Limits {
+                    max_bulk_len: config.max_request_bytes,
+                    ..resp::Limits::default()
+                },
+                shards: ShardMap::new(upstream_addrs.len()),
+                upstreams: upstream_addrs
+                    .iter()
+                    .map(|&addr| Upstream::new(addr, config.upstream))
+                    .collect(),
+                stats: Stats::default(),
+            });
+            accept_loop(listener, proxy).await
+        }
+    });
+    results.into_iter().collect::<io::Result<Vec<()>>>()?;
+    Ok(())
+}
+
+/// Accepts clients on this core forever, refusing those over the limit with an error reply.
+async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>) -> io::Result<()> {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // EMFILE and friends: keep serving the clients we have, retry shortly.
+                eprintln!("db-proxy: accept failed on {}: {err}", proxy.core);
+                corio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if proxy.stats.clients.get() >= proxy.config.max_clients {
+            spawn(async move {
+                let _ = stream
+                    .write_all(&b"-ERR max number of clients reached\r\n"[..])
+                    .await;
+            })
+            .detach();
+            continue;
+        }
+        let proxy = proxy.clone();
+        spawn(async move {
+            proxy.stats.clients.set(proxy.stats.clients.get() + 1);
+            session::serve(stream, proxy.clone()).await;
+            proxy.stats.clients.set(proxy.stats.clients.get() - 1);
+        })
+        .detach();
+    }
+}
+
+/// Binds one listener per core on `addr`. A port already served by another process (even one
+/// using SO_REUSEPORT, such as a second db-proxy) is refused rather than silently shared.
+fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        std::net::TcpListener::bind(addr)
+            .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))?;
+    }
+    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(cores);
+    for _ in 0..cores {
+        let bind_to = listeners
+            .first()
+            .map_or(Ok(addr), |first| first.local_addr())?;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket
+            .bind(&bind_to.into())
+            .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))?;
+        socket.listen(1024)?;
+        listeners.push(socket.into());
+    }
+    Ok(listeners)
+}
+
+/// Wraps values so each core can take its own out of a shared, `Sync` list.
+fn take_once<T>(values: Vec<T>) -> Arc<Vec<Mutex<Option<T>>>> {
+    Arc::new(values.into_iter().map(|v| Mutex::new(Some(v))).collect())
+}
+
+fn resolve(addr: &str, flag: &str) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .map_err(|err| invalid(&format!("{flag} {addr}: {err}")))?
+        .next()
+        .ok_or_else(|| invalid(&format!("{flag} {addr}: resolves to no address")))
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message.to_owned())
+}

@@ -1,0 +1,181 @@
+//! Multi-key commands across shards: splitting `MGET`, `MSET`, `DEL`, `EXISTS`, `UNLINK`,
+//! `TOUCH` (and fanning out `DBSIZE`) into one sub-request per shard, and merging the
+//! sub-replies into the one reply the client expects, in the client's key order.
+
+use crate::command::MultiKind;
+use crate::resp;
+use crate::shard::ShardMap;
+
+/// The sub-request for one shard: its encoded command, and which of the client's keys (by
+/// ordinal: 0 for the first key) it carries, in order.
+pub(crate) struct Part {
+    pub(crate) shard: usize,
+    pub(crate) request: Vec<u8>,
+    pub(crate) keys: Vec<usize>,
+}
+
+/// Splits a multi-key request by shard. Keys sit at `first, first + step, ..`; with `step`
+/// 2 (MSET) each key's value follows it. Returns one part per shard that owns a key, in
+/// shard order. A request whose keys all live on one shard yields one part.
+pub(crate) fn split(args: &[&[u8]], first: usize, step: usize, shards: &ShardMap) -> Vec<Part> {
+    let mut by_shard: Vec<Option<(Vec<&[u8]>, Vec<usize>)>> = Vec::new();
+    for (ordinal, index) in (first..args.len()).step_by(step).enumerate() {
+        let shard = shards.shard_of_key(args[index]);
+        if by_shard.len() <= shard {
+            by_shard.resize_with(shard + 1, || None);
+        }
+        let (part_args, keys) = by_shard[shard].get_or_insert_with(|| (vec![args[0]], Vec::new()));
+        part_args.extend_from_slice(&args[index..index + step]);
+        keys.push(ordinal);
+    }
+    by_shard
+        .into_iter()
+        .enumerate()
+        .filter_map(|(shard, part)| {
+            let (part_args, keys) = part?;
+            let mut request = Vec::new();
+            resp::encode_command(&mut request, part_args.iter().copied());
+            Some(Part {
+                shard,
+                request,
+                keys,
+            })
+        })
+        .collect()
+}
+
+/// The first error among the sub-replies, as the client should see it.
+fn first_error(replies: &[Result<Vec<u8>, String>]) -> Option<Vec<u8>> {
+    replies.iter().find_map(|reply| match reply {
+        Err(text) => {
+            let mut out = Vec::new();
+            resp::write_error(&mut out, text);
+            Some(out)
+        }
+        Ok(bytes) if bytes.first() == Some(&b'-') => Some(bytes.clone()),
+        Ok(_) => None,
+    })
+}
+
+/// Merges the sub-replies of `parts` (same order) into one reply for a client that sent
+/// `nkeys` keys.
+pub(crate) fn merge(
+    kind: MultiKind,
+    parts: &[Part],
+    replies: &[Result<Vec<u8>, String>],
+    nkeys: usize,
+) -> Vec<u8> {
+    if let Some(error) = first_error(replies) {
+        return error;
+    }
+    let mut out = Vec::new();
+    match kind {
+        MultiKind::Mset => resp::write_simple(&mut out, "OK"),
+        MultiKind::SumIntegers => match sum_integers(replies) {
+            Some(total) => resp::write_integer(&mut out, total),
+            None => resp::write_error(&mut out, "ERR unexpected reply from upstream"),
+        },
+        MultiKind::Mget => {
+            let mut values: Vec<Option<&[u8]>> = vec![None; nkeys];
+            for (part, reply) in parts.iter().zip(replies) {
+                let Some(elements) = reply.as_ref().ok().and_then(|r| array_elements(r)) else {
+                    resp::write_error(&mut out, "ERR unexpected reply from upstream");
+                    return out;
+                };
+                if elements.len() != part.keys.len() {
+                    resp::write_error(&mut out, "ERR unexpected reply from upstream");
+                    return out;
+                }
+                for (&key, element) in part.keys.iter().zip(elements) {
+                    values[key] = Some(element);
+                }
+            }
+            resp::write_array_len(&mut out, nkeys);
+            for value in values {
+                match value {
+                    Some(bytes) => out.extend_from_slice(bytes),
+                    None => resp::write_null(&mut out),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Sums `:n` replies; `None` if one is not an integer reply.
+pub(crate) fn sum_integers(replies: &[Result<Vec<u8>, String>]) -> Option<i64> {
+    replies.iter().try_fold(0i64, |total, reply| {
+        let bytes = reply.as_ref().ok()?;
+        let digits = bytes.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+        total.checked_add(resp::parse_i64(digits)?)
+    })
+}
+
+/// The encoded elements of an array reply (`*N\r\n` then N replies).
+fn array_elements(reply: &[u8]) -> Option<Vec<&[u8]>> {
+    let header_end = reply.windows(2).position(|w| w == b"\r\n")?;
+    let count = resp::parse_i64(reply.strip_prefix(b"*")?.get(..header_end - 1)?)?;
+    let mut rest = &reply[header_end + 2..];
+    let mut elements = Vec::with_capacity(usize::try_from(count).ok()?.min(1024));
+    for _ in 0..count {
+        let len = resp::scan_reply(rest, 64).ok()??;
+        elements.push(&rest[..len]);
+        rest = &rest[len..];
+    }
+    Some(elements)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mget_across_shards_is_merged_in_key_order() {
+        let shards = ShardMap::new(2);
+        let keys: [&[u8]; 4] = [b"foo", b"bar", b"hello", b"x"];
+        let mut args: Vec<&[u8]> = vec![b"MGET"];
+        args.extend(keys);
+        let parts = split(&args, 1, 1, &shards);
+        assert_eq!(parts.iter().map(|p| p.keys.len()).sum::<usize>(), 4);
+        let replies: Vec<_> = parts
+            .iter()
+            .map(|part| {
+                let mut r = Vec::new();
+                resp::write_array_len(&mut r, part.keys.len());
+                for &k in &part.keys {
+                    resp::write_bulk(&mut r, keys[k]);
+                }
+                Ok(r)
+            })
+            .collect();
+        let merged = merge(MultiKind::Mget, &parts, &replies, 4);
+        assert_eq!(
+            merged,
+            b"*4\r\n$3\r\nfoo\r\n$3\r\nbar\r\n$5\r\nhello\r\n$1\r\nx\r\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn counts_are_summed_and_errors_win() {
+        let parts = split(&[b"DEL", b"foo", b"bar"], 1, 1, &ShardMap::new(2));
+        let ok = vec![Ok(b":1\r\n".to_vec()), Ok(b":2\r\n".to_vec())];
+        assert_eq!(merge(MultiKind::SumIntegers, &parts, &ok, 2), b":3\r\n");
+        let failed = vec![Ok(b":1\r\n".to_vec()), Err("ERR upstream down".to_owned())];
+        assert_eq!(
+            merge(MultiKind::SumIntegers, &parts, &failed, 2),
+            b"-ERR upstream down\r\n"
+        );
+    }
+
+    #[test]
+    fn mset_keeps_values_with_their_keys() {
+        let shards = ShardMap::new(2);
+        let parts = split(&[b"MSET", b"foo", b"1", b"bar", b"2"], 1, 2, &shards);
+        let mut requests: Vec<&[u8]> = parts.iter().map(|p| p.request.as_slice()).collect();
+        requests.sort();
+        if shards.shard_of_key(b"foo") != shards.shard_of_key(b"bar") {
+            assert_eq!(requests.len(), 2);
+            assert!(requests.contains(&&b"*3\r\n$4\r\nMSET\r\n$3\r\nfoo\r\n$1\r\n1\r\n"[..]));
+        }
+    }
+}

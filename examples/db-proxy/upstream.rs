@@ -1,0 +1,285 @@
+//! Pipelined connections from one core to each upstream shard, with reconnection and backoff.
+//!
+//! Each core keeps one connection per upstream. Sessions append their requests to the
+//! connection's output buffer and get a [`ReplySlot`] back; a writer task sends the buffer in
+//! batches (every request queued since its last write, from every client), and a reader task
+//! matches replies to slots in FIFO order. A slot whose client went away is still filled, then
+//! dropped, so the FIFO never shifts and no reply reaches the wrong client.
+//!
+//! When the connection fails (refused, reset, EOF, or a request that timed out, which leaves
+//! the FIFO's state unknown), every pending slot gets an error, the socket is shut down, and the
+//! upstream is *down* for a backoff (50 ms doubling to 2 s): requests made meanwhile fail at once
+//! with the last error rather than piling up. The next request after the backoff reconnects.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use corio::net::TcpStream;
+use corio::rt::{spawn, time};
+
+use crate::resp;
+
+/// The reply to one request, or the error text (without `-`) to send instead.
+pub(crate) type Reply = Result<Vec<u8>, String>;
+
+/// Where one request's reply will land.
+#[derive(Default)]
+pub(crate) struct ReplySlot {
+    reply: RefCell<Option<Reply>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl ReplySlot {
+    fn fill(&self, reply: Reply) {
+        *self.reply.borrow_mut() = Some(reply);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// A slot that already holds `reply` (a request that failed before being sent).
+    pub(crate) fn ready(reply: Reply) -> Rc<ReplySlot> {
+        let slot = Rc::new(ReplySlot::default());
+        slot.fill(reply);
+        slot
+    }
+
+    /// Waits for the reply.
+    pub(crate) async fn wait(&self) -> Reply {
+        poll_fn(|cx| {
+            if let Some(reply) = self.reply.borrow_mut().take() {
+                return Poll::Ready(reply);
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Timeouts and limits of upstream connections.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UpstreamConfig {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Deepest reply nesting accepted from an upstream.
+const MAX_REPLY_DEPTH: usize = 128;
+
+/// One upstream shard, as seen from one core.
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
+    config: UpstreamConfig,
+    state: RefCell<State>,
+    backoff: Cell<Duration>,
+}
+
+enum State {
+    /// No connection; a request connects.
+    Idle,
+    /// Down until `until`; requests fail with `error` meanwhile.
+    Down { until: Instant, error: String },
+    /// Connecting or connected: requests queue on it.
+    Up(Rc<Conn>),
+}
+
+impl Upstream {
+    pub(crate) fn new(addr: SocketAddr, config: UpstreamConfig) -> Rc<Upstream> {
+        Rc::new(Upstream {
+            addr,
+            config,
+            state: RefCell::new(State::Idle),
+            backoff: Cell::new(MIN_BACKOFF),
+        })
+    }
+
+    /// Queues one encoded request; its reply lands in the returned slot.
+    pub(crate) fn send(self: &Rc<Self>, request: &[u8]) -> Rc<ReplySlot> {
+        match self.conn() {
+            Ok(conn) => conn.queue(request),
+            Err(error) => ReplySlot::ready(Err(error)),
+        }
+    }
+
+    /// The live connection, starting one if none is, or the error while down.
+    fn conn(self: &Rc<Self>) -> Result<Rc<Conn>, String> {
+        let mut state = self.state.borrow_mut();
+        match &*state {
+            State::Up(conn) => return Ok(conn.clone()),
+            State::Down { until, error } if Instant::now() < *until => return Err(error.clone()),
+            State::Down { .. } | State::Idle => {}
+        }
+        let conn = Rc::new(Conn::default());
+        *state = State::Up(conn.clone());
+        spawn(self.clone().run(conn.clone())).detach();
+        Ok(conn)
+    }
+
+    /// Connects, then writes and reads until the connection fails.
+    async fn run(self: Rc<Self>, conn: Rc<Conn>) {
+        let error = match self.connect().await {
+            Ok(stream) => {
+                self.backoff.set(MIN_BACKOFF);
+                let stream = Rc::new(stream);
+                *conn.stream.borrow_mut() = Some(stream.clone());
+                let reader = spawn(read_replies(conn.clone(), stream.clone()));
+                write_requests(&conn, &stream).await;
+                let _ = stream.shutdown(Shutdown::Both);
+                let _ = reader.await;
+                let failed = conn.failed.borrow_mut().take();
+                failed.unwrap_or_else(|| "connection ended".to_owned())
+            }
+            Err(err) => format!("connect failed: {err}"),
+        };
+        let error = format!("ERR upstream {} unavailable: {error}", self.addr);
+        conn.fail_all(&error);
+        let backoff = self.backoff.get();
+        self.backoff.set((backoff * 2).min(MAX_BACKOFF));
+        let mut state = self.state.borrow_mut();
+        if matches!(&*state, State::Up(current) if Rc::ptr_eq(current, &conn)) {
+            *state = State::Down {
+                until: Instant::now() + backoff,
+                error,
+            };
+        }
+    }
+
+    async fn connect(&self) -> io::Result<TcpStream> {
+        let stream = time::timeout(self.config.connect_timeout, TcpStream::connect(self.addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// Gives up on the current connection: its pending requests fail with `why`. Called when a
+    /// request timed out, since the position of later replies in the FIFO is then unknown.
+    pub(crate) fn abort(&self, why: &str) {
+        if let State::Up(conn) = &*self.state.borrow() {
+            conn.abort(why);
+        }
+    }
+}
+
+/// One connection's queues.
+#[derive(Default)]
+struct Conn {
+    /// Requests not yet written.
+    out: RefCell<Vec<u8>>,
+    /// Slots of written or queued requests, oldest first.
+    pending: RefCell<VecDeque<Rc<ReplySlot>>>,
+    writer: RefCell<Option<Waker>>,
+    stream: RefCell<Option<Rc<TcpStream>>>,
+    /// Set when the connection must end; the text is the reason.
+    failed: RefCell<Option<String>>,
+}
+
+impl Conn {
+    fn queue(&self, request: &[u8]) -> Rc<ReplySlot> {
+        if let Some(error) = &*self.failed.borrow() {
+            return ReplySlot::ready(Err(error.clone()));
+        }
+        let slot = Rc::new(ReplySlot::default());
+        self.out.borrow_mut().extend_from_slice(request);
+        self.pending.borrow_mut().push_back(slot.clone());
+        if let Some(waker) = self.writer.borrow_mut().take() {
+            waker.wake();
+        }
+        slot
+    }
+
+    fn abort(&self, why: &str) {
+        self.failed
+            .borrow_mut()
+            .get_or_insert_with(|| why.to_owned());
+        if let Some(stream) = &*self.stream.borrow() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        if let Some(waker) = self.writer.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    fn fail_all(&self, error: &str) {
+        self.failed
+            .borrow_mut()
+            .get_or_insert_with(|| error.to_owned());
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        for slot in pending {
+            slot.fill(Err(error.to_owned()));
+        }
+        self.out.borrow_mut().clear();
+    }
+}
+
+/// Sends queued requests in batches until the connection fails (`conn.failed` says why).
+async fn write_requests(conn: &Conn, stream: &TcpStream) {
+    let mut batch = Vec::with_capacity(16 * 1024);
+    loop {
+        poll_fn(|cx| {
+            if conn.failed.borrow().is_some() || !conn.out.borrow().is_empty() {
+                return Poll::Ready(());
+            }
+            *conn.writer.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        if conn.failed.borrow().is_some() {
+            return;
+        }
+        batch.clear();
+        std::mem::swap(&mut batch, &mut *conn.out.borrow_mut());
+        let (res, back) = stream.write_all(batch).await;
+        batch = back;
+        if let Err(err) = res {
+            conn.abort(&format!("write failed: {err}"));
+            return;
+        }
+    }
+}
+
+/// Reads replies and fills slots in FIFO order until EOF or an error, then ends the
+/// connection (`conn.failed` says why).
+async fn read_replies(conn: Rc<Conn>, stream: Rc<TcpStream>) {
+    let why = read_until_failure(&conn, &stream).await;
+    conn.abort(&why);
+}
+
+async fn read_until_failure(conn: &Conn, stream: &TcpStream) -> String {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(buf.len().max(16 * 1024));
+        }
+        let (res, back) = stream.read(buf).await;
+        buf = back;
+        match res {
+            Ok(0) => return "connection closed by upstream".to_owned(),
+            Ok(_) => {}
+            Err(err) => return format!("read failed: {err}"),
+        }
+        let mut start = 0;
+        loop {
+            let len = match resp::scan_reply(&buf[start..], MAX_REPLY_DEPTH) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(err) => return format!("bad reply from upstream: {err}"),
+            };
+            let Some(slot) = conn.pending.borrow_mut().pop_front() else {
+                return "reply from upstream with no request pending".to_owned();
+            };
+            slot.fill(Ok(buf[start..start + len].to_vec()));
+            start += len;
+        }
+        buf.drain(..start);
+    }
+}
