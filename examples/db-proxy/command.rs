@@ -45,14 +45,23 @@ pub(crate) enum MultiKind {
 /// A command the proxy answers without an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LocalCmd {
+    /// `PING [message]`
     Ping,
+    /// `ECHO message`
     Echo,
+    /// `QUIT`: reply `+OK`, then close.
     Quit,
+    /// `COMMAND [subcommand ...]`
     Command,
+    /// `SELECT index`: only database 0 exists behind a sharding proxy.
     Select,
+    /// `HELLO [protover ...]`
     Hello,
+    /// `CLIENT subcommand ...`
     Client,
+    /// `INFO [section ...]`
     Info,
+    /// `AUTH [username] password`
     Auth,
 }
 
@@ -361,7 +370,7 @@ pub(crate) fn classify(args: &[&[u8]]) -> Result<Route, String> {
     };
     match spec.plan {
         Plan::Unsupported(reason) => Err(unsupported(spec.name, reason)),
-        _ if !arity_ok(spec, args.len()) => Err(wrong_arity(spec.name)),
+        _ if !arity_ok(spec, args) => Err(wrong_arity(spec.name)),
         Plan::Route(route) => Ok(route),
         Plan::OneKeyOnly(_) if args.len() == 2 => Ok(Route::Single { key: 1 }),
         Plan::OneKeyOnly(reason) => Err(unsupported(spec.name, reason)),
@@ -375,11 +384,13 @@ fn lookup(name: &[u8]) -> Option<&'static Spec> {
 }
 
 /// The redis arity, plus the argument shapes redis-server checks in the command itself.
-fn arity_ok(spec: &Spec, argc: usize) -> bool {
-    arity_matches(spec.arity, argc)
+fn arity_ok(spec: &Spec, args: &[&[u8]]) -> bool {
+    arity_matches(spec.arity, args.len())
         && match spec.plan {
-            Plan::Route(Route::Multi { first, step, .. }) => (argc - first) % step == 0,
-            Plan::Route(Route::Local(LocalCmd::Ping)) => argc <= 2,
+            Plan::Route(Route::Multi { first, step, .. }) => args
+                .get(first..)
+                .is_some_and(|keys| keys.chunks_exact(step).remainder().is_empty()),
+            Plan::Route(Route::Local(LocalCmd::Ping)) => args.len() <= 2,
             _ => true,
         }
 }
