@@ -137,17 +137,20 @@ fn nops(c: &mut Criterion) {
         group.throughput(Throughput::Elements(depth as u64));
         group.bench_with_input(BenchmarkId::new("corio", depth), &depth, |b, &depth| {
             b.iter_custom(|iters| {
+                // `depth` tasks, each awaiting one NOP after another: `depth` ops in flight.
                 corio::block_on(async move {
                     let start = Instant::now();
-                    for _ in 0..iters {
-                        if depth == 1 {
-                            corio::rt::nop().await.unwrap();
-                        } else {
-                            let batch = (0..depth).map(|_| corio::rt::nop());
-                            for r in corio::join_all(batch).await {
-                                r.unwrap();
-                            }
-                        }
+                    let tasks: Vec<_> = (0..depth)
+                        .map(|_| {
+                            corio::spawn(async move {
+                                for _ in 0..iters {
+                                    corio::rt::nop().await.unwrap();
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
                     }
                     start.elapsed()
                 })

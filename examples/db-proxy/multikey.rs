@@ -18,7 +18,9 @@ pub(crate) struct Part {
 /// 2 (MSET) each key's value follows it. Returns one part per shard that owns a key, in
 /// shard order. A request whose keys all live on one shard yields one part.
 pub(crate) fn split(args: &[&[u8]], first: usize, step: usize, shards: &ShardMap) -> Vec<Part> {
-    let mut by_shard: Vec<Option<(Vec<&[u8]>, Vec<usize>)>> = Vec::new();
+    // Per shard: the sub-request's arguments, and the ordinals of the keys it carries.
+    type Group<'a> = Option<(Vec<&'a [u8]>, Vec<usize>)>;
+    let mut by_shard: Vec<Group> = Vec::new();
     for (ordinal, index) in (first..args.len()).step_by(step).enumerate() {
         let shard = shards.shard_of_key(args[index]);
         if by_shard.len() <= shard {

@@ -83,6 +83,7 @@ impl Request {
     ///
     /// # Panics
     /// If `i >= self.len()`, or if `buf` is shorter than the buffer that was parsed.
+    #[cfg(test)]
     pub(crate) fn arg<'a>(&'a self, buf: &'a [u8], i: usize) -> &'a [u8] {
         self.args[i].bytes(buf)
     }

@@ -282,6 +282,7 @@ impl Store {
     }
 
     /// The number of keys held, counting expired keys not yet removed.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -51,7 +51,7 @@ impl Core {
     fn enter(&self) -> EnterGuard {
         CURRENT.with(|current| {
             let previous = current.get();
-            if !previous.is_null() && previous != self as *const Core {
+            if !previous.is_null() && !std::ptr::eq(previous, self) {
                 panic!("cannot start a corio loop from inside a corio task (nested block_on)");
             }
             current.set(self);
@@ -96,7 +96,6 @@ impl Core {
         self.executor.drain_remote();
         let park = self.park_mode(ready);
         let result = self.driver.borrow_mut().tick(park);
-        self.shared().doorbell.unpark();
         if let Err(err) = result {
             panic!(
                 "corio core {}: io_uring_enter failed: {err}",
@@ -211,14 +210,14 @@ pub(crate) fn try_with_driver<R>(f: impl FnOnce(&mut Driver) -> R) -> Option<R> 
 
 /// Queues `task` on this thread's run queue if this thread is its owner core; else gives it
 /// back.
-pub(crate) fn with_local_executor(owner: &Arc<Shared>, task: TaskRef) -> Result<(), TaskRef> {
+pub(crate) fn push_if_local(task: TaskRef) -> Result<(), TaskRef> {
     let ptr = CURRENT.with(Cell::get);
     if ptr.is_null() {
         return Err(task);
     }
     // SAFETY: as in `with_core`.
     let core = unsafe { &*ptr };
-    if !Arc::ptr_eq(core.shared(), owner) {
+    if !Arc::ptr_eq(core.shared(), &task.header().owner) {
         return Err(task);
     }
     core.executor.push_local(task);

@@ -200,6 +200,9 @@ impl Driver {
                 }
             }
         };
+        // Awake again before reaping: wake-ups the CQEs trigger on this thread must not poke
+        // the doorbell.
+        self.doorbell.unpark();
         transient_ok(result)?;
         self.reap();
         Ok(())
@@ -470,10 +473,8 @@ pub(crate) mod tests {
                 buf,
             });
             // SAFETY: writes 2 bytes from a static to the pipe's write end.
-            assert_eq!(
-                unsafe { libc::write(tx.as_raw_fd(), b"ok".as_ptr().cast(), 2) },
-                2
-            );
+            let written = unsafe { libc::write(tx.as_raw_fd(), b"ok".as_ptr().cast(), 2) };
+            assert_eq!(written, 2);
             let (n, buf) = read.await;
             assert_eq!((n.unwrap(), &buf.0[..]), (2, &b"ok"[..]));
             drop((rx, tx, buf));

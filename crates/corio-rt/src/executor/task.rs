@@ -305,10 +305,10 @@ unsafe fn waker_clone(data: *const ()) -> RawWaker {
 }
 
 unsafe fn waker_wake(data: *const ()) {
-    // SAFETY: the waker owned one reference, which this TaskRef now holds.
-    let task = TaskRef {
-        ptr: unsafe { NonNull::new_unchecked(data as *mut Header) },
-    };
+    // SAFETY: the data pointer of a task waker is a live, non-null header; the waker owned one
+    // reference, which this TaskRef now holds.
+    let ptr = unsafe { NonNull::new_unchecked(data as *mut Header) };
+    let task = TaskRef { ptr };
     super::waker::wake(task);
 }
 

@@ -25,8 +25,9 @@ pub(crate) fn wake_by_ref(ptr: NonNull<Header>) {
 
 /// Queues a task that was just marked scheduled.
 pub(crate) fn schedule(task: TaskRef) {
-    let owner = task.header().owner.clone();
-    if let Err(task) = context::with_local_executor(&owner, task) {
+    if let Err(task) = context::push_if_local(task) {
+        // Another thread: the reference travels in the owner's remote queue.
+        let owner = task.header().owner.clone();
         owner.push_remote_task(task);
     }
 }

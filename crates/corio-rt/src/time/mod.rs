@@ -1,7 +1,7 @@
 //! Time on a core: `sleep`, `sleep_until`, `timeout` and `interval`.
 //!
-//! Timers live in the core's [`wheel`]; the loop bounds its wait in `io_uring_enter` by the
-//! earliest deadline (the `EXT_ARG` timeout), so no timer thread exists. A timer fires at or
+//! Timers live in the core's deadline store (`time/wheel.rs`); the loop bounds its wait in
+//! `io_uring_enter` by the earliest deadline (the `EXT_ARG` timeout), so no timer thread exists. A timer fires at or
 //! after its deadline, never before: a sleep checks the clock itself before it reports ready.
 
 pub(crate) mod wheel;
