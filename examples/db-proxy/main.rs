@@ -143,6 +143,11 @@ fn run(args: Args) -> io::Result<()> {
             "--max-pending and --max-clients must be at least 1",
         ));
     }
+    if !args.upstreams.is_empty() && args.upstreams.len() > 16_384 {
+        return Err(invalid(
+            "at most 16384 --upstream shards (one per hash slot)",
+        ));
+    }
     let listen = resolve(&args.listen, "--listen")?;
     let listeners = bind_listeners(listen, cores)?;
     let local = listeners[0].local_addr()?;

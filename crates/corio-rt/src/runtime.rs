@@ -191,11 +191,16 @@ impl Runtime {
             let (factory, tx) = (factory.clone(), tx.clone());
             let id = core.shared.core;
             let job: Job = Box::new(move || {
-                let future = AssertUnwindSafe(factory(id)).catch_unwind();
-                crate::spawn(async move {
-                    let _ = tx.send((id.0, future.await));
-                })
-                .detach();
+                match std::panic::catch_unwind(AssertUnwindSafe(|| factory(id))) {
+                    Ok(future) => crate::spawn(async move {
+                        let output = AssertUnwindSafe(future).catch_unwind().await;
+                        let _ = tx.send((id.0, output));
+                    })
+                    .detach(),
+                    Err(payload) => {
+                        let _ = tx.send((id.0, Err(payload)));
+                    }
+                }
             });
             if core.shared.push_job(job).is_err() {
                 panic!("{id} has shut down");
