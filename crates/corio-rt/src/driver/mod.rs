@@ -418,6 +418,21 @@ pub(crate) mod tests {
         }
     }
 
+    /// A single-shot `IORING_OP_TIMEOUT`; the timespec lives in the boxed op.
+    struct Timeout(types::Timespec);
+
+    // SAFETY: the SQE points at the timespec inside the boxed op.
+    unsafe impl OpCode for Timeout {
+        const CODE: u8 = opcode::Timeout::CODE;
+        type Output = i32;
+        fn sqe(&mut self) -> squeue::Entry {
+            opcode::Timeout::new(&self.0).build()
+        }
+        fn complete(self, cqe: Cqe) -> i32 {
+            cqe.raw_result()
+        }
+    }
+
     fn pipe() -> (Rc<OwnedFd>, OwnedFd) {
         let mut fds = [0; 2];
         // SAFETY: `fds` has room for the two fds pipe2 writes.
@@ -479,6 +494,22 @@ pub(crate) mod tests {
             assert_eq!((n.unwrap(), &buf.0[..]), (2, &b"ok"[..]));
             drop((rx, tx, buf));
             assert_eq!(open_fds(), fds_before);
+        });
+    }
+
+    #[test]
+    fn dropped_long_timeouts_release_their_slots() {
+        let _serial = serial();
+        block_on(async {
+            for _ in 0..1_000 {
+                let mut op = Op::new(Timeout(types::Timespec::new().sec(3600)));
+                assert!(poll_once(&mut op).is_pending());
+            }
+            while in_flight() > 0 {
+                crate::yield_now().await;
+            }
+            let short = Op::new(Timeout(types::Timespec::new().nsec(1_000)));
+            assert_eq!(short.await, -libc::ETIME, "the ring still works");
         });
     }
 
