@@ -41,7 +41,7 @@ pub mod time;
 pub use context::{block_on, current_core, in_flight, live_tasks, ring_setup, try_current_core};
 pub use driver::multishot::{MultiOp, MultishotCode};
 pub use driver::nop::{nop, Nop};
-pub use driver::op::{Cqe, Op, OpCode};
+pub use driver::op::{submit_detached, Cqe, Op, OpCode};
 pub use driver::Setup;
 pub use executor::join::{JoinError, JoinHandle};
 pub use executor::{spawn, yield_now};

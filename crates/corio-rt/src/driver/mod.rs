@@ -514,6 +514,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn detached_ops_complete_and_release_their_resources() {
+        let _serial = serial();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        block_on(async {
+            let (rx, tx) = pipe();
+            let buf = Counted(Vec::with_capacity(8), dropped.clone());
+            assert!(super::op::submit_detached(PipeRead {
+                fd: rx.clone(),
+                buf
+            })
+            .is_ok());
+            assert_eq!(in_flight(), 1);
+            // SAFETY: writes 1 byte from a static to the pipe's write end.
+            let written = unsafe { libc::write(tx.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+            assert_eq!(written, 1);
+            while in_flight() > 0 {
+                crate::yield_now().await;
+            }
+            assert_eq!(Rc::strong_count(&rx), 1);
+        });
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
     fn more_ops_than_sq_and_cq_entries_all_complete() {
         let _serial = serial();
         let core = crate::context::Core::new(crate::CoreId(0), 4).unwrap();

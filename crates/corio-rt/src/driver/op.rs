@@ -174,6 +174,25 @@ impl<T: OpCode> Drop for Op<T> {
     }
 }
 
+/// Submits `op` without waiting for it: the driver owns it from now on, runs `complete` at its
+/// CQE and drops the output. For work nobody awaits, such as closing an fd from a `Drop` impl.
+///
+/// # Errors
+/// Gives `op` back, unsubmitted, when called outside a corio core or when the kernel lacks the
+/// opcode; the caller then does the work another way (a plain `close(2)`, say).
+pub fn submit_detached<T: OpCode>(op: T) -> Result<(), T> {
+    let supported = context::try_with_driver(|d| d.supports(T::CODE)).unwrap_or(false);
+    if !supported {
+        return Err(op);
+    }
+    // Box first: the SQE may point into the op itself, which must not move afterwards (I1).
+    let mut op = Box::new(op);
+    let sqe = op.sqe();
+    let orphan: Box<dyn Orphan> = Box::new(Orphaned(op));
+    context::with_driver(|d| d.push_op(sqe, Slot::Orphaned(orphan)));
+    Ok(())
+}
+
 /// A dropped single-shot op, kept until its CQE.
 struct Orphaned<T>(Box<T>);
 
