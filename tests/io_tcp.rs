@@ -5,8 +5,15 @@ use std::time::Duration;
 use corio::net::{TcpListener, TcpStream};
 use corio::rt::{block_on, spawn, time};
 
+/// Tests here count open fds, so none may run while another opens sockets.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn echoes_a_mebibyte_over_loopback() {
+    let _serial = serial();
     block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -52,6 +59,7 @@ fn echoes_a_mebibyte_over_loopback() {
 
 #[test]
 fn a_refused_connect_and_a_peer_that_disconnects_give_errors_not_panics() {
+    let _serial = serial();
     block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -82,6 +90,7 @@ fn a_refused_connect_and_a_peer_that_disconnects_give_errors_not_panics() {
 
 #[test]
 fn a_read_with_no_spare_capacity_is_an_error_not_eof() {
+    let _serial = serial();
     block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
@@ -95,4 +104,102 @@ fn a_read_with_no_spare_capacity_is_an_error_not_eof() {
 fn dup(stream: &TcpStream) -> std::net::TcpStream {
     use std::os::fd::AsFd;
     std::net::TcpStream::from(stream.as_fd().try_clone_to_owned().unwrap())
+}
+
+#[test]
+fn a_tiny_buffer_ring_still_receives_every_byte_in_order() {
+    let _serial = serial();
+    use corio::io::buf::BufRing;
+    block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let data: Vec<u8> = (0..64 * 1024).map(|i| (i % 253) as u8).collect();
+        let writer = spawn({
+            let data = data.clone();
+            async move {
+                let (res, _) = client.write_all(data).await;
+                res.unwrap();
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+            }
+        });
+        // Two 16-byte buffers: the ring runs dry (ENOBUFS) again and again and must re-arm.
+        let ring = BufRing::new(2, 16).unwrap();
+        let mut received = Vec::new();
+        let mut stream = server.recv_stream(&ring);
+        while let Some(chunk) = stream.next().await {
+            received.extend_from_slice(&chunk.unwrap());
+        }
+        writer.await.unwrap();
+        assert!(
+            received == data,
+            "got {} of {} bytes",
+            received.len(),
+            data.len()
+        );
+        assert_eq!(ring.free(), 2);
+    });
+}
+
+#[test]
+fn dropped_receives_leak_no_fd_and_no_buffer() {
+    let _serial = serial();
+    use corio::io::buf::BufRing;
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let ring = BufRing::new(64, 4096).unwrap();
+        let fds_before = fds();
+        for i in 0..1_000 {
+            if i % 2 == 0 {
+                let mut read = Box::pin(server.read(Vec::with_capacity(64)));
+                let mut cx = Context::from_waker(Waker::noop());
+                assert!(read.as_mut().poll(&mut cx).is_pending());
+            } else {
+                let mut stream = server.recv_stream(&ring);
+                let mut next = Box::pin(stream.next());
+                let mut cx = Context::from_waker(Waker::noop());
+                assert!(next.as_mut().poll(&mut cx).is_pending());
+            }
+        }
+        while corio::rt::in_flight() > 0 {
+            corio::yield_now().await;
+        }
+        assert_eq!((fds(), ring.free()), (fds_before, 64));
+        // The socket still works afterwards.
+        let (res, _) = client.write_all(&b"ok"[..]).await;
+        res.unwrap();
+        let (n, buf) = server.read(Vec::with_capacity(8)).await;
+        assert_eq!((n.unwrap(), &buf[..]), (2, &b"ok"[..]));
+    });
+}
+
+#[test]
+fn incoming_accepts_many_connections() {
+    let _serial = serial();
+    block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clients: Vec<_> = (0..50).map(|_| spawn(TcpStream::connect(addr))).collect();
+        let mut incoming = listener.incoming();
+        let mut accepted = Vec::new();
+        for _ in 0..50 {
+            accepted.push(incoming.next().await.unwrap());
+        }
+        for client in clients {
+            client.await.unwrap().unwrap();
+        }
+        assert_eq!(accepted.len(), 50);
+        assert!(accepted
+            .iter()
+            .all(|s| s.peer_addr().unwrap().ip().is_loopback()));
+    });
 }

@@ -42,6 +42,7 @@ pub use context::{block_on, current_core, in_flight, live_tasks, ring_setup, try
 pub use driver::multishot::{MultiOp, MultishotCode};
 pub use driver::nop::{nop, Nop};
 pub use driver::op::{submit_detached, Cqe, Op, OpCode};
+pub use driver::register::{register_buf_ring, unregister_buf_ring};
 pub use driver::Setup;
 pub use executor::join::{JoinError, JoinHandle};
 pub use executor::{spawn, yield_now};

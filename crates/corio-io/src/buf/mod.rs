@@ -5,6 +5,10 @@
 //! invariant I1). [`IoBuf`] is a buffer the kernel reads (writes to a socket or file);
 //! [`IoBufMut`] one it fills, starting at its initialised length and up to its capacity.
 
+mod ring;
+
+pub use ring::{BufRing, RingBuf};
+
 /// A buffer whose bytes `[0, bytes_init)` the kernel may read during an op.
 ///
 /// # Safety

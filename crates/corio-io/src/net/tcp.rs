@@ -9,7 +9,8 @@ use std::rc::Rc;
 use corio_rt::Op;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
-use crate::buf::{IoBuf, IoBufMut};
+use super::{Incoming, RecvStream};
+use crate::buf::{BufRing, IoBuf, IoBufMut};
 use crate::op::net::{Accept, Connect, Recv, Send, SharedFd};
 
 /// Backlog of pending connections for [`TcpListener::bind`].
@@ -85,6 +86,25 @@ impl TcpListener {
         socket_addr(SockRef::from(&*self.fd).local_addr()?)
     }
 
+    /// A stream of accepted connections from one multishot accept (fewer SQEs than calling
+    /// [`accept`](Self::accept) in a loop; peer addresses are not collected).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// corio_rt::block_on(async {
+    ///     let listener = corio_io::net::TcpListener::bind("127.0.0.1:7000")?;
+    ///     let mut incoming = listener.incoming();
+    ///     while let Ok(stream) = incoming.next().await {
+    ///         drop(stream);
+    ///     }
+    ///     std::io::Result::Ok(())
+    /// })?;
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn incoming(&self) -> Incoming {
+        Incoming::new(self.fd.clone())
+    }
+
     /// Waits for a connection and returns it with the peer's address.
     ///
     /// # Errors
@@ -132,6 +152,32 @@ impl TcpStream {
         })
         .await?;
         Ok(TcpStream { fd })
+    }
+
+    pub(crate) fn from_fd(fd: SharedFd) -> TcpStream {
+        TcpStream { fd }
+    }
+
+    /// A stream of received bytes in buffers from `ring`: a multishot receive, so the
+    /// connection holds no buffer while idle. Do not mix with [`read`](Self::read) on the
+    /// same stream at the same time (bytes would be split between the two).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use corio_io::{buf::BufRing, net::TcpStream};
+    /// corio_rt::block_on(async {
+    ///     let ring = BufRing::new(256, 4096)?;
+    ///     let stream = TcpStream::connect("127.0.0.1:7000").await?;
+    ///     let mut received = stream.recv_stream(&ring);
+    ///     while let Some(chunk) = received.next().await {
+    ///         println!("{} bytes", chunk?.len());
+    ///     }
+    ///     std::io::Result::Ok(())
+    /// })?;
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn recv_stream(&self, ring: &BufRing) -> RecvStream {
+        RecvStream::new(self.fd.clone(), ring.clone())
     }
 
     /// Adopts a connected socket made elsewhere, switching it to blocking mode (io_uring waits

@@ -1,16 +1,17 @@
-//! Socket opcodes: ACCEPT, CONNECT, RECV and SEND (io_uring_enter(2), accept(2), connect(2),
-//! recv(2), send(2)).
+//! Socket opcodes: ACCEPT (single and multishot), CONNECT, RECV (into a buffer, or multishot
+//! over a provided-buffer ring) and SEND (io_uring_enter(2), accept(2), connect(2), recv(2),
+//! send(2)).
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 
-use corio_rt::{Cqe, OpCode};
+use corio_rt::{Cqe, MultishotCode, OpCode};
 use io_uring::{opcode, squeue, types};
 use socket2::SockAddr;
 
-use crate::buf::{sqe_len, IoBuf, IoBufMut};
+use crate::buf::{sqe_len, BufRing, IoBuf, IoBufMut, RingBuf};
 
 /// An fd shared by a socket and its ops in flight: it closes when the last of them lets go,
 /// so an orphaned op never sees its fd number reused.
@@ -137,5 +138,63 @@ unsafe impl<B: IoBuf> OpCode for Send<B> {
 
     fn complete(self, cqe: Cqe) -> Self::Output {
         (cqe.bytes(), self.buf)
+    }
+}
+
+/// Multishot ACCEPT (Linux 5.19): one CQE per accepted connection.
+pub(crate) struct AcceptMulti {
+    pub(crate) fd: SharedFd,
+}
+
+// SAFETY: the SQE carries no pointers (no peer address is asked for).
+unsafe impl MultishotCode for AcceptMulti {
+    const CODE: u8 = opcode::AcceptMulti::CODE;
+    type Item = io::Result<OwnedFd>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::AcceptMulti::new(types::Fd(self.fd.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+    }
+
+    fn item(&mut self, cqe: Cqe) -> io::Result<OwnedFd> {
+        // SAFETY: a non-negative ACCEPT result is a new fd that we now own.
+        Ok(unsafe { OwnedFd::from_raw_fd(cqe.result()? as i32) })
+    }
+}
+
+/// Multishot RECV over a provided-buffer ring (Linux 6.0): one CQE per arrival of bytes, each
+/// with a buffer the kernel picked from `ring`.
+pub(crate) struct RecvMulti {
+    pub(crate) fd: SharedFd,
+    pub(crate) ring: BufRing,
+}
+
+// SAFETY: the SQE names a buffer group, not memory; the ring's memory outlives the op, which
+// holds a handle to it (buf/ring.rs R1).
+unsafe impl MultishotCode for RecvMulti {
+    const CODE: u8 = opcode::RecvMulti::CODE;
+    /// `Ok(None)` is EOF.
+    type Item = io::Result<Option<RingBuf>>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::RecvMulti::new(types::Fd(self.fd.as_raw_fd()), self.ring.group()).build()
+    }
+
+    fn item(&mut self, cqe: Cqe) -> Self::Item {
+        // Take the buffer first, whatever the result, so it always goes back to the ring (R2).
+        let taken = cqe.buffer_id().map(|bid| {
+            let len = cqe.bytes().unwrap_or(0);
+            self.ring.take(bid, len)
+        });
+        let n = cqe.bytes()?;
+        match taken {
+            Some(buf) => Ok(Some(buf)),
+            None if n == 0 => Ok(None),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "receive completed without a provided buffer",
+            )),
+        }
     }
 }

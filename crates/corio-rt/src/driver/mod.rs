@@ -16,6 +16,7 @@ mod doorbell;
 pub(crate) mod multishot;
 pub(crate) mod nop;
 pub(crate) mod op;
+pub(crate) mod register;
 mod ring;
 mod slots;
 
@@ -58,6 +59,8 @@ pub(crate) struct Driver {
     doorbell_armed: bool,
     /// Orphans whose final CQE arrived, to be finished outside the driver borrow.
     graveyard: Vec<(Box<dyn Orphan>, Cqe)>,
+    /// The next provided-buffer group id to hand out.
+    next_buf_group: u16,
 }
 
 impl Driver {
@@ -73,6 +76,7 @@ impl Driver {
             doorbell_buf: Box::new(0),
             doorbell_armed: false,
             graveyard: Vec::new(),
+            next_buf_group: 0,
         })
     }
 
@@ -82,6 +86,16 @@ impl Driver {
 
     pub(crate) fn supports(&self, code: u8) -> bool {
         self.probe.is_supported(code)
+    }
+
+    pub(crate) fn submitter(&self) -> io_uring::Submitter<'_> {
+        self.ring.submitter()
+    }
+
+    pub(crate) fn next_buf_group(&mut self) -> u16 {
+        let id = self.next_buf_group;
+        self.next_buf_group = self.next_buf_group.wrapping_add(1);
+        id
     }
 
     /// Ops in flight, orphans included.
