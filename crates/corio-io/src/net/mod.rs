@@ -1,7 +1,15 @@
-//! Sockets: TCP listeners and streams on the ring.
+//! Sockets on the ring: TCP listeners and streams, UDP sockets, Unix-domain listeners and
+//! streams, multishot accept and receive streams, and name resolution off the event loop.
 
+mod addr;
 mod recv;
+mod socket;
 mod tcp;
+mod udp;
+mod unix;
 
+pub use addr::{lookup_host, ToSocketAddrs};
 pub use recv::{Incoming, RecvStream};
 pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{UnixListener, UnixStream};

@@ -2,16 +2,18 @@
 //! reads and writes are io_uring ops taking buffers by value.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::time::Duration;
 
 use corio_rt::Op;
-use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockRef, Type};
 
-use super::{Incoming, RecvStream};
+use super::socket::Socket;
+use super::{lookup_host, Incoming, RecvStream, ToSocketAddrs};
 use crate::buf::{BufRing, IoBuf, IoBufMut};
-use crate::op::net::{Accept, Connect, Recv, Send, SharedFd};
+use crate::op::net::{Accept, Connect, SharedFd};
 
 /// Backlog of pending connections for [`TcpListener::bind`].
 const BACKLOG: i32 = 1024;
@@ -57,9 +59,10 @@ impl TcpListener {
     /// `bind(2)`'s and `listen(2)`'s errors, e.g. `AddrInUse` when a socket without
     /// `SO_REUSEPORT` (or another user's) holds the port; `InvalidInput` if `addr` resolves to
     /// nothing.
-    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    pub fn bind(addr: impl std::net::ToSocketAddrs) -> io::Result<TcpListener> {
         let addr = resolve(addr)?;
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        let socket =
+            socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         socket.bind(&addr.into())?;
@@ -115,7 +118,7 @@ impl TcpListener {
     /// Dropping the future cancels the accept; a connection accepted in the meantime is closed.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (fd, addr) = Op::new(Accept::new(self.fd.clone())).await?;
-        Ok((TcpStream { fd: Rc::new(fd) }, addr))
+        Ok((TcpStream::from_fd(Rc::new(fd)), socket_addr(addr)?))
     }
 }
 
@@ -130,32 +133,69 @@ impl AsRawFd for TcpListener {
 /// The stream is `!Send`: it belongs to the core that made it, like its ops.
 #[derive(Debug)]
 pub struct TcpStream {
-    fd: SharedFd,
+    socket: Socket,
 }
 
 impl TcpStream {
-    /// Connects to `addr` (the first address it resolves to).
+    /// Connects to `addr`, trying each address it resolves to in turn (a name is resolved off
+    /// the event loop: see [`lookup_host`](super::lookup_host)).
     ///
     /// # Errors
-    /// `connect(2)`'s errors, e.g. `ConnectionRefused`; `InvalidInput` if `addr` resolves to
-    /// nothing.
+    /// `connect(2)`'s error for the last address tried, e.g. `ConnectionRefused`; the
+    /// resolver's error for a name that does not resolve.
     ///
     /// # Cancellation
     /// Dropping the future cancels the connect and closes the socket.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// corio_rt::block_on(async {
+    ///     let stream = corio_io::net::TcpStream::connect("127.0.0.1:6379").await?;
+    ///     stream.set_nodelay(true)?;
+    ///     std::io::Result::Ok(())
+    /// })?;
+    /// # std::io::Result::Ok(())
+    /// ```
     pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        let addr = resolve(addr)?;
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        let mut last_err = None;
+        for addr in lookup_host(addr).await? {
+            match TcpStream::connect_addr(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(err) => last_err = Some(err),
+            }
+        }
+        Err(last_err.expect("lookup_host returns at least one address"))
+    }
+
+    /// Like [`connect`](Self::connect), giving up after `timeout` (resolution included).
+    ///
+    /// # Errors
+    /// `TimedOut` when the time runs out; otherwise as `connect`.
+    pub async fn connect_timeout(
+        addr: impl ToSocketAddrs,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        corio_rt::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+    }
+
+    async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
+        let socket =
+            socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         let fd: SharedFd = Rc::new(socket.into());
         Op::new(Connect {
             fd: fd.clone(),
             addr: SockAddr::from(addr),
         })
         .await?;
-        Ok(TcpStream { fd })
+        Ok(TcpStream::from_fd(fd))
     }
 
     pub(crate) fn from_fd(fd: SharedFd) -> TcpStream {
-        TcpStream { fd }
+        TcpStream {
+            socket: Socket { fd },
+        }
     }
 
     /// A stream of received bytes in buffers from `ring`: a multishot receive, so the
@@ -177,16 +217,14 @@ impl TcpStream {
     /// # std::io::Result::Ok(())
     /// ```
     pub fn recv_stream(&self, ring: &BufRing) -> RecvStream {
-        RecvStream::new(self.fd.clone(), ring.clone())
+        self.socket.recv_stream(ring)
     }
 
     /// Adopts a connected socket made elsewhere, switching it to blocking mode (io_uring waits
     /// for readiness itself).
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         stream.set_nonblocking(false)?;
-        Ok(TcpStream {
-            fd: Rc::new(OwnedFd::from(stream)),
-        })
+        Ok(TcpStream::from_fd(Rc::new(OwnedFd::from(stream))))
     }
 
     /// Reads into the spare capacity of `buf` (from its length up to its capacity).
@@ -201,18 +239,7 @@ impl TcpStream {
     /// # Cancellation
     /// Dropping the future cancels the read; `buf` is freed once the kernel releases it.
     pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        if buf.bytes_init() == buf.bytes_total() {
-            let err = io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "read buffer has no spare capacity",
-            );
-            return (Err(err), buf);
-        }
-        Op::new(Recv {
-            fd: self.fd.clone(),
-            buf,
-        })
-        .await
+        self.socket.read(buf).await
     }
 
     /// Writes some of `buf`'s initialised bytes; returns how many, and `buf`.
@@ -223,7 +250,7 @@ impl TcpStream {
     /// # Cancellation
     /// Dropping the future cancels the write; some bytes may have been sent.
     pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.write_from(buf, 0).await
+        self.socket.write(buf).await
     }
 
     /// Writes all of `buf`'s initialised bytes, however many sends it takes.
@@ -234,28 +261,7 @@ impl TcpStream {
     /// # Cancellation
     /// Dropping the future cancels the write in flight; a prefix of `buf` may have been sent.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        let mut buf = buf;
-        let mut pos = 0;
-        while pos < buf.bytes_init() {
-            let (res, back) = self.write_from(buf, pos).await;
-            buf = back;
-            match res {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => pos += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return (Err(err), buf),
-            }
-        }
-        (Ok(()), buf)
-    }
-
-    async fn write_from<B: IoBuf>(&self, buf: B, pos: usize) -> (io::Result<usize>, B) {
-        Op::new(Send {
-            fd: self.fd.clone(),
-            buf,
-            pos,
-        })
-        .await
+        self.socket.write_all(buf).await
     }
 
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
@@ -263,7 +269,7 @@ impl TcpStream {
     /// # Errors
     /// `setsockopt(2)`'s.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        SockRef::from(&*self.fd).set_nodelay(nodelay)
+        SockRef::from(&*self.socket.fd).set_nodelay(nodelay)
     }
 
     /// Shuts down the read side, the write side, or both (`shutdown(2)`).
@@ -271,7 +277,7 @@ impl TcpStream {
     /// # Errors
     /// `shutdown(2)`'s, e.g. `NotConnected`.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        SockRef::from(&*self.fd).shutdown(how)
+        self.socket.shutdown(how)
     }
 
     /// The peer's address.
@@ -279,7 +285,7 @@ impl TcpStream {
     /// # Errors
     /// `getpeername(2)`'s, e.g. `NotConnected`.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        socket_addr(SockRef::from(&*self.fd).peer_addr()?)
+        socket_addr(SockRef::from(&*self.socket.fd).peer_addr()?)
     }
 
     /// This end's address.
@@ -287,23 +293,23 @@ impl TcpStream {
     /// # Errors
     /// `getsockname(2)`'s.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        socket_addr(SockRef::from(&*self.fd).local_addr()?)
+        socket_addr(SockRef::from(&*self.socket.fd).local_addr()?)
     }
 }
 
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.socket.fd.as_raw_fd()
     }
 }
 
 impl AsFd for TcpStream {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.socket.fd.as_fd()
     }
 }
 
-fn resolve(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+fn resolve(addr: impl std::net::ToSocketAddrs) -> io::Result<SocketAddr> {
     addr.to_socket_addrs()?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing"))

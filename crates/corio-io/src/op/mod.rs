@@ -1,4 +1,5 @@
 //! The opcodes of corio-io, each a small `OpCode` impl: how to build its SQE from what it owns,
 //! and what its CQE means.
 
+pub(crate) mod msg;
 pub(crate) mod net;

@@ -3,7 +3,6 @@
 //! send(2)).
 
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 
@@ -37,7 +36,7 @@ impl Accept {
 // SAFETY: the SQE points at `storage` and `len`, fields of the boxed op (I1).
 unsafe impl OpCode for Accept {
     const CODE: u8 = opcode::Accept::CODE;
-    type Output = io::Result<(OwnedFd, SocketAddr)>;
+    type Output = io::Result<(OwnedFd, SockAddr)>;
 
     fn sqe(&mut self) -> squeue::Entry {
         let addr = (&mut self.storage as *mut libc::sockaddr_storage).cast();
@@ -52,9 +51,6 @@ unsafe impl OpCode for Accept {
         let fd = unsafe { OwnedFd::from_raw_fd(cqe.result()? as i32) };
         // SAFETY: the kernel wrote a valid address of `len` bytes into `storage`.
         let addr = unsafe { SockAddr::new(self.storage, self.len) };
-        let addr = addr.as_socket().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP address")
-        })?;
         Ok((fd, addr))
     }
 }

@@ -1,0 +1,72 @@
+//! What every connected socket does the same way, TCP or Unix: reads and writes as ring ops
+//! with owned buffers, shutdown, and a multishot receive over a provided-buffer ring.
+
+use std::io;
+use std::net::Shutdown;
+
+use corio_rt::Op;
+use socket2::SockRef;
+
+use super::RecvStream;
+use crate::buf::{BufRing, IoBuf, IoBufMut};
+use crate::op::net::{Recv, Send, SharedFd};
+
+/// A connected stream socket's fd and the operations on it.
+#[derive(Debug, Clone)]
+pub(crate) struct Socket {
+    pub(crate) fd: SharedFd,
+}
+
+impl Socket {
+    pub(crate) async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        if buf.bytes_init() == buf.bytes_total() {
+            let err = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "read buffer has no spare capacity",
+            );
+            return (Err(err), buf);
+        }
+        Op::new(Recv {
+            fd: self.fd.clone(),
+            buf,
+        })
+        .await
+    }
+
+    pub(crate) async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.write_from(buf, 0).await
+    }
+
+    pub(crate) async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        let mut buf = buf;
+        let mut pos = 0;
+        while pos < buf.bytes_init() {
+            let (res, back) = self.write_from(buf, pos).await;
+            buf = back;
+            match res {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => pos += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return (Err(err), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    async fn write_from<B: IoBuf>(&self, buf: B, pos: usize) -> (io::Result<usize>, B) {
+        Op::new(Send {
+            fd: self.fd.clone(),
+            buf,
+            pos,
+        })
+        .await
+    }
+
+    pub(crate) fn recv_stream(&self, ring: &BufRing) -> RecvStream {
+        RecvStream::new(self.fd.clone(), ring.clone())
+    }
+
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        SockRef::from(&*self.fd).shutdown(how)
+    }
+}
