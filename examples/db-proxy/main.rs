@@ -31,9 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use corio::net::TcpListener;
+use corio::net::{reuseport_listeners, TcpListener};
 use corio::rt::{spawn, CoreId, Runtime};
-use socket2::{Domain, Protocol, Socket, Type};
 
 use shard::ShardMap;
 use upstream::{Upstream, UpstreamConfig};
@@ -149,7 +148,8 @@ fn run(args: Args) -> io::Result<()> {
         ));
     }
     let listen = resolve(&args.listen, "--listen")?;
-    let listeners = bind_listeners(listen, cores)?;
+    let listeners = reuseport_listeners(listen, cores)
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {listen}: {err}")))?;
     let local = listeners[0].local_addr()?;
 
     let (upstream_addrs, backends) = if args.upstreams.is_empty() {
@@ -263,30 +263,6 @@ async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>) -> io::Result<()> 
         })
         .detach();
     }
-}
-
-/// Binds one listener per core on `addr`. A port already served by another process (even one
-/// using SO_REUSEPORT, such as a second db-proxy) is refused rather than silently shared.
-fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<Vec<std::net::TcpListener>> {
-    if addr.port() != 0 {
-        std::net::TcpListener::bind(addr)
-            .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))?;
-    }
-    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(cores);
-    for _ in 0..cores {
-        let bind_to = listeners
-            .first()
-            .map_or(Ok(addr), |first| first.local_addr())?;
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        socket.set_reuse_port(true)?;
-        socket
-            .bind(&bind_to.into())
-            .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))?;
-        socket.listen(1024)?;
-        listeners.push(socket.into());
-    }
-    Ok(listeners)
 }
 
 /// Wraps values so each core can take its own out of a shared, `Sync` list.

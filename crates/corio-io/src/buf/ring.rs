@@ -234,7 +234,8 @@ fn alloc_layout(layout: Layout) -> io::Result<NonNull<u8>> {
 
 /// A filled buffer lent by a [`BufRing`]; dropping it gives the buffer back to the ring.
 ///
-/// Derefs to the received bytes.
+/// Derefs to the received bytes, and is itself an [`IoBuf`](super::IoBuf): writing it to a
+/// socket sends straight from the ring's memory, and the buffer returns to the ring after.
 pub struct RingBuf {
     ring: Rc<Inner>,
     bid: u16,
@@ -245,6 +246,20 @@ impl RingBuf {
     /// The buffer id within its ring.
     pub fn id(&self) -> u16 {
         self.bid
+    }
+}
+
+// SAFETY: the bytes live in the ring's buffer memory, which neither moves nor is freed while
+// this RingBuf holds the ring (R1), and which nobody else writes while it is lent (R2).
+unsafe impl super::IoBuf for RingBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.deref().as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+    fn bytes_total(&self) -> usize {
+        self.len
     }
 }
 

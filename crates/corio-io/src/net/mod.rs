@@ -10,6 +10,6 @@ mod unix;
 
 pub use addr::{lookup_host, ToSocketAddrs};
 pub use recv::{Incoming, RecvStream};
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{reuseport_listeners, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixListener, UnixStream};

@@ -122,6 +122,48 @@ impl TcpListener {
     }
 }
 
+/// Binds `count` listening sockets to one address with `SO_REUSEPORT`, one for each core to
+/// adopt with [`TcpListener::from_std`]; the kernel spreads connections across them.
+///
+/// Port 0 is resolved once, so every socket shares the port the kernel picked. Binding fails if
+/// another socket already listens on the address, even one with `SO_REUSEPORT` (a second copy
+/// of the same server), rather than silently sharing its connections.
+///
+/// # Errors
+/// `AddrInUse` if the address is taken; other `bind(2)`/`listen(2)` errors.
+///
+/// # Examples
+/// ```
+/// let listeners = corio_io::net::reuseport_listeners("127.0.0.1:0".parse().unwrap(), 2)?;
+/// let port = listeners[0].local_addr()?.port();
+/// assert_eq!(listeners[1].local_addr()?.port(), port);
+/// # std::io::Result::Ok(())
+/// ```
+pub fn reuseport_listeners(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        // A plain bind fails if anyone listens there, SO_REUSEPORT or not.
+        drop(std::net::TcpListener::bind(addr)?);
+    }
+    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let bind_to = match listeners.first() {
+            Some(first) => first.local_addr()?,
+            None => addr,
+        };
+        let socket =
+            socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&bind_to.into())?;
+        socket.listen(BACKLOG)?;
+        listeners.push(socket.into());
+    }
+    Ok(listeners)
+}
+
 impl AsRawFd for TcpListener {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()

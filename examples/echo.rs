@@ -1,0 +1,106 @@
+//! A TCP echo server on every core: the asyncio `start_server` idea, one listener per core on
+//! one port (SO_REUSEPORT), each connection a task, bytes received into a shared provided-buffer
+//! ring (an idle connection holds no buffer) and written back straight from it.
+//!
+//! Run: `cargo run --release --example echo -- --port 7000 --cores 2`, then
+//! `redis-benchmark`-free check: `printf hello | nc 127.0.0.1 7000`. Prints `listening on ADDR`
+//! first; raises its open-file limit to the hard limit so it can hold many connections.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use corio::io::buf::BufRing;
+use corio::net::{reuseport_listeners, TcpListener, TcpStream};
+
+/// TCP echo server, one event loop per core.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Port to listen on (0: any free port; the chosen one is printed).
+    #[arg(long, default_value_t = 7000)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Number of cores. Default: every CPU.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Provided buffers per core, and their size in bytes.
+    #[arg(long, default_value_t = 512)]
+    buffers: u16,
+    #[arg(long, default_value_t = 4096)]
+    buffer_size: u32,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("echo: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> std::io::Result<()> {
+    raise_fd_limit();
+    let cores = args
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let listeners = reuseport_listeners(SocketAddr::new(args.host, args.port), cores)?;
+    println!("listening on {}", listeners[0].local_addr()?);
+    std::io::stdout().flush()?;
+    let listeners: Arc<Vec<Mutex<Option<std::net::TcpListener>>>> =
+        Arc::new(listeners.into_iter().map(|l| Mutex::new(Some(l))).collect());
+    let runtime = corio::Runtime::builder().cores(cores).build()?;
+    let (buffers, size) = (args.buffers, args.buffer_size);
+    let results = runtime.run(move |core| {
+        let listener = listeners[core.0].lock().unwrap().take();
+        async move {
+            let listener = TcpListener::from_std(listener.expect("one listener per core"))?;
+            let ring = BufRing::new(buffers, size)?;
+            let mut incoming = listener.incoming();
+            loop {
+                match incoming.next().await {
+                    Ok(stream) => corio::spawn(echo(stream, ring.clone())).detach(),
+                    Err(err) => {
+                        eprintln!("echo: accept on {core}: {err}");
+                        corio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
+    });
+    results.into_iter().collect::<std::io::Result<Vec<()>>>()?;
+    Ok(())
+}
+
+/// Echoes one connection until EOF or an error.
+async fn echo(stream: TcpStream, ring: BufRing) {
+    let _ = stream.set_nodelay(true);
+    let mut received = stream.recv_stream(&ring);
+    while let Some(Ok(chunk)) = received.next().await {
+        let (res, _) = stream.write_all(chunk).await;
+        if res.is_err() {
+            return;
+        }
+    }
+}
+
+/// Lets the process hold as many connections as the hard limit allows.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the local struct only.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
