@@ -203,3 +203,65 @@ fn incoming_accepts_many_connections() {
             .all(|s| s.peer_addr().unwrap().ip().is_loopback()));
     });
 }
+
+#[test]
+fn copy_bidirectional_splices_both_ways_and_passes_on_eof() {
+    use corio::net::copy_bidirectional;
+    let _serial = serial();
+    block_on(async {
+        // An echo server, and a splicing proxy in front of it.
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let echo_addr = echo.local_addr().unwrap();
+        spawn(async move {
+            let (stream, _) = echo.accept().await.unwrap();
+            let mut buf = Vec::with_capacity(65_536);
+            loop {
+                buf.clear();
+                let (n, back) = stream.read(buf).await;
+                if n.unwrap() == 0 {
+                    stream.shutdown(std::net::Shutdown::Write).unwrap();
+                    return;
+                }
+                let (res, back) = stream.write_all(back).await;
+                res.unwrap();
+                buf = back;
+            }
+        })
+        .detach();
+        let front = TcpListener::bind("127.0.0.1:0").unwrap();
+        let front_addr = front.local_addr().unwrap();
+        let proxy = spawn(async move {
+            let (client, _) = front.accept().await.unwrap();
+            let upstream = TcpStream::connect(echo_addr).await.unwrap();
+            copy_bidirectional(&client, &upstream).await.unwrap()
+        });
+        let client = TcpStream::connect(front_addr).await.unwrap();
+        let data: Vec<u8> = (0..1 << 20).map(|i| (i % 241) as u8).collect();
+        let writer = {
+            let client = TcpStream::from_std(dup(&client)).unwrap();
+            let data = data.clone();
+            spawn(async move {
+                let (res, _) = client.write_all(data).await;
+                res.unwrap();
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+            })
+        };
+        let mut received = Vec::with_capacity(data.len());
+        loop {
+            received.reserve(65_536);
+            let (n, back) = client.read(received).await;
+            received = back;
+            if n.unwrap() == 0 {
+                break;
+            }
+        }
+        writer.await.unwrap();
+        assert!(
+            received == data,
+            "{} of {} bytes",
+            received.len(),
+            data.len()
+        );
+        assert_eq!(proxy.await.unwrap(), (1 << 20, 1 << 20));
+    });
+}

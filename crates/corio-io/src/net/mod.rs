@@ -2,6 +2,7 @@
 //! streams, multishot accept and receive streams, and name resolution off the event loop.
 
 mod addr;
+mod copy;
 mod recv;
 mod socket;
 mod tcp;
@@ -9,6 +10,7 @@ mod udp;
 mod unix;
 
 pub use addr::{lookup_host, ToSocketAddrs};
+pub use copy::{copy_bidirectional, Spliceable};
 pub use recv::{Incoming, RecvStream};
 pub use tcp::{reuseport_listeners, TcpListener, TcpStream};
 pub use udp::UdpSocket;

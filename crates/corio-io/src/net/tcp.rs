@@ -339,6 +339,12 @@ impl TcpStream {
     }
 }
 
+impl TcpStream {
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.socket
+    }
+}
+
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.fd.as_raw_fd()

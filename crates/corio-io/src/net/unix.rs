@@ -164,6 +164,12 @@ impl UnixStream {
     }
 }
 
+impl UnixStream {
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.socket
+    }
+}
+
 impl AsRawFd for UnixStream {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.fd.as_raw_fd()

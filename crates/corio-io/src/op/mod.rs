@@ -3,3 +3,4 @@
 
 pub(crate) mod msg;
 pub(crate) mod net;
+pub(crate) mod splice;

@@ -56,6 +56,15 @@ impl<T: MultishotCode> MultiOp<T> {
         }
     }
 
+    /// The opcode back, with whatever it owns, once the op has ended (after the item of its
+    /// final CQE) or if it was never submitted; `None` while it is in flight.
+    pub fn into_inner(mut self) -> Option<T> {
+        if self.id.is_some() {
+            return None; // in flight: Drop orphans it
+        }
+        self.op.take().map(|op| *op)
+    }
+
     /// Waits for the next item; `None` once the op has ended.
     pub async fn next(&mut self) -> Option<T::Item> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
