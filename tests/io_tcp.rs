@@ -265,3 +265,41 @@ fn copy_bidirectional_splices_both_ways_and_passes_on_eof() {
         assert_eq!(proxy.await.unwrap(), (1 << 20, 1 << 20));
     });
 }
+
+#[test]
+fn zero_copy_writes_arrive_intact() {
+    let _serial = serial();
+    block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let data: Vec<u8> = (0..1 << 20).map(|i| (i % 239) as u8).collect();
+        let writer = spawn({
+            let data = data.clone();
+            async move {
+                let (res, back) = client.write_all_zc(data).await;
+                res.unwrap();
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+                back.len()
+            }
+        });
+        let mut received = Vec::with_capacity(data.len());
+        loop {
+            received.reserve(65_536);
+            let (n, back) = server.read(received).await;
+            received = back;
+            if n.unwrap() == 0 {
+                break;
+            }
+        }
+        assert_eq!(
+            writer.await.unwrap(),
+            data.len(),
+            "the buffer comes back whole"
+        );
+        assert!(received == data);
+        assert_eq!(corio::rt::in_flight(), 0);
+    });
+}

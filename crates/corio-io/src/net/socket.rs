@@ -4,12 +4,12 @@
 use std::io;
 use std::net::Shutdown;
 
-use corio_rt::Op;
+use corio_rt::{MultiOp, Op};
 use socket2::SockRef;
 
 use super::RecvStream;
 use crate::buf::{BufRing, IoBuf, IoBufMut};
-use crate::op::net::{Recv, Send, SharedFd};
+use crate::op::net::{Recv, Send, SendZc, SharedFd};
 
 /// A connected stream socket's fd and the operations on it.
 #[derive(Debug, Clone)]
@@ -60,6 +60,45 @@ impl Socket {
             pos,
         })
         .await
+    }
+
+    /// One zero-copy send from `pos`; `buf` comes back once the kernel has let go of it.
+    pub(crate) async fn send_zc_from<B: IoBuf>(
+        &self,
+        buf: B,
+        pos: usize,
+    ) -> (io::Result<usize>, B) {
+        let mut op = MultiOp::new(SendZc {
+            fd: self.fd.clone(),
+            buf,
+            pos,
+        });
+        let mut result = None;
+        while let Some(cqe) = op.next().await {
+            if !io_uring::cqueue::notif(cqe.flags()) {
+                result = Some(cqe.bytes());
+            }
+        }
+        let op = op.into_inner().expect("the op has ended");
+        let result = result.unwrap_or_else(|| Err(io::ErrorKind::WriteZero.into()));
+        (result, op.buf)
+    }
+
+    /// Writes all of `buf` with zero-copy sends.
+    pub(crate) async fn write_all_zc<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        let mut buf = buf;
+        let mut pos = 0;
+        while pos < buf.bytes_init() {
+            let (res, back) = self.send_zc_from(buf, pos).await;
+            buf = back;
+            match res {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => pos += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return (Err(err), buf),
+            }
+        }
+        (Ok(()), buf)
     }
 
     pub(crate) fn recv_stream(&self, ring: &BufRing) -> RecvStream {

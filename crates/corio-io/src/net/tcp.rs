@@ -306,6 +306,23 @@ impl TcpStream {
         self.socket.write_all(buf).await
     }
 
+    /// Writes all of `buf` with zero-copy sends (`IORING_OP_SEND_ZC`): the kernel transmits
+    /// from `buf` itself, which comes back once the kernel has let go of it.
+    ///
+    /// Zero-copy pays only for large buffers sent to a real network device; over loopback the
+    /// kernel copies anyway and the extra notification makes it slower (see the README's
+    /// numbers), so [`write_all`](Self::write_all) never uses it on its own.
+    ///
+    /// # Errors
+    /// As [`write_all`](Self::write_all); `EOPNOTSUPP` on kernels without SEND_ZC (before 6.0).
+    ///
+    /// # Cancellation
+    /// Dropping the future cancels the send in flight; `buf` is freed only after the kernel's
+    /// notification.
+    pub async fn write_all_zc<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        self.socket.write_all_zc(buf).await
+    }
+
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
     ///
     /// # Errors

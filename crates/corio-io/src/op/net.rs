@@ -194,3 +194,33 @@ unsafe impl MultishotCode for RecvMulti {
         }
     }
 }
+
+/// SEND_ZC (Linux 6.0): a send from `buf` without copying it into the kernel. The first CQE
+/// carries the result; a second, the notification (`IORING_CQE_F_NOTIF`), says the kernel no
+/// longer reads `buf`. The op (and `buf`) lives until that one.
+pub(crate) struct SendZc<B> {
+    pub(crate) fd: SharedFd,
+    pub(crate) buf: B,
+    pub(crate) pos: usize,
+}
+
+// SAFETY: the SQE points into `buf`'s initialised bytes, stable storage owned by the op until
+// the final (notification) CQE.
+unsafe impl<B: IoBuf> MultishotCode for SendZc<B> {
+    const CODE: u8 = opcode::SendZc::CODE;
+    type Item = Cqe;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        let pos = self.pos.min(self.buf.bytes_init());
+        // SAFETY: `pos <= bytes_init`, inside the allocation.
+        let ptr = unsafe { self.buf.stable_ptr().add(pos) };
+        let len = sqe_len(self.buf.bytes_init() - pos);
+        opcode::SendZc::new(types::Fd(self.fd.as_raw_fd()), ptr, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+    }
+
+    fn item(&mut self, cqe: Cqe) -> Cqe {
+        cqe
+    }
+}
