@@ -5,7 +5,7 @@
 //! (`async fn`), an event loop, tasks ([`spawn`]), gathering ([`join!`]) and non-blocking I/O.
 //!
 //! This crate only re-exports: [`rt`] (corio-rt: the loop, tasks, timers, the runtime
-//! builder), [`io`] and [`net`] (corio-io) and [`mesh`] (corio-mesh).
+//! builder), [`io`], [`fs`] and [`net`] (corio-io) and [`mesh`] (corio-mesh).
 //!
 //! # Examples
 //! ```
@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub use corio_io as io;
+pub use corio_io::fs;
 pub use corio_io::net;
 pub use corio_mesh as mesh;
 pub use corio_rt as rt;

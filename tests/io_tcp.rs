@@ -303,3 +303,43 @@ fn zero_copy_writes_arrive_intact() {
         assert_eq!(corio::rt::in_flight(), 0);
     });
 }
+
+#[test]
+fn vectored_socket_io_keeps_buffer_order() {
+    let _serial = serial();
+    block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let parts = vec![b"alpha ".to_vec(), b"beta ".to_vec(), b"gamma".to_vec()];
+        let (n, parts) = client.writev(parts).await;
+        assert_eq!(n.unwrap(), 16);
+        assert_eq!(parts.len(), 3, "the buffers come back");
+        let mut got = Vec::new();
+        while got.len() < 16 {
+            let bufs = vec![Vec::with_capacity(4), Vec::with_capacity(64)];
+            let (n, bufs) = server.readv(bufs).await;
+            assert_ne!(n.unwrap(), 0);
+            assert!(
+                bufs[1].is_empty() || bufs[0].len() == 4,
+                "the first fills first"
+            );
+            got.extend(bufs.concat());
+        }
+        assert_eq!(got, b"alpha beta gamma");
+        drop(server);
+        // A write to a closed peer fails; it never raises SIGPIPE.
+        let mut failed = false;
+        for _ in 0..100 {
+            let (res, _) = client.writev(vec![vec![0u8; 4096]]).await;
+            if res.is_err() {
+                failed = true;
+                break;
+            }
+            time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(failed);
+    });
+}

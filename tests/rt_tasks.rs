@@ -8,8 +8,15 @@ use std::task::Waker;
 
 use corio::rt::{block_on, in_flight, live_tasks, nop, spawn, yield_now, Runtime};
 
+/// One test here counts open fds, so none may run while another opens rings.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn ten_thousand_tasks_each_awaiting_an_op_all_complete() {
+    let _serial = serial();
     let completed = block_on(async {
         let done = Rc::new(RefCell::new(0usize));
         let tasks: Vec<_> = (0..10_000)
@@ -33,6 +40,7 @@ fn ten_thousand_tasks_each_awaiting_an_op_all_complete() {
 
 #[test]
 fn a_ring_smaller_than_the_ops_in_flight_completes_them_all() {
+    let _serial = serial();
     let rt = Runtime::builder()
         .cores(1)
         .pin(false)
@@ -52,6 +60,7 @@ fn a_ring_smaller_than_the_ops_in_flight_completes_them_all() {
 
 #[test]
 fn a_task_woken_from_another_thread_runs() {
+    let _serial = serial();
     let value = block_on(async {
         let (tx, rx) = mpsc::channel::<Waker>();
         let woken = Rc::new(RefCell::new(false));
@@ -86,6 +95,7 @@ fn a_task_woken_from_another_thread_runs() {
 
 #[test]
 fn a_panicking_task_is_reported_and_the_core_keeps_running() {
+    let _serial = serial();
     block_on(async {
         let task = spawn(async {
             nop().await.unwrap();
@@ -101,6 +111,7 @@ fn a_panicking_task_is_reported_and_the_core_keeps_running() {
 
 #[test]
 fn abort_cancels_and_detach_keeps_running() {
+    let _serial = serial();
     block_on(async {
         let forever = spawn(futures_util::future::pending::<u8>());
         yield_now().await;
@@ -122,6 +133,7 @@ fn abort_cancels_and_detach_keeps_running() {
 
 #[test]
 fn yield_lets_every_ready_task_run_in_order() {
+    let _serial = serial();
     let order = block_on(async {
         let order = Rc::new(RefCell::new(Vec::new()));
         let tasks: Vec<_> = (0..3)
@@ -140,4 +152,119 @@ fn yield_lets_every_ready_task_run_in_order() {
         order
     });
     assert_eq!(order, vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+}
+
+/// Counts drops, to prove a future is dropped exactly once.
+struct DropCount(Rc<RefCell<usize>>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        *self.0.borrow_mut() += 1;
+    }
+}
+
+/// Aborts every handle it holds when dropped, as a task-group guard does.
+struct AbortOnDrop(RefCell<Vec<corio::JoinHandle<()>>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for handle in self.0.borrow().iter() {
+            handle.abort();
+        }
+    }
+}
+
+#[test]
+fn a_future_whose_drop_aborts_its_own_task_is_dropped_once() {
+    let _serial = serial();
+    block_on(async {
+        let drops = Rc::new(RefCell::new(0));
+        let group = Rc::new(AbortOnDrop(RefCell::new(Vec::new())));
+        let child = spawn({
+            let (group, counted) = (group.clone(), DropCount(drops.clone()));
+            async move {
+                yield_now().await;
+                drop((group, counted)); // not the last reference: the parent's is dropped below
+            }
+        });
+        let last = spawn({
+            let (group, counted) = (group.clone(), DropCount(drops.clone()));
+            async move {
+                yield_now().await;
+                yield_now().await;
+                let _keep = (group, counted); // the last Rc: dropped with this future
+            }
+        });
+        group.0.borrow_mut().push(last);
+        group.0.borrow_mut().push(child);
+        drop(group);
+        while live_tasks() > 0 {
+            yield_now().await;
+        }
+        assert_eq!(
+            *drops.borrow(),
+            2,
+            "each future's captures dropped exactly once"
+        );
+    });
+}
+
+#[test]
+fn shutdown_with_tasks_aborting_each_other_on_drop_is_clean() {
+    let _serial = serial();
+    let rt = Runtime::builder().cores(1).pin(false).build().unwrap();
+    rt.run(|_| async {
+        let victim = spawn(futures_util::future::pending::<()>());
+        let guard = AbortOnDrop(RefCell::new(vec![victim]));
+        spawn(async move {
+            let _guard = guard;
+            futures_util::future::pending::<()>().await
+        })
+        .detach();
+    });
+    drop(rt); // cancels both: the guard aborts the victim during shutdown
+}
+
+#[test]
+fn a_full_sq_at_park_time_does_not_lose_wakeups() {
+    let _serial = serial();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = Runtime::builder()
+            .cores(1)
+            .pin(false)
+            .ring_entries(2)
+            .build()
+            .unwrap();
+        let done = rt.run(|_| async {
+            for _ in 0..100 {
+                let (a, b) = corio::join!(nop(), nop());
+                a.unwrap();
+                b.unwrap();
+            }
+            true
+        });
+        let _ = tx.send(done);
+    });
+    let done = rx.recv_timeout(std::time::Duration::from_secs(20));
+    assert_eq!(done, Ok(vec![true]), "the core hung with runnable tasks");
+}
+
+#[test]
+fn a_remote_wake_after_the_core_is_gone_leaks_nothing() {
+    let _serial = serial();
+    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = fds();
+    let waker = block_on(async {
+        let (tx, rx) = mpsc::channel::<Waker>();
+        spawn(std::future::poll_fn(move |cx| {
+            let _ = tx.send(cx.waker().clone());
+            std::task::Poll::<()>::Pending
+        }))
+        .detach();
+        yield_now().await;
+        rx.recv().unwrap()
+    });
+    std::thread::spawn(move || waker.wake()).join().unwrap();
+    assert_eq!(fds(), before, "the core's ring and eventfd were released");
 }

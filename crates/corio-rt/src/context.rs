@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub(crate) struct Core {
     pub(crate) driver: RefCell<Driver>,
     pub(crate) executor: Executor,
     pub(crate) timers: RefCell<Wheel>,
+    /// Spare vector for the wakers the driver reaped (kept to avoid an allocation per tick).
+    woken: Cell<Vec<Waker>>,
 }
 
 impl Core {
@@ -37,6 +40,7 @@ impl Core {
             driver: RefCell::new(driver),
             executor: Executor::new(shared),
             timers: RefCell::new(Wheel::default()),
+            woken: Cell::new(Vec::new()),
         })
     }
 
@@ -94,6 +98,7 @@ impl Core {
         self.executor.drain_remote();
         self.executor.run(BUDGET);
         self.executor.drain_remote();
+        self.wake_reaped();
         let park = self.park_mode(ready);
         let result = self.driver.borrow_mut().tick(park);
         if let Err(err) = result {
@@ -102,15 +107,32 @@ impl Core {
                 self.shared().core.0
             );
         }
+        self.wake_reaped();
         let graveyard = self.driver.borrow_mut().take_graveyard();
         for (orphan, cqe) in graveyard {
-            orphan.finish(cqe);
+            // A panicking destructor of an abandoned op's resources must not take the core down.
+            let _ = catch_unwind(AssertUnwindSafe(|| orphan.finish(cqe)));
         }
         self.fire_timers();
     }
 
+    /// Wakes the tasks whose ops the driver reaped, outside the driver borrow.
+    fn wake_reaped(&self) {
+        let mut wakers = self.woken.take();
+        self.driver.borrow_mut().swap_woken(&mut wakers);
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        self.woken.set(wakers);
+    }
+
     fn park_mode(&self, ready: &dyn Fn() -> bool) -> Park {
         if self.executor.has_ready() || ready() {
+            return Park::No;
+        }
+        // Arm the doorbell before deciding: if that flushes a full SQ, the reap may wake tasks.
+        self.driver.borrow_mut().prepare_park();
+        if self.driver.borrow().has_woken() {
             return Park::No;
         }
         let timeout = match self.timers.borrow().next_deadline() {
@@ -150,7 +172,7 @@ impl Drop for Core {
         self.timers.borrow_mut().clear();
         let graveyard = self.driver.borrow_mut().shutdown();
         for (orphan, cqe) in graveyard {
-            orphan.finish(cqe);
+            let _ = catch_unwind(AssertUnwindSafe(|| orphan.finish(cqe)));
         }
     }
 }
@@ -203,9 +225,20 @@ pub(crate) fn with_driver<R>(f: impl FnOnce(&mut Driver) -> R) -> R {
     })
 }
 
-/// Runs `f` with this thread's driver, if there is a core.
+/// Runs `f` with this thread's driver, if there is a core and its driver is not borrowed
+/// already (code running inside the driver, such as a waker, gets `None`).
 pub(crate) fn try_with_driver<R>(f: impl FnOnce(&mut Driver) -> R) -> Option<R> {
-    with_core(|core| f(&mut core.driver.borrow_mut()))
+    with_core(|core| {
+        let mut driver = core.driver.try_borrow_mut().ok()?;
+        Some(f(&mut driver))
+    })
+    .flatten()
+}
+
+/// The id of this thread's driver (unique in the process), if there is a core. Resources tied
+/// to one ring (registered buffers, buffer rings) compare it before releasing themselves.
+pub fn ring_id() -> Option<u64> {
+    with_core(|core| core.driver.borrow().id())
 }
 
 /// Queues `task` on this thread's run queue if this thread is its owner core; else gives it

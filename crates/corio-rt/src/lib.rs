@@ -38,11 +38,15 @@ mod future;
 mod runtime;
 pub mod time;
 
-pub use context::{block_on, current_core, in_flight, live_tasks, ring_setup, try_current_core};
+pub use context::{
+    block_on, current_core, in_flight, live_tasks, ring_id, ring_setup, try_current_core,
+};
 pub use driver::multishot::{MultiOp, MultishotCode};
 pub use driver::nop::{nop, Nop};
 pub use driver::op::{submit_detached, Cqe, Op, OpCode};
-pub use driver::register::{register_buf_ring, unregister_buf_ring};
+pub use driver::register::{
+    buf_ring_head, register_buf_ring, register_buffers, unregister_buf_ring, unregister_buffers,
+};
 pub use driver::Setup;
 pub use executor::join::{JoinError, JoinHandle};
 pub use executor::{spawn, yield_now};

@@ -5,9 +5,15 @@
 //! invariant I1). [`IoBuf`] is a buffer the kernel reads (writes to a socket or file);
 //! [`IoBufMut`] one it fills, starting at its initialised length and up to its capacity.
 
+mod aligned;
+mod fixed;
 mod ring;
+mod slice;
 
+pub use aligned::AlignedBuf;
+pub use fixed::{FixedBuf, FixedBufPool};
 pub use ring::{BufRing, RingBuf};
+pub use slice::Slice;
 
 /// A buffer whose bytes `[0, bytes_init)` the kernel may read during an op.
 ///
@@ -22,6 +28,25 @@ pub unsafe trait IoBuf: Unpin + 'static {
     fn bytes_init(&self) -> usize;
     /// The capacity in bytes.
     fn bytes_total(&self) -> usize;
+
+    /// Bytes `range` of this buffer (offsets from its start, within its capacity) as a buffer
+    /// of its own; [`Slice::into_inner`] gives the whole buffer back.
+    ///
+    /// # Panics
+    /// If the range ends before it begins or past [`bytes_total`](IoBuf::bytes_total).
+    ///
+    /// # Examples
+    /// ```
+    /// use corio_io::buf::IoBuf;
+    /// let tail = vec![0u8; 10].into_boxed_slice().slice(2..);
+    /// assert_eq!((tail.bytes_init(), tail.bytes_total()), (8, 8));
+    /// ```
+    fn slice(self, range: impl std::ops::RangeBounds<usize>) -> Slice<Self>
+    where
+        Self: Sized,
+    {
+        Slice::new(self, range)
+    }
 }
 
 /// A buffer the kernel may fill, from `bytes_init` up to `bytes_total`.

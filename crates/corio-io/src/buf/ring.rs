@@ -42,6 +42,8 @@ pub struct BufRing {
 }
 
 struct Inner {
+    /// The ring (driver id) the group is registered with.
+    ring_id: u64,
     bgid: u16,
     count: u16,
     size: u32,
@@ -55,6 +57,8 @@ struct Inner {
     lent: Cell<usize>,
     /// Receives waiting for a buffer to come back.
     waiters: RefCell<Vec<Waker>>,
+    /// Buffers given back so far: a receive that ran dry waits for this to move.
+    returned: Cell<u64>,
 }
 
 impl BufRing {
@@ -104,6 +108,7 @@ impl BufRing {
             }
         };
         let inner = Inner {
+            ring_id: corio_rt::ring_id().unwrap_or(0),
             bgid,
             count,
             size,
@@ -114,6 +119,7 @@ impl BufRing {
             tail: Cell::new(0),
             lent: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
+            returned: Cell::new(0),
         };
         for bid in 0..count {
             inner.push(bid);
@@ -163,9 +169,26 @@ impl BufRing {
         }
     }
 
+    /// Whether the kernel has buffers left to pick, by its own head (Linux 6.8); if it cannot
+    /// say, whether any buffer is not lent out.
+    pub(crate) fn kernel_has_buffers(&self) -> bool {
+        match corio_rt::buf_ring_head(self.inner.bgid) {
+            Ok(head) => self.inner.tail.get() != head,
+            Err(_) => self.free() > 0,
+        }
+    }
+
+    /// How many buffers have come back to the ring so far.
+    pub(crate) fn returned(&self) -> u64 {
+        self.inner.returned.get()
+    }
+
     /// Registers `waker` to be woken when a lent buffer comes back.
     pub(crate) fn wait_for_buffer(&self, waker: &Waker) {
-        self.inner.waiters.borrow_mut().push(waker.clone());
+        let mut waiters = self.inner.waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
     }
 }
 
@@ -208,7 +231,9 @@ impl Inner {
         self.push(bid);
         self.publish_tail();
         self.lent.set(self.lent.get() - 1);
-        for waker in self.waiters.borrow_mut().drain(..) {
+        self.returned.set(self.returned.get() + 1);
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for waker in waiters {
             waker.wake();
         }
     }
@@ -217,8 +242,11 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // No op or RingBuf refers to the ring any more (they hold `Inner`): the kernel will pick
-        // no buffer from it. If unregistering fails the core is gone and so is the ring.
-        let _ = corio_rt::unregister_buf_ring(self.bgid);
+        // no buffer from it. Unregister only on the ring it belongs to; if that ring is gone,
+        // so is the registration.
+        if corio_rt::ring_id() == Some(self.ring_id) {
+            let _ = corio_rt::unregister_buf_ring(self.bgid);
+        }
         // SAFETY: allocated in `new` with these layouts; unregistered above (R1).
         unsafe {
             dealloc(self.entries.as_ptr().cast(), self.entries_layout);

@@ -94,8 +94,14 @@ impl RecvStream {
                 Some(Ok(Some(buf))) => return Some(Ok(buf)),
                 Some(Ok(None)) => self.eof = true,
                 Some(Err(err)) if err.raw_os_error() == Some(libc::ENOBUFS) => {
+                    // The ring ran dry. Re-arm at once if buffers came back meanwhile (by the
+                    // kernel's own head: buffers sitting unread in other streams' queues are
+                    // not in the ring), else wait until one does.
+                    let returned = self.ring.returned();
                     self.op = None;
-                    self.buffer_returned().await;
+                    if !self.ring.kernel_has_buffers() {
+                        self.buffer_returned(returned).await;
+                    }
                 }
                 Some(Err(err)) => {
                     self.eof = true;
@@ -107,10 +113,10 @@ impl RecvStream {
         }
     }
 
-    /// Waits until the ring has a free buffer.
-    async fn buffer_returned(&self) {
+    /// Waits until a buffer has come back to the ring since `returned` were.
+    async fn buffer_returned(&self, returned: u64) {
         poll_fn(|cx| {
-            if self.ring.free() > 0 {
+            if self.ring.returned() != returned {
                 return Poll::Ready(());
             }
             self.ring.wait_for_buffer(cx.waker());

@@ -9,7 +9,9 @@ use socket2::SockRef;
 
 use super::RecvStream;
 use crate::buf::{BufRing, IoBuf, IoBufMut};
+use crate::op::msg::SendVectored;
 use crate::op::net::{Recv, Send, SendZc, SharedFd};
+use crate::op::rw::Readv;
 
 /// A connected stream socket's fd and the operations on it.
 #[derive(Debug, Clone)]
@@ -99,6 +101,18 @@ impl Socket {
             }
         }
         (Ok(()), buf)
+    }
+
+    /// Scatter read: fills each buffer's spare capacity in turn (`readv(2)`).
+    pub(crate) async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
+        // A stream socket has no file position: offset -1 means "the current one".
+        Op::new(Readv::new(self.fd.clone(), bufs, u64::MAX)).await
+    }
+
+    /// Gather write: sends each buffer's initialised bytes in turn (`sendmsg(2)` with
+    /// `MSG_NOSIGNAL`, so a closed peer is an error, not a SIGPIPE).
+    pub(crate) async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
+        Op::new(SendVectored::new(self.fd.clone(), bufs)).await
     }
 
     pub(crate) fn recv_stream(&self, ring: &BufRing) -> RecvStream {

@@ -295,6 +295,31 @@ impl TcpStream {
         self.socket.write(buf).await
     }
 
+    /// Scatter read (`readv(2)`): fills the spare capacity of each buffer in turn; returns the
+    /// total byte count (`Ok(0)` is EOF) and the buffers.
+    ///
+    /// # Errors
+    /// `readv(2)`'s errors; `InvalidInput` for more than 1024 buffers.
+    ///
+    /// # Cancellation
+    /// Dropping the future cancels the read; the buffers are freed once the kernel lets go.
+    pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
+        self.socket.readv(bufs).await
+    }
+
+    /// Gather write (`sendmsg(2)`): sends the initialised bytes of each buffer in turn; returns
+    /// the total byte count, which may be short, and the buffers.
+    ///
+    /// # Errors
+    /// `sendmsg(2)`'s errors, e.g. `BrokenPipe` when the peer has gone (never a SIGPIPE);
+    /// `InvalidInput` for more than 1024 buffers.
+    ///
+    /// # Cancellation
+    /// Dropping the future cancels the write; a prefix may have been sent.
+    pub async fn writev<B: IoBuf>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
+        self.socket.writev(bufs).await
+    }
+
     /// Writes all of `buf`'s initialised bytes, however many sends it takes.
     ///
     /// # Errors

@@ -115,3 +115,50 @@ unsafe impl<B: IoBufMut> OpCode for RecvFrom<B> {
         (Ok((n, addr)), self.buf)
     }
 }
+
+/// A gather send on a connected socket: SENDMSG with one iovec per buffer and no address, so
+/// it can carry `MSG_NOSIGNAL` (a plain WRITEV cannot).
+pub(crate) struct SendVectored<B> {
+    fd: SharedFd,
+    bufs: Vec<B>,
+    iovs: Vec<libc::iovec>,
+    msg: libc::msghdr,
+}
+
+impl<B: IoBuf> SendVectored<B> {
+    pub(crate) fn new(fd: SharedFd, bufs: Vec<B>) -> SendVectored<B> {
+        let iovs = bufs
+            .iter()
+            .map(|buf| libc::iovec {
+                iov_base: buf.stable_ptr() as *mut libc::c_void,
+                iov_len: buf.bytes_init(),
+            })
+            .collect();
+        SendVectored {
+            fd,
+            bufs,
+            iovs,
+            // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+            msg: unsafe { std::mem::zeroed() },
+        }
+    }
+}
+
+// SAFETY: the SQE points at `msg`, which points at `iovs` (a heap array the op owns), whose
+// entries point at the buffers' stable storage, also owned by the op.
+unsafe impl<B: IoBuf> OpCode for SendVectored<B> {
+    const CODE: u8 = opcode::SendMsg::CODE;
+    type Output = (io::Result<usize>, Vec<B>);
+
+    fn sqe(&mut self) -> squeue::Entry {
+        self.msg.msg_iov = self.iovs.as_mut_ptr();
+        self.msg.msg_iovlen = self.iovs.len();
+        opcode::SendMsg::new(types::Fd(self.fd.as_raw_fd()), &self.msg)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
+    }
+
+    fn complete(self, cqe: Cqe) -> Self::Output {
+        (cqe.bytes(), self.bufs)
+    }
+}

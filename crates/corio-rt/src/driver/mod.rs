@@ -47,8 +47,12 @@ pub(crate) enum Park {
     Until(Option<Duration>),
 }
 
+/// Hands out a process-unique id per driver, so an op can tell the ring it was submitted on.
+static NEXT_DRIVER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// One core's ring and everything in flight on it.
 pub(crate) struct Driver {
+    id: u64,
     ring: IoUring,
     setup: Setup,
     probe: Probe,
@@ -61,6 +65,8 @@ pub(crate) struct Driver {
     graveyard: Vec<(Box<dyn Orphan>, Cqe)>,
     /// The next provided-buffer group id to hand out.
     next_buf_group: u16,
+    /// Wakers of ops whose CQEs were reaped, woken once the driver is no longer borrowed.
+    woken: Vec<Waker>,
 }
 
 impl Driver {
@@ -68,6 +74,7 @@ impl Driver {
     pub(crate) fn new(entries: u32, doorbell: Arc<Doorbell>) -> io::Result<Driver> {
         let ring = ring::build(entries)?;
         Ok(Driver {
+            id: NEXT_DRIVER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ring: ring.uring,
             setup: ring.setup,
             probe: ring.probe,
@@ -77,7 +84,28 @@ impl Driver {
             doorbell_armed: false,
             graveyard: Vec::new(),
             next_buf_group: 0,
+            woken: Vec::new(),
         })
+    }
+
+    /// This driver's process-unique id.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Moves the wakers of reaped ops into `out` (empty), to be woken outside the borrow.
+    pub(crate) fn swap_woken(&mut self, out: &mut Vec<Waker>) {
+        std::mem::swap(&mut self.woken, out);
+    }
+
+    pub(crate) fn has_woken(&self) -> bool {
+        !self.woken.is_empty()
+    }
+
+    /// Gets ready to block: keeps a read pending on the doorbell. Pushing it may flush a full
+    /// SQ and reap, so the caller must look for woken tasks again afterwards.
+    pub(crate) fn prepare_park(&mut self) {
+        self.arm_doorbell();
     }
 
     pub(crate) fn setup(&self) -> Setup {
@@ -90,6 +118,10 @@ impl Driver {
 
     pub(crate) fn submitter(&self) -> io_uring::Submitter<'_> {
         self.ring.submitter()
+    }
+
+    pub(crate) fn ring_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.ring)
     }
 
     pub(crate) fn next_buf_group(&mut self) -> u16 {
@@ -203,7 +235,7 @@ impl Driver {
                 self.enter_nowait()
             }
             Park::Until(timeout) => {
-                self.arm_doorbell();
+                self.arm_doorbell(); // armed already by prepare_park; a no-op then
                 match timeout {
                     None => self.ring.submit_and_wait(1),
                     Some(timeout) => {
@@ -276,11 +308,11 @@ impl Driver {
                 match entry.user_data() {
                     CANCEL_TAG => {}
                     DOORBELL_TAG => self.doorbell_armed = false,
-                    id => {
-                        if let Reaped::Orphan(orphan, cqe) = self.slots.reap(id as usize, cqe) {
-                            self.graveyard.push((orphan, cqe));
-                        }
-                    }
+                    id => match self.slots.reap(id as usize, cqe) {
+                        Reaped::Orphan(orphan, cqe) => self.graveyard.push((orphan, cqe)),
+                        Reaped::Wake(waker) => self.woken.push(waker),
+                        Reaped::Nothing => {}
+                    },
                 }
             }
             drop(cq);
@@ -339,14 +371,16 @@ fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {
 }
 
 /// EINTR (a signal), ETIME (the wait's deadline), EBUSY and EAGAIN (the kernel wants CQ room
-/// first) end a wait without anything being wrong.
+/// first) end a wait without anything being wrong; EBADR is survived (see below).
 fn transient_ok(result: io::Result<usize>) -> io::Result<()> {
     match result {
         Ok(_) => Ok(()),
+        // EBADR: the kernel dropped CQEs after an overflow it could not keep (memory pressure);
+        // the ops involved never complete, but the ring itself goes on working.
         Err(err)
             if matches!(
                 err.raw_os_error(),
-                Some(libc::EINTR | libc::ETIME | libc::EBUSY | libc::EAGAIN)
+                Some(libc::EINTR | libc::ETIME | libc::EBUSY | libc::EAGAIN | libc::EBADR)
             ) =>
         {
             Ok(())

@@ -6,13 +6,14 @@
 //! MORE (I2). Dropping it cancels the op and hands later CQEs to the opcode's `item`, so
 //! resources they carry (accepted fds, provided buffers) are released, never leaked.
 
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use io_uring::squeue;
 
-use super::op::Cqe;
+use super::op::{orphan_or_leak, Cqe};
 use super::slots::{Orphan, Slot};
 use crate::context;
 
@@ -42,8 +43,11 @@ pub unsafe trait MultishotCode: 'static {
 #[must_use = "a multishot op does nothing until it is polled"]
 pub struct MultiOp<T: MultishotCode> {
     op: Option<Box<T>>,
-    id: Option<usize>,
+    /// The slot and the driver it lives on, while in flight.
+    id: Option<(usize, u64)>,
     ended: bool,
+    /// An op belongs to the ring it was submitted on: `!Send`.
+    _core: PhantomData<*const ()>,
 }
 
 impl<T: MultishotCode> MultiOp<T> {
@@ -53,6 +57,7 @@ impl<T: MultishotCode> MultiOp<T> {
             op: Some(Box::new(op)),
             id: None,
             ended: false,
+            _core: PhantomData,
         }
     }
 
@@ -90,10 +95,19 @@ impl<T: MultishotCode> Stream for MultiOp<T> {
                 queue: Default::default(),
                 waker: Some(cx.waker().clone()),
             };
-            this.id = Some(context::with_driver(|d| d.push_op(sqe, slot)));
+            this.id = Some(context::with_driver(|d| (d.push_op(sqe, slot), d.id())));
             return Poll::Pending;
         };
-        match context::with_driver(|d| d.poll_multi(id, cx.waker())) {
+        let (id, driver) = id;
+        let polled = context::with_driver(|d| {
+            assert_eq!(
+                d.id(),
+                driver,
+                "op polled outside the core it was submitted on"
+            );
+            d.poll_multi(id, cx.waker())
+        });
+        match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(cqe) => {
                 if !cqe.more() {
@@ -108,17 +122,10 @@ impl<T: MultishotCode> Stream for MultiOp<T> {
 
 impl<T: MultishotCode> Drop for MultiOp<T> {
     fn drop(&mut self) {
-        let (Some(id), Some(op)) = (self.id.take(), self.op.take()) else {
+        let (Some((id, driver)), Some(op)) = (self.id.take(), self.op.take()) else {
             return;
         };
-        let mut orphan: Option<Box<dyn Orphan>> = Some(Box::new(OrphanedMulti(op)));
-        let finished = context::try_with_driver(|d| d.orphan(id, orphan.take().expect("once")));
-        match finished {
-            Some(Some((orphan, cqe))) => orphan.finish(cqe),
-            Some(None) => {}
-            // No driver left on this thread: leak rather than free what the kernel may touch.
-            None => std::mem::forget(orphan),
-        }
+        orphan_or_leak(id, driver, Box::new(OrphanedMulti(op)));
     }
 }
 

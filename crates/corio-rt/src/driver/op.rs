@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -77,7 +78,8 @@ impl Cqe {
 /// `Op` keeps `self` boxed at one address from the call to `sqe` until the final CQE has been
 /// passed to `complete` (or the orphaned op is dropped after it); every pointer `sqe` puts in the
 /// entry must point into `self` or into heap memory `self` owns and does not free or move before
-/// then.
+/// then. The kernel must post exactly one CQE for the SQE: an op that posts more (SEND_ZC's
+/// notification, multishot ops) is a [`MultishotCode`](crate::MultishotCode).
 pub unsafe trait OpCode: 'static {
     /// The opcode number (`io_uring::opcode::X::CODE`), checked against the ring's probe before
     /// submission so a kernel without it fails the op with `EOPNOTSUPP` instead of garbage.
@@ -101,11 +103,18 @@ pub unsafe trait OpCode: 'static {
 #[must_use = "an op does nothing until it is awaited"]
 pub struct Op<T: OpCode> {
     state: State<T>,
+    /// An op belongs to the ring it was submitted on: `!Send`.
+    _core: PhantomData<*const ()>,
 }
 
 enum State<T> {
     Idle(Box<T>),
-    InFlight { id: usize, op: Box<T> },
+    /// Submitted on the driver `driver`, in slot `id`.
+    InFlight {
+        id: usize,
+        driver: u64,
+        op: Box<T>,
+    },
     Done,
 }
 
@@ -114,6 +123,7 @@ impl<T: OpCode> Op<T> {
     pub fn new(op: T) -> Op<T> {
         Op {
             state: State::Idle(Box::new(op)),
+            _core: PhantomData,
         }
     }
 }
@@ -133,16 +143,24 @@ impl<T: OpCode> Future for Op<T> {
                 }
                 let sqe = op.sqe();
                 let waker = cx.waker().clone();
-                let id = context::with_driver(|d| d.push_op(sqe, Slot::Waiting(Some(waker))));
+                let (id, driver) =
+                    context::with_driver(|d| (d.push_op(sqe, Slot::Waiting(Some(waker))), d.id()));
                 let State::Idle(op) = std::mem::replace(&mut this.state, State::Done) else {
                     unreachable!()
                 };
-                this.state = State::InFlight { id, op };
+                this.state = State::InFlight { id, driver, op };
                 Poll::Pending
             }
-            State::InFlight { id, .. } => {
-                let id = *id;
-                let cqe = match context::with_driver(|d| d.poll_single(id, cx.waker())) {
+            State::InFlight { id, driver, .. } => {
+                let (id, driver) = (*id, *driver);
+                let cqe = match context::with_driver(|d| {
+                    assert_eq!(
+                        d.id(),
+                        driver,
+                        "op polled outside the core it was submitted on"
+                    );
+                    d.poll_single(id, cx.waker())
+                }) {
                     Poll::Ready(cqe) => cqe,
                     Poll::Pending => return Poll::Pending,
                 };
@@ -159,18 +177,11 @@ impl<T: OpCode> Future for Op<T> {
 
 impl<T: OpCode> Drop for Op<T> {
     fn drop(&mut self) {
-        let State::InFlight { id, op } = std::mem::replace(&mut self.state, State::Done) else {
+        let State::InFlight { id, driver, op } = std::mem::replace(&mut self.state, State::Done)
+        else {
             return;
         };
-        let mut orphan: Option<Box<dyn Orphan>> = Some(Box::new(Orphaned(op)));
-        let finished = context::try_with_driver(|d| d.orphan(id, orphan.take().expect("once")));
-        match finished {
-            Some(Some((orphan, cqe))) => orphan.finish(cqe),
-            Some(None) => {}
-            // No driver on this thread any more: the kernel may still write into the op's
-            // memory, so leaking it is the only sound choice (I1).
-            None => std::mem::forget(orphan),
-        }
+        orphan_or_leak(id, driver, Box::new(Orphaned(op)));
     }
 }
 
@@ -186,11 +197,35 @@ pub fn submit_detached<T: OpCode>(op: T) -> Result<(), T> {
         return Err(op);
     }
     // Box first: the SQE may point into the op itself, which must not move afterwards (I1).
-    let mut op = Box::new(op);
-    let sqe = op.sqe();
-    let orphan: Box<dyn Orphan> = Box::new(Orphaned(op));
-    context::with_driver(|d| d.push_op(sqe, Slot::Orphaned(orphan)));
-    Ok(())
+    let mut op = Some(Box::new(op));
+    let pushed = context::try_with_driver(|d| {
+        let mut op = op.take().expect("taken once");
+        let sqe = op.sqe();
+        d.push_op(sqe, Slot::Orphaned(Box::new(Orphaned(op))));
+    });
+    match (pushed, op) {
+        (Some(()), _) => Ok(()),
+        // The driver is busy (we run inside it): give the op back, never submitted.
+        (None, Some(op)) => Err(*op),
+        (None, None) => unreachable!("the closure ran but reported no push"),
+    }
+}
+
+/// Hands a dropped op's resources to the driver it was submitted on, or leaks them if that
+/// driver is not this thread's current one (gone, or busy running this very drop): the kernel
+/// may still touch them, and freeing them would be unsound (I1).
+pub(crate) fn orphan_or_leak(id: usize, driver: u64, orphan: Box<dyn Orphan>) {
+    let mut orphan = Some(orphan);
+    let finished = context::try_with_driver(|d| {
+        (d.id() == driver).then(|| d.orphan(id, orphan.take().expect("taken once")))
+    })
+    .flatten();
+    if let Some(Some((orphan, cqe))) = finished {
+        orphan.finish(cqe);
+    }
+    if let Some(orphan) = orphan {
+        std::mem::forget(orphan);
+    }
 }
 
 /// A dropped single-shot op, kept until its CQE.

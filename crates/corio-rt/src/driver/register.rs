@@ -1,5 +1,6 @@
 //! Resources registered with a core's ring: provided-buffer rings (IORING_REGISTER_PBUF_RING,
-//! Linux 5.19). corio-io builds its `BufRing` on these; they are per core, like the ring.
+//! Linux 5.19) and fixed buffers (IORING_REGISTER_BUFFERS). corio-io builds its `BufRing` and
+//! `FixedBufPool` on these; they are per core, like the ring.
 
 use std::io;
 
@@ -42,6 +43,69 @@ pub unsafe fn register_buf_ring(ring_addr: u64, entries: u16, flags: u16) -> io:
 pub fn unregister_buf_ring(bgid: u16) -> io::Result<()> {
     context::try_with_driver(|d| d.submitter().unregister_buf_ring(bgid))
         .unwrap_or_else(|| Err(no_core()))
+}
+
+/// Registers `iovecs` as the current core's fixed buffers, for READ_FIXED and WRITE_FIXED ops
+/// that name them by index. A ring has one set at a time.
+///
+/// # Safety
+/// Every iovec must describe memory that stays valid until [`unregister_buffers`] has been
+/// called on this core and no fixed-buffer op is in flight (the kernel pins the pages).
+///
+/// # Errors
+/// `EBUSY` if a set is already registered; `ENOMEM` past `RLIMIT_MEMLOCK`; `EINVAL` for a bad
+/// iovec; `Unsupported` outside a corio core.
+pub unsafe fn register_buffers(iovecs: &[libc::iovec]) -> io::Result<()> {
+    // SAFETY: forwarded from the caller's contract.
+    context::try_with_driver(|d| unsafe { d.submitter().register_buffers(iovecs) })
+        .unwrap_or_else(|| Err(no_core()))
+}
+
+/// Unregisters the current core's fixed buffers.
+///
+/// # Errors
+/// `ENXIO` if none are registered; `Unsupported` outside a corio core.
+pub fn unregister_buffers() -> io::Result<()> {
+    context::try_with_driver(|d| d.submitter().unregister_buffers())
+        .unwrap_or_else(|| Err(no_core()))
+}
+
+/// The kernel's head of the provided-buffer ring `bgid` on the current core
+/// (IORING_REGISTER_PBUF_STATUS, Linux 6.8): the ring holds `tail - head` buffers the kernel
+/// may still pick.
+///
+/// # Errors
+/// `EINVAL` on kernels without the status query or for an unknown group; `Unsupported` outside
+/// a corio core.
+pub fn buf_ring_head(bgid: u16) -> io::Result<u16> {
+    #[repr(C)]
+    struct BufStatus {
+        buf_group: u32,
+        head: u32,
+        resv: [u32; 8],
+    }
+    const IORING_REGISTER_PBUF_STATUS: libc::c_uint = 26;
+    let fd = context::try_with_driver(|d| d.ring_fd()).ok_or_else(no_core)?;
+    let mut status = BufStatus {
+        buf_group: bgid as u32,
+        head: 0,
+        resv: [0; 8],
+    };
+    // SAFETY: io_uring_register reads and writes one `io_uring_buf_status`, which `status` is
+    // (same layout), on the ring fd this core owns.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            fd,
+            IORING_REGISTER_PBUF_STATUS,
+            &mut status as *mut BufStatus,
+            1,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(status.head as u16)
 }
 
 fn no_core() -> io::Error {

@@ -45,8 +45,10 @@ pub(crate) enum Slot {
 
 /// What reaping one CQE into the table did.
 pub(crate) enum Reaped {
-    /// Nothing more to do (a waker, if any, was woken).
+    /// Nothing more to do.
     Nothing,
+    /// Wake this waker, once the driver is no longer borrowed.
+    Wake(Waker),
     /// The final CQE of an orphan: run `finish` once the driver is no longer borrowed.
     Orphan(Box<dyn Orphan>, Cqe),
 }
@@ -108,13 +110,13 @@ impl Slots {
                 let waker = waker.take();
                 *slot = Slot::Done(cqe);
                 if let Some(waker) = waker {
-                    waker.wake();
+                    return Reaped::Wake(waker);
                 }
             }
             Slot::Multi { queue, waker } => {
                 queue.push_back(cqe);
                 if let Some(waker) = waker.take() {
-                    waker.wake();
+                    return Reaped::Wake(waker);
                 }
             }
             Slot::Orphaned(orphan) => {

@@ -75,10 +75,17 @@ impl Shared {
     }
 
     fn push_remote(&self, item: Remote) {
-        self.remote
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(item);
+        let mut queue = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::SeqCst) {
+            // The core has shut down: nobody will drain the queue, and keeping the task would
+            // make a cycle (queue -> task -> owner -> queue). Its stage was emptied at shutdown,
+            // so dropping it here, outside the lock, frees only memory.
+            drop(queue);
+            drop(item);
+            return;
+        }
+        queue.push(item);
+        drop(queue);
         self.remote_pending.store(true, Ordering::SeqCst);
         self.doorbell.wake();
     }
@@ -127,7 +134,7 @@ impl Executor {
     pub(crate) fn forget(&self, task: &TaskRef) {
         let index = task.header().owned_index.replace(usize::MAX);
         if index != usize::MAX {
-            self.tasks.borrow_mut().remove(index);
+            self.tasks.borrow_mut().try_remove(index);
         }
     }
 
@@ -168,15 +175,22 @@ impl Executor {
 
     /// Drops every task's future on this thread, and refuses further jobs.
     pub(crate) fn shutdown(&self) {
-        self.shared.closed.store(true, Ordering::SeqCst);
+        {
+            // Under the lock, so no remote push can slip in between the flag and the drain.
+            let _queue = self.shared.remote.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared.closed.store(true, Ordering::SeqCst);
+        }
         // Dropping a future may spawn or wake tasks; a few rounds settle it.
         for _ in 0..16 {
             let tasks: Vec<TaskRef> = self.tasks.borrow_mut().drain().collect();
             if tasks.is_empty() {
                 break;
             }
+            // Unlist them all first: cancelling one may abort another (a drop guard).
             for task in &tasks {
                 task.header().owned_index.set(usize::MAX);
+            }
+            for task in &tasks {
                 task.cancel();
             }
         }

@@ -220,25 +220,31 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>) -> bool {
     true
 }
 
-/// Stores the output (or drops it if nobody will read it) and wakes the joiner.
+/// Drops the future, stores the output (or drops it if nobody will read it) and wakes the
+/// joiner.
+///
+/// COMPLETE is set first, so code run by the future's destructor (an abort of this very task,
+/// the drop of its own JoinHandle) sees a finished task and cannot finish it a second time; and
+/// no reference into the stage is held while that destructor runs.
 fn finish<F: Future>(cell: &Cell_<F>, output: Result<F::Output, JoinError>) {
-    // SAFETY: owner thread (T1); the previous stage (the future) is dropped here, outside any
-    // poll of it.
-    let stage = unsafe { &mut *cell.stage.get() };
     let flags = &cell.header.flags;
-    let panic_in_drop = catch_unwind(AssertUnwindSafe(|| {
-        *stage = if flags.get() & JOIN_INTEREST != 0 {
-            Stage::Finished(output)
-        } else {
-            Stage::Consumed
-        };
-    }));
-    if let Err(payload) = panic_in_drop {
-        *stage = Stage::Finished(Err(JoinError::Panic(payload)));
-    }
     flags.set(flags.get() | COMPLETE);
+    // SAFETY: owner thread (T1); the borrow ends with this statement.
+    let future = std::mem::replace(unsafe { &mut *cell.stage.get() }, Stage::Consumed);
+    let mut output = output;
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(future))) {
+        output = Err(JoinError::Panic(payload));
+    }
+    // Read only now: the future's destructor may have dropped the JoinHandle.
+    if flags.get() & JOIN_INTEREST != 0 {
+        // SAFETY: owner thread (T1); nothing else borrows the stage now.
+        unsafe { *cell.stage.get() = Stage::Finished(output) };
+    } else {
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(output)));
+    }
     // SAFETY: owner thread (T1).
-    if let Some(waker) = unsafe { &mut *cell.join_waker.get() }.take() {
+    let waker = unsafe { &mut *cell.join_waker.get() }.take();
+    if let Some(waker) = waker {
         waker.wake();
     }
 }

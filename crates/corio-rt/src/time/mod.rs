@@ -8,6 +8,7 @@ pub(crate) mod wheel;
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::context;
 use wheel::TimerKey;
 
-/// Waits until `duration` has passed.
+/// Waits until `duration` has passed (`Duration::MAX` waits, in effect, forever).
 ///
 /// # Panics
 /// When polled outside a corio core.
@@ -30,7 +31,14 @@ use wheel::TimerKey;
 /// });
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(Instant::now() + duration)
+    sleep_until(deadline_after(duration))
+}
+
+/// `now + duration`, saturating at a deadline decades away instead of overflowing.
+fn deadline_after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Waits until `deadline`. A deadline in the past completes at the first poll.
@@ -41,6 +49,7 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
         key: None,
+        _core: PhantomData,
     }
 }
 
@@ -48,7 +57,10 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 #[must_use = "a sleep does nothing until awaited"]
 pub struct Sleep {
     deadline: Instant,
-    key: Option<TimerKey>,
+    /// The registered timer, and the core (driver id) whose timer store holds it.
+    key: Option<(TimerKey, u64)>,
+    /// A timer belongs to its core's timer store: `!Send`.
+    _core: PhantomData<*const ()>,
 }
 
 impl Sleep {
@@ -64,8 +76,12 @@ impl Sleep {
     }
 
     fn unregister(&mut self) {
-        if let Some(key) = self.key.take() {
-            context::with_core(|core| core.timers.borrow_mut().remove(key));
+        if let Some((key, core_id)) = self.key.take() {
+            context::with_core(|core| {
+                if core.driver.borrow().id() == core_id {
+                    core.timers.borrow_mut().remove(key);
+                }
+            });
         }
     }
 }
@@ -80,10 +96,14 @@ impl Future for Sleep {
             return Poll::Ready(());
         }
         let registered = context::with_core(|core| {
+            let core_id = core.driver.borrow().id();
             let mut timers = core.timers.borrow_mut();
             match this.key {
-                Some(key) if timers.update(key, cx.waker()) => {}
-                _ => this.key = Some(timers.insert(this.deadline, cx.waker().clone())),
+                Some((key, id)) if id == core_id && timers.update(key, cx.waker()) => {}
+                _ => {
+                    let key = timers.insert(this.deadline, cx.waker().clone());
+                    this.key = Some((key, core_id));
+                }
             }
         });
         if registered.is_none() {
