@@ -343,3 +343,59 @@ fn vectored_socket_io_keeps_buffer_order() {
         assert!(failed);
     });
 }
+
+#[test]
+fn ipv6_loopback_works_like_ipv4() {
+    let _serial = serial();
+    block_on(async {
+        let listener = match TcpListener::bind("[::1]:0") {
+            Ok(listener) => listener,
+            Err(err) => panic!("IPv6 loopback unavailable here: {err}"),
+        };
+        let addr = listener.local_addr().unwrap();
+        assert!(addr.is_ipv6());
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        assert!(peer.is_ipv6());
+        let (res, _) = client.write_all(&b"six"[..]).await;
+        res.unwrap();
+        let (n, buf) = server.read(Vec::with_capacity(8)).await;
+        assert_eq!(&buf[..n.unwrap()], b"six");
+    });
+}
+
+#[test]
+fn a_peer_vanishing_mid_transfer_fails_only_its_own_connection() {
+    let _serial = serial();
+    block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let doomed = TcpStream::connect(addr).await.unwrap();
+        let (doomed_server, _) = listener.accept().await.unwrap();
+        let healthy = TcpStream::connect(addr).await.unwrap();
+        let (healthy_server, _) = listener.accept().await.unwrap();
+        // A write far larger than the socket buffers is in flight when its peer resets.
+        let writer = spawn(async move {
+            let (res, _) = doomed_server.write_all(vec![1u8; 32 << 20]).await;
+            res
+        });
+        time::sleep(Duration::from_millis(5)).await;
+        socket2::SockRef::from(&doomed)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(doomed); // RST
+        let err = writer.await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+            "{err}"
+        );
+        // The other connection is untouched.
+        let (res, _) = healthy.write_all(&b"still here"[..]).await;
+        res.unwrap();
+        let (n, buf) = healthy_server.read(Vec::with_capacity(32)).await;
+        assert_eq!(&buf[..n.unwrap()], b"still here");
+    });
+}

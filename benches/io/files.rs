@@ -38,6 +38,14 @@ pub fn reads(c: &mut Criterion) {
             let path = file.get_or_insert_with(TestFile::create).path.clone();
             b.iter_custom(|reads| corio_reads(&path, depth, reads, seeds.next()));
         });
+        group.bench_with_input(
+            BenchmarkId::new("corio_fixed", depth),
+            &depth,
+            |b, &depth| {
+                let path = file.get_or_insert_with(TestFile::create).path.clone();
+                b.iter_custom(|reads| corio_fixed_reads(&path, depth, reads, seeds.next()));
+            },
+        );
         group.bench_with_input(BenchmarkId::new("tokio_fs", depth), &depth, |b, &depth| {
             let path = file.get_or_insert_with(TestFile::create).path.clone();
             let mut files = Vec::new();
@@ -156,6 +164,39 @@ fn corio_reads(path: &Path, depth: usize, reads: u64, seed: u64) -> Duration {
                         let (res, back) = file.read_at(buf, rng.offset()).await;
                         buf = back;
                         assert_eq!(res.expect("corio read_at"), BLOCK);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("a corio read task panicked");
+        }
+        start.elapsed()
+    })
+}
+
+/// As `corio_reads`, through registered buffers (READ_FIXED), one per task.
+fn corio_fixed_reads(path: &Path, depth: usize, reads: u64, seed: u64) -> Duration {
+    corio::block_on(async move {
+        let pool = corio::io::buf::FixedBufPool::new(depth as u16, BLOCK).expect("fixed buffers");
+        let file = Rc::new(
+            corio::fs::File::open(path)
+                .await
+                .expect("open the test file"),
+        );
+        let remaining = Rc::new(Cell::new(reads));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..depth)
+            .map(|index| {
+                let (file, remaining) = (file.clone(), remaining.clone());
+                let mut buf = pool.try_get().expect("one buffer per task");
+                corio::spawn(async move {
+                    let mut rng = XorShift::for_task(seed, index);
+                    while take_local(&remaining) {
+                        buf.clear();
+                        let (res, back) = file.read_fixed_at(buf, rng.offset()).await;
+                        buf = back;
+                        assert_eq!(res.expect("corio read_fixed_at"), BLOCK);
                     }
                 })
             })
