@@ -1,13 +1,29 @@
 //! corio-mesh: routing tasks and messages between cores.
 //!
-//! Thread-per-core means no shared state by default; work crosses cores only as messages.
-//! This crate will provide `spawn_on(core, ..)`, `run_on_all`, bounded channels between cores
-//! and `Sharded<T>` (one `T` per core, a key routed to its owning core).
+//! Thread-per-core means no shared state by default; work crosses cores only as messages, and
+//! this crate makes that easy and cheap, in the manner of Seastar's `submit_to` and
+//! `sharded<T>`:
+//! - [`spawn_on`]: run a future built by a `Send` closure on another core and await its result
+//!   here; [`run_on_all`]: the same on every core, gathered in core order.
+//! - [`channel()`]: bounded, typed channels between cores; a full channel makes the sender await,
+//!   never block its thread; close and disconnect are seen by the other side.
+//! - [`Sharded`]: one `T` per core; `with(key, f)` runs `f` on the core that owns `key`.
 //!
-//! **Not yet implemented.** Today corio-rt's [`Runtime::run`](corio_rt::Runtime::run) runs a
-//! future on every core and gathers the results; everything else listed above is missing.
+//! Everything travels through corio-rt's [`CoreHandle`](corio_rt::CoreHandle): a job on the
+//! target core's remote queue (drained in batches each tick) and a doorbell poke (an eventfd
+//! with a read pending in its ring) only if that core is parked.
+//!
+//! Not yet here: IORING_OP_MSG_RING as the doorbell (only the eventfd is used and measured),
+//! and loom models of the queue-and-wake handshake.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod channel;
+mod sharded;
+mod spawn;
+
+pub use channel::channel;
 pub use corio_rt::CoreId;
+pub use sharded::Sharded;
+pub use spawn::{run_on_all, spawn_on, spawn_on_handle, RemoteError, RemoteJoinHandle};

@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::driver::{Doorbell, Driver, Park};
 use crate::executor::task::TaskRef;
 use crate::executor::{Executor, Shared, BUDGET};
+use crate::handle::CoreHandle;
 use crate::time::wheel::Wheel;
 use crate::CoreId;
 
@@ -28,6 +29,8 @@ pub(crate) struct Core {
     pub(crate) timers: RefCell<Wheel>,
     /// Spare vector for the wakers the driver reaped (kept to avoid an allocation per tick).
     woken: Cell<Vec<Waker>>,
+    /// Every core of this core's runtime (set at start-up; just this one under `block_on`).
+    pub(crate) peers: RefCell<Option<Arc<[CoreHandle]>>>,
 }
 
 impl Core {
@@ -41,6 +44,7 @@ impl Core {
             executor: Executor::new(shared),
             timers: RefCell::new(Wheel::default()),
             woken: Cell::new(Vec::new()),
+            peers: RefCell::new(None),
         })
     }
 

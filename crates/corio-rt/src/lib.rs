@@ -11,6 +11,7 @@
 //! - `driver`: the ring: setup and probe, the slot table, [`Op`] and [`MultiOp`], the doorbell.
 //! - `executor`: tasks, [`JoinHandle`], [`yield_now`], local and remote wake-ups, the budget.
 //! - [`time`]: [`time::sleep`], [`time::timeout`], [`time::interval`] and the deadline store.
+//! - `handle`: [`CoreHandle`] and [`peers`]: sending work to another core (corio-mesh's base).
 //! - `future`: re-exported gathering helpers.
 //!
 //! # Examples
@@ -35,6 +36,7 @@ mod context;
 mod driver;
 mod executor;
 mod future;
+mod handle;
 mod runtime;
 pub mod time;
 
@@ -51,4 +53,5 @@ pub use driver::Setup;
 pub use executor::join::{JoinError, JoinHandle};
 pub use executor::{spawn, yield_now};
 pub use future::*;
+pub use handle::{peers, CoreHandle};
 pub use runtime::{Builder, CoreId, Runtime};

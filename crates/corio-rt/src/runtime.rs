@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 
 use crate::context::Core;
 use crate::executor::{Job, Shared};
+use crate::handle::CoreHandle;
 
 /// The index of a core in a [`Runtime`]: `0..cores`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -100,6 +101,19 @@ impl Builder {
         for index in 0..self.cores {
             let cpu = cpus.get(index % cpus.len().max(1)).copied();
             runtime.cores.push(self.start_core(CoreId(index), cpu)?);
+        }
+        // Tell every core who its peers are, before any work can reach it.
+        let peers: Arc<[CoreHandle]> = runtime
+            .cores
+            .iter()
+            .map(|core| CoreHandle::new(core.shared.clone()))
+            .collect();
+        for core in &runtime.cores {
+            let peers = peers.clone();
+            let job: Job = Box::new(move || crate::handle::set_peers(peers));
+            if core.shared.push_job(job).is_err() {
+                return Err(io::Error::other("a core stopped during start-up"));
+            }
         }
         Ok(runtime)
     }
@@ -222,6 +236,14 @@ impl Runtime {
         outputs
             .into_iter()
             .map(|o| o.expect("every core reported"))
+            .collect()
+    }
+
+    /// Handles to every core, in core order, for sending them work from any thread.
+    pub fn handles(&self) -> Vec<CoreHandle> {
+        self.cores
+            .iter()
+            .map(|core| CoreHandle::new(core.shared.clone()))
             .collect()
     }
 

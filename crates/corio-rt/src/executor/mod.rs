@@ -90,6 +90,10 @@ impl Shared {
         self.doorbell.wake();
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn has_remote(&self) -> bool {
         self.remote_pending.load(Ordering::SeqCst)
     }

@@ -1,0 +1,200 @@
+//! `spawn_on` and `run_on_all`: futures built on another core, results brought back.
+//!
+//! The caller sends a `Send` closure; the target core calls it to build a (possibly `!Send`)
+//! future and spawns it there. The output returns through a oneshot channel that wakes the
+//! caller's task on its own core. Dropping the [`RemoteJoinHandle`] cancels the remote task.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use corio_rt::{CoreHandle, CoreId};
+use futures_channel::oneshot;
+use futures_util::future::{self, Either};
+use futures_util::FutureExt;
+
+/// Why a remote task produced no output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteError {
+    /// No such core in this runtime.
+    NoSuchCore(CoreId),
+    /// The target core has shut down (before or while running the task).
+    Shutdown(CoreId),
+    /// The remote task panicked; the panic message, if it was a string.
+    Panicked(CoreId, String),
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoteError::NoSuchCore(core) => write!(f, "no {core} in this runtime"),
+            RemoteError::Shutdown(core) => write!(f, "{core} has shut down"),
+            RemoteError::Panicked(core, msg) => write!(f, "task on {core} panicked: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+/// The result of a [`spawn_on`]: await it for the remote task's output.
+///
+/// Dropping it cancels the remote task (its future is dropped on its core at the next tick).
+#[must_use = "dropping a RemoteJoinHandle cancels the remote task"]
+pub struct RemoteJoinHandle<T> {
+    core: CoreId,
+    rx: Result<oneshot::Receiver<Result<T, String>>, RemoteError>,
+}
+
+impl<T> Future for RemoteJoinHandle<T> {
+    type Output = Result<T, RemoteError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let core = this.core;
+        let rx = match &mut this.rx {
+            Ok(rx) => rx,
+            Err(err) => return Poll::Ready(Err(err.clone())),
+        };
+        Pin::new(rx).poll(cx).map(|received| match received {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(message)) => Err(RemoteError::Panicked(core, message)),
+            // The sender was dropped unsent: the job or task was dropped by a core shutting down.
+            Err(oneshot::Canceled) => Err(RemoteError::Shutdown(core)),
+        })
+    }
+}
+
+impl<T> fmt::Debug for RemoteJoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteJoinHandle")
+            .field("core", &self.core)
+            .finish()
+    }
+}
+
+/// Runs the future that `f` builds on core `core` of the current runtime; its output comes back
+/// to the caller's core.
+///
+/// `f` is `Send` (it crosses cores); the future it builds need not be.
+///
+/// # Errors
+/// Through the handle: [`RemoteError::NoSuchCore`], [`RemoteError::Shutdown`] if the target
+/// core has shut down, [`RemoteError::Panicked`] if `f` or its future panics (the target core
+/// keeps serving).
+///
+/// # Panics
+/// Outside a corio core (use [`spawn_on_handle`] from other threads).
+///
+/// # Examples
+/// ```
+/// let rt = corio_rt::Runtime::builder().cores(2).pin(false).build()?;
+/// let answers = rt.run(|_| async {
+///     corio_mesh::spawn_on(corio_rt::CoreId(1), || async { corio_rt::current_core().0 * 10 })
+///         .await
+///         .unwrap()
+/// });
+/// assert_eq!(answers, vec![10, 10]);
+/// # std::io::Result::Ok(())
+/// ```
+pub fn spawn_on<F, Fut>(core: CoreId, f: F) -> RemoteJoinHandle<Fut::Output>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future + 'static,
+    Fut::Output: Send + 'static,
+{
+    match corio_rt::peers().get(core.0) {
+        Some(handle) => spawn_on_handle(handle, f),
+        None => RemoteJoinHandle {
+            core,
+            rx: Err(RemoteError::NoSuchCore(core)),
+        },
+    }
+}
+
+/// [`spawn_on`] through a [`CoreHandle`], callable from any thread (the handle is a future any
+/// executor can await, e.g. `futures::executor::block_on`).
+pub fn spawn_on_handle<F, Fut>(handle: &CoreHandle, f: F) -> RemoteJoinHandle<Fut::Output>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future + 'static,
+    Fut::Output: Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let core = handle.id();
+    let job = Box::new(move || {
+        corio_rt::spawn(run_remote(f, tx)).detach();
+    });
+    // A refused job is dropped here with its sender: the handle reports Shutdown.
+    let _ = handle.execute(job);
+    RemoteJoinHandle { core, rx: Ok(rx) }
+}
+
+/// The remote side: build the future, run it unless the caller goes away, send the result.
+async fn run_remote<F, Fut>(f: F, mut tx: oneshot::Sender<Result<Fut::Output, String>>)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+{
+    let future = match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(future) => future,
+        Err(payload) => {
+            let _ = tx.send(Err(panic_message(payload.as_ref())));
+            return;
+        }
+    };
+    let output = AssertUnwindSafe(future).catch_unwind();
+    let cancelled = tx.cancellation();
+    futures_util::pin_mut!(output, cancelled);
+    match future::select(output, cancelled).await {
+        Either::Left((Ok(output), _)) => {
+            let _ = tx.send(Ok(output));
+        }
+        Either::Left((Err(payload), _)) => {
+            let _ = tx.send(Err(panic_message(payload.as_ref())));
+        }
+        Either::Right(((), _)) => {} // the caller dropped its handle: drop the future
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(non-string panic payload)".to_owned())
+}
+
+/// Runs `f(core)` on every core of the current runtime and gathers the outputs in core order.
+///
+/// # Errors
+/// The first core's error, as for [`spawn_on`].
+///
+/// # Panics
+/// Outside a corio core.
+///
+/// # Examples
+/// ```
+/// let rt = corio_rt::Runtime::builder().cores(2).pin(false).build()?;
+/// let all = rt.run(|_| async {
+///     corio_mesh::run_on_all(|core| async move { core.0 }).await.unwrap()
+/// });
+/// assert_eq!(all, vec![vec![0, 1], vec![0, 1]]);
+/// # std::io::Result::Ok(())
+/// ```
+pub async fn run_on_all<F, Fut>(f: F) -> Result<Vec<Fut::Output>, RemoteError>
+where
+    F: Fn(CoreId) -> Fut + Send + Clone + 'static,
+    Fut: Future + 'static,
+    Fut::Output: Send + 'static,
+{
+    let handles: Vec<_> = corio_rt::peers()
+        .iter()
+        .map(|peer| {
+            let (f, core) = (f.clone(), peer.id());
+            spawn_on_handle(peer, move || f(core))
+        })
+        .collect();
+    futures_util::future::try_join_all(handles).await
+}
