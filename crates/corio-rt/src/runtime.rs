@@ -9,6 +9,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 
@@ -40,6 +41,7 @@ pub struct Builder {
     cores: usize,
     pin: bool,
     ring_entries: u32,
+    spin: Duration,
     name: String,
 }
 
@@ -49,6 +51,7 @@ impl Default for Builder {
             cores: thread::available_parallelism().map_or(1, |n| n.get()),
             pin: true,
             ring_entries: 256,
+            spin: Duration::ZERO,
             name: "corio".to_owned(),
         }
     }
@@ -74,6 +77,17 @@ impl Builder {
     /// is submitted and refilled. Default: 256.
     pub fn ring_entries(&mut self, entries: u32) -> &mut Builder {
         self.ring_entries = entries;
+        self
+    }
+
+    /// How long an idle core polls for work (messages from other cores, I/O completions)
+    /// before it parks in the ring. Waking a parked CPU takes tens of microseconds in a VM, so a
+    /// short spin makes cross-core round trips much faster (measured here: 49 µs to 1.9 µs per
+    /// `spawn_on` round trip with 50 µs), at the cost of that much CPU each time the core runs
+    /// out of work, which other processes on the same CPU then miss. Default: zero (park at
+    /// once).
+    pub fn spin(&mut self, spin: Duration) -> &mut Builder {
+        self.spin = spin;
         self
     }
 
@@ -120,7 +134,7 @@ impl Builder {
 
     fn start_core(&self, id: CoreId, cpu: Option<core_affinity::CoreId>) -> io::Result<CoreThread> {
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<Arc<Shared>>>(1);
-        let entries = self.ring_entries;
+        let (entries, spin) = (self.ring_entries, self.spin);
         let thread = thread::Builder::new()
             .name(format!("{}-{}", self.name, id.0))
             .spawn(move || {
@@ -138,6 +152,7 @@ impl Builder {
                         return;
                     }
                 };
+                core.spin.set(spin);
                 let _ = ready_tx.send(Ok(core.shared().clone()));
                 core.run_until_stopped();
             })?;
