@@ -245,3 +245,26 @@ fn inline_commands() {
         [Reply::ok(), Reply::bulk("c"), Reply::Simple("PONG".into())]
     );
 }
+
+#[test]
+fn info_gathers_every_core() {
+    let proxy = Proxy::embedded();
+    let mut conn = proxy.conn();
+    for i in 0..10 {
+        conn.cmd(&["SET", &format!("info-key-{i}"), "v"]);
+    }
+    let Reply::Bulk(Some(info)) = conn.cmd(&["INFO"]) else {
+        panic!("INFO is a bulk string");
+    };
+    let info = String::from_utf8(info).unwrap();
+    assert!(info.contains("cores:2\r\n"), "{info}");
+    assert!(info.contains("core0:") && info.contains("core1:"), "{info}");
+    let total: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total >= 10, "{info}");
+    assert!(info.contains("shard0:addr=") && info.contains("shard1:addr="), "{info}");
+}

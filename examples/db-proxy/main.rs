@@ -11,7 +11,8 @@
 //!
 //! Modules: `resp` (RESP parser, reply scanner, encoders), `command` (routing table),
 //! `shard` (key -> slot -> shard), `multikey` (split and merge), `upstream` (per-core pipelined
-//! connections), `session` (one client), `backend` and `store` (the embedded backends).
+//! connections), `session` (one client), `stats` (per-core counters gathered for INFO),
+//! `backend` and `store` (the embedded backends).
 
 mod backend;
 mod command;
@@ -19,10 +20,10 @@ mod multikey;
 mod resp;
 mod session;
 mod shard;
+mod stats;
 mod store;
 mod upstream;
 
-use std::cell::Cell;
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -77,14 +78,6 @@ struct Config {
     max_pending: usize,
 }
 
-/// Counters of one core, for INFO.
-#[derive(Default)]
-struct Stats {
-    clients: Cell<usize>,
-    requests: Cell<u64>,
-    errors: Cell<u64>,
-}
-
 /// One core's proxy: its upstream connections and counters.
 struct Proxy {
     core: CoreId,
@@ -92,19 +85,29 @@ struct Proxy {
     limits: resp::Limits,
     shards: ShardMap,
     upstreams: Vec<Rc<Upstream>>,
-    stats: Stats,
 }
 
 impl Proxy {
-    /// The INFO text of this core.
-    fn info(&self) -> String {
+    /// The INFO text: every core's counters (gathered by the caller) and the shard map.
+    fn info(&self, cores: &[stats::Snapshot]) -> String {
+        let sum = |f: fn(&stats::Snapshot) -> u64| cores.iter().map(f).sum::<u64>();
         let mut info = String::from("# Server\r\nredis_version:7.0.0\r\nproxy:corio db-proxy\r\n");
-        info += &format!("core:{}\r\n", self.core.0);
+        info += &format!(
+            "cores:{}\r\nserved_by_core:{}\r\n",
+            cores.len(),
+            self.core.0
+        );
         info += "# Clients\r\n";
-        info += &format!("connected_clients:{}\r\n", self.stats.clients.get());
+        info += &format!("connected_clients:{}\r\n", sum(|c| c.clients));
         info += "# Stats\r\n";
-        info += &format!("total_commands_processed:{}\r\n", self.stats.requests.get());
-        info += &format!("total_error_replies:{}\r\n", self.stats.errors.get());
+        info += &format!("total_commands_processed:{}\r\n", sum(|c| c.requests));
+        info += &format!("total_error_replies:{}\r\n", sum(|c| c.errors));
+        for c in cores {
+            info += &format!(
+                "core{}:clients={},commands={},errors={}\r\n",
+                c.core, c.clients, c.requests, c.errors
+            );
+        }
         info += "# Shards\r\n";
         for (i, upstream) in self.upstreams.iter().enumerate() {
             let slots = self.shards.slots_of(i);
@@ -224,7 +227,6 @@ fn run(args: Args) -> io::Result<()> {
                     .iter()
                     .map(|&addr| Upstream::new(addr, config.upstream))
                     .collect(),
-                stats: Stats::default(),
             });
             accept_loop(listener, proxy).await
         }
@@ -246,7 +248,7 @@ async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>) -> io::Result<()> 
             }
         };
         let _ = stream.set_nodelay(true);
-        if proxy.stats.clients.get() >= proxy.config.max_clients {
+        if stats::clients() >= proxy.config.max_clients as u64 {
             spawn(async move {
                 let _ = stream
                     .write_all(&b"-ERR max number of clients reached\r\n"[..])
@@ -257,9 +259,9 @@ async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>) -> io::Result<()> 
         }
         let proxy = proxy.clone();
         spawn(async move {
-            proxy.stats.clients.set(proxy.stats.clients.get() + 1);
-            session::serve(stream, proxy.clone()).await;
-            proxy.stats.clients.set(proxy.stats.clients.get() - 1);
+            stats::client_connected();
+            session::serve(stream, proxy).await;
+            stats::client_gone();
         })
         .detach();
     }

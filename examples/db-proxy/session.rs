@@ -19,7 +19,7 @@ use crate::command::{self, FanoutCmd, LocalCmd, MultiKind, Route};
 use crate::multikey::{self, Part};
 use crate::resp::{self, Parsed, Request};
 use crate::upstream::{Reply, ReplySlot};
-use crate::Proxy;
+use crate::{stats, Proxy};
 
 /// A request's place in the reply order.
 enum Pending {
@@ -27,6 +27,8 @@ enum Pending {
     Ready(Vec<u8>),
     /// Forwarded whole to one shard.
     Forwarded { shard: usize, slot: Rc<ReplySlot> },
+    /// INFO: every core's counters, gathered when its turn comes.
+    Info,
     /// Split across shards; merged when every part has replied.
     Split {
         kind: MultiKind,
@@ -121,7 +123,7 @@ fn parse_batch(
             Ok(Parsed::Incomplete { need }) => return (start, start + need, false),
             Err(err) => {
                 queue.push_back(error(&format!("ERR {err}")));
-                proxy.stats.errors.set(proxy.stats.errors.get() + 1);
+                stats::error();
                 client.closing = true;
             }
         }
@@ -146,12 +148,12 @@ fn dispatch(
     if request.len() == 0 {
         return None; // an empty request is ignored, as redis-server does
     }
-    proxy.stats.requests.set(proxy.stats.requests.get() + 1);
+    stats::request();
     let args: Vec<&[u8]> = request.args(buf).collect();
     let route = match command::classify(&args) {
         Ok(route) => route,
         Err(text) => {
-            proxy.stats.errors.set(proxy.stats.errors.get() + 1);
+            stats::error();
             return Some(error(&text));
         }
     };
@@ -196,7 +198,8 @@ fn dispatch(
                 parts,
             }
         }
-        Route::Local(cmd) => Pending::Ready(local(proxy, client, cmd, &args)),
+        Route::Local(LocalCmd::Info) => Pending::Info,
+        Route::Local(cmd) => Pending::Ready(local(client, cmd, &args)),
     })
 }
 
@@ -219,9 +222,16 @@ async fn answer(proxy: &Proxy, queue: &mut VecDeque<Pending>, output: &mut Vec<u
     while let Some(pending) = queue.pop_front() {
         match pending {
             Pending::Ready(bytes) => output.extend_from_slice(&bytes),
+            Pending::Info => {
+                let cores = corio::mesh::run_on_all(|core| async move { stats::snapshot(core) });
+                match cores.await {
+                    Ok(cores) => resp::write_bulk(output, proxy.info(&cores).as_bytes()),
+                    Err(err) => resp::write_error(output, &format!("ERR INFO: {err}")),
+                }
+            }
             Pending::Forwarded { shard, slot } => {
                 let reply = wait(proxy, shard, &slot, deadline).await;
-                write_reply(proxy, output, reply);
+                write_reply(output, reply);
             }
             Pending::Split { kind, nkeys, parts } => {
                 let mut replies = Vec::with_capacity(parts.len());
@@ -258,18 +268,18 @@ async fn wait(proxy: &Proxy, shard: usize, slot: &ReplySlot, deadline: Instant) 
     }
 }
 
-fn write_reply(proxy: &Proxy, output: &mut Vec<u8>, reply: Reply) {
+fn write_reply(output: &mut Vec<u8>, reply: Reply) {
     match reply {
         Ok(bytes) => output.extend_from_slice(&bytes),
         Err(text) => {
-            proxy.stats.errors.set(proxy.stats.errors.get() + 1);
+            stats::error();
             resp::write_error(output, &text);
         }
     }
 }
 
 /// Answers the commands the proxy handles itself.
-fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&[u8]]) -> Vec<u8> {
+fn local(client: &mut Client, cmd: LocalCmd, args: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
     match cmd {
         LocalCmd::Ping => match args.get(1) {
@@ -289,7 +299,8 @@ fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&[u8]]) -> V
         },
         LocalCmd::Hello => hello(&mut out, args),
         LocalCmd::Client => client_command(&mut out, client, args),
-        LocalCmd::Info => resp::write_bulk(&mut out, proxy.info().as_bytes()),
+        // Routed to `Pending::Info` by `dispatch`, which gathers every core's counters.
+        LocalCmd::Info => resp::write_error(&mut out, "ERR INFO is answered after gathering"),
         LocalCmd::Auth => resp::write_error(
             &mut out,
             "ERR AUTH <password> called without any password configured for the default user. \
