@@ -266,5 +266,8 @@ fn info_gathers_every_core() {
         .parse()
         .unwrap();
     assert!(total >= 10, "{info}");
-    assert!(info.contains("shard0:addr=") && info.contains("shard1:addr="), "{info}");
+    assert!(
+        info.contains("shard0:addr=") && info.contains("shard1:addr="),
+        "{info}"
+    );
 }

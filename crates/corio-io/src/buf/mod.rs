@@ -139,6 +139,41 @@ unsafe impl IoBuf for &'static str {
     }
 }
 
+/// The spare capacity of `buf` (from its initialised length to its capacity) as the address
+/// and length a read SQE takes.
+pub(crate) fn spare_of<B: IoBufMut>(buf: &mut B) -> (*mut u8, u32) {
+    let init = buf.bytes_init();
+    let len = sqe_len(buf.bytes_total() - init);
+    // `wrapping_add` stays in bounds (`init <= bytes_total`) and needs no unsafe block.
+    (buf.stable_mut_ptr().wrapping_add(init), len)
+}
+
+/// The initialised bytes of `buf` from `pos` on (clamped) as the address and length a write
+/// SQE takes.
+pub(crate) fn init_from<B: IoBuf>(buf: &B, pos: usize) -> (*const u8, u32) {
+    let pos = pos.min(buf.bytes_init());
+    (
+        buf.stable_ptr().wrapping_add(pos),
+        sqe_len(buf.bytes_init() - pos),
+    )
+}
+
+/// Applies a read's CQE to `buf`: on success the `n` bytes the kernel wrote into its spare
+/// capacity become initialised. Returns the CQE's result.
+pub(crate) fn fill_from_cqe<B: IoBufMut>(
+    buf: &mut B,
+    cqe: &corio_rt::Cqe,
+) -> std::io::Result<usize> {
+    let res = cqe.bytes();
+    if let Ok(n) = res {
+        let init = buf.bytes_init() + n;
+        // SAFETY: the kernel initialised exactly `n` bytes after the old initialised length,
+        // where the SQE built by `spare_of` pointed it.
+        unsafe { buf.set_init(init) };
+    }
+    res
+}
+
 /// Length of an io_uring transfer: an SQE carries at most `u32::MAX` bytes; a longer buffer is
 /// transferred in parts (a short read or write, which callers already handle).
 pub(crate) fn sqe_len(len: usize) -> u32 {

@@ -40,19 +40,7 @@ impl Socket {
     }
 
     pub(crate) async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        let mut buf = buf;
-        let mut pos = 0;
-        while pos < buf.bytes_init() {
-            let (res, back) = self.write_from(buf, pos).await;
-            buf = back;
-            match res {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => pos += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return (Err(err), buf),
-            }
-        }
-        (Ok(()), buf)
+        write_all_with(buf, |buf, pos| self.write_from(buf, pos)).await
     }
 
     async fn write_from<B: IoBuf>(&self, buf: B, pos: usize) -> (io::Result<usize>, B) {
@@ -88,19 +76,7 @@ impl Socket {
 
     /// Writes all of `buf` with zero-copy sends.
     pub(crate) async fn write_all_zc<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        let mut buf = buf;
-        let mut pos = 0;
-        while pos < buf.bytes_init() {
-            let (res, back) = self.send_zc_from(buf, pos).await;
-            buf = back;
-            match res {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => pos += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return (Err(err), buf),
-            }
-        }
-        (Ok(()), buf)
+        write_all_with(buf, |buf, pos| self.send_zc_from(buf, pos)).await
     }
 
     /// Scatter read: fills each buffer's spare capacity in turn (`readv(2)`).
@@ -122,4 +98,27 @@ impl Socket {
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         SockRef::from(&*self.fd).shutdown(how)
     }
+}
+
+/// Sends all of `buf`'s initialised bytes with `send(buf, pos)` (one send from offset `pos`),
+/// however many sends it takes.
+async fn write_all_with<B, F, Fut>(buf: B, mut send: F) -> (io::Result<()>, B)
+where
+    B: IoBuf,
+    F: FnMut(B, usize) -> Fut,
+    Fut: std::future::Future<Output = (io::Result<usize>, B)>,
+{
+    let mut buf = buf;
+    let mut pos = 0;
+    while pos < buf.bytes_init() {
+        let (res, back) = send(buf, pos).await;
+        buf = back;
+        match res {
+            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+            Ok(n) => pos += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return (Err(err), buf),
+        }
+    }
+    (Ok(()), buf)
 }

@@ -8,7 +8,7 @@ use corio_rt::{Cqe, OpCode};
 use io_uring::{opcode, squeue, types};
 
 use super::net::SharedFd;
-use crate::buf::{sqe_len, FixedBuf, IoBuf, IoBufMut};
+use crate::buf::{fill_from_cqe, init_from, spare_of, FixedBuf};
 
 pub(crate) struct ReadFixed {
     pub(crate) fd: SharedFd,
@@ -23,10 +23,7 @@ unsafe impl OpCode for ReadFixed {
     type Output = (io::Result<usize>, FixedBuf);
 
     fn sqe(&mut self) -> squeue::Entry {
-        let init = self.buf.bytes_init();
-        // SAFETY: `init <= bytes_total`, inside the buffer.
-        let ptr = unsafe { self.buf.stable_mut_ptr().add(init) };
-        let len = sqe_len(self.buf.bytes_total() - init);
+        let (ptr, len) = spare_of(&mut self.buf);
         let index = self.buf.buf_index();
         opcode::ReadFixed::new(types::Fd(self.fd.as_raw_fd()), ptr, len, index)
             .offset(self.pos)
@@ -34,12 +31,7 @@ unsafe impl OpCode for ReadFixed {
     }
 
     fn complete(mut self, cqe: Cqe) -> Self::Output {
-        let res = cqe.bytes();
-        if let Ok(n) = res {
-            let init = self.buf.bytes_init() + n;
-            // SAFETY: the kernel initialised `n` bytes after the old initialised length.
-            unsafe { self.buf.set_init(init) };
-        }
+        let res = fill_from_cqe(&mut self.buf, &cqe);
         (res, self.buf)
     }
 }
@@ -56,8 +48,7 @@ unsafe impl OpCode for WriteFixed {
     type Output = (io::Result<usize>, FixedBuf);
 
     fn sqe(&mut self) -> squeue::Entry {
-        let ptr = self.buf.stable_ptr();
-        let len = sqe_len(self.buf.bytes_init());
+        let (ptr, len) = init_from(&self.buf, 0);
         let index = self.buf.buf_index();
         opcode::WriteFixed::new(types::Fd(self.fd.as_raw_fd()), ptr, len, index)
             .offset(self.pos)

@@ -10,7 +10,7 @@ use corio_rt::{Cqe, MultishotCode, OpCode};
 use io_uring::{opcode, squeue, types};
 use socket2::SockAddr;
 
-use crate::buf::{sqe_len, BufRing, IoBuf, IoBufMut, RingBuf};
+use crate::buf::{fill_from_cqe, init_from, spare_of, BufRing, IoBuf, IoBufMut, RingBuf};
 
 /// An fd shared by a socket and its ops in flight: it closes when the last of them lets go,
 /// so an orphaned op never sees its fd number reused.
@@ -90,20 +90,12 @@ unsafe impl<B: IoBufMut> OpCode for Recv<B> {
     type Output = (io::Result<usize>, B);
 
     fn sqe(&mut self) -> squeue::Entry {
-        let init = self.buf.bytes_init();
-        // SAFETY: `init <= bytes_total`, so the offset stays inside the allocation.
-        let ptr = unsafe { self.buf.stable_mut_ptr().add(init) };
-        let len = sqe_len(self.buf.bytes_total() - init);
+        let (ptr, len) = spare_of(&mut self.buf);
         opcode::Recv::new(types::Fd(self.fd.as_raw_fd()), ptr, len).build()
     }
 
     fn complete(mut self, cqe: Cqe) -> Self::Output {
-        let res = cqe.bytes();
-        if let Ok(n) = res {
-            let init = self.buf.bytes_init() + n;
-            // SAFETY: the kernel initialised `n` bytes after the old initialised length.
-            unsafe { self.buf.set_init(init) };
-        }
+        let res = fill_from_cqe(&mut self.buf, &cqe);
         (res, self.buf)
     }
 }
@@ -121,10 +113,7 @@ unsafe impl<B: IoBuf> OpCode for Send<B> {
     type Output = (io::Result<usize>, B);
 
     fn sqe(&mut self) -> squeue::Entry {
-        let pos = self.pos.min(self.buf.bytes_init());
-        // SAFETY: `pos <= bytes_init`, inside the allocation.
-        let ptr = unsafe { self.buf.stable_ptr().add(pos) };
-        let len = sqe_len(self.buf.bytes_init() - pos);
+        let (ptr, len) = init_from(&self.buf, self.pos);
         // MSG_NOSIGNAL: a peer that went away is an EPIPE for this connection, not a SIGPIPE
         // that kills the process.
         opcode::Send::new(types::Fd(self.fd.as_raw_fd()), ptr, len)
@@ -211,10 +200,7 @@ unsafe impl<B: IoBuf> MultishotCode for SendZc<B> {
     type Item = Cqe;
 
     fn sqe(&mut self) -> squeue::Entry {
-        let pos = self.pos.min(self.buf.bytes_init());
-        // SAFETY: `pos <= bytes_init`, inside the allocation.
-        let ptr = unsafe { self.buf.stable_ptr().add(pos) };
-        let len = sqe_len(self.buf.bytes_init() - pos);
+        let (ptr, len) = init_from(&self.buf, self.pos);
         opcode::SendZc::new(types::Fd(self.fd.as_raw_fd()), ptr, len)
             .flags(libc::MSG_NOSIGNAL)
             .build()

@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use corio_rt::{Cqe, OpCode};
 use io_uring::{opcode, squeue, types};
 
-use crate::buf::{sqe_len, IoBuf, IoBufMut};
+use crate::buf::{fill_from_cqe, init_from, spare_of, sqe_len, IoBuf, IoBufMut};
 use crate::op::net::SharedFd;
 
 pub(crate) struct ReadAt<B> {
@@ -27,21 +27,14 @@ unsafe impl<B: IoBufMut> OpCode for ReadAt<B> {
     type Output = (io::Result<usize>, B);
 
     fn sqe(&mut self) -> squeue::Entry {
-        let init = self.buf.bytes_init();
-        let len = sqe_len(self.buf.bytes_total() - init);
-        let ptr = self.buf.stable_mut_ptr().wrapping_add(init);
+        let (ptr, len) = spare_of(&mut self.buf);
         opcode::Read::new(types::Fd(self.fd.as_raw_fd()), ptr, len)
             .offset(self.pos)
             .build()
     }
 
     fn complete(mut self, cqe: Cqe) -> Self::Output {
-        let res = cqe.bytes();
-        if let Ok(n) = res {
-            let init = self.buf.bytes_init() + n;
-            // SAFETY: the kernel initialised `n` bytes after the old initialised length.
-            unsafe { self.buf.set_init(init) };
-        }
+        let res = fill_from_cqe(&mut self.buf, &cqe);
         (res, self.buf)
     }
 }
@@ -60,9 +53,7 @@ unsafe impl<B: IoBuf> OpCode for WriteAt<B> {
     type Output = (io::Result<usize>, B);
 
     fn sqe(&mut self) -> squeue::Entry {
-        let from = self.buf_pos.min(self.buf.bytes_init());
-        let len = sqe_len(self.buf.bytes_init() - from);
-        let ptr = self.buf.stable_ptr().wrapping_add(from);
+        let (ptr, len) = init_from(&self.buf, self.buf_pos);
         opcode::Write::new(types::Fd(self.fd.as_raw_fd()), ptr, len)
             .offset(self.pos)
             .build()
