@@ -38,6 +38,7 @@ mod executor;
 mod future;
 mod handle;
 mod runtime;
+mod sync;
 pub mod time;
 
 pub use context::{
