@@ -85,7 +85,11 @@ impl<T> Shared<T> {
     /// After a push: wake the receiver if it registered (Dekker with its re-check).
     fn wake_receiver(&self) {
         fence(Ordering::SeqCst);
-        if self.receiver_waiting.swap(false, Ordering::SeqCst) {
+        // A plain load first: while messages stream, nobody waits and the flag's cache line
+        // stays shared instead of bouncing between the cores on every message.
+        if self.receiver_waiting.load(Ordering::SeqCst)
+            && self.receiver_waiting.swap(false, Ordering::SeqCst)
+        {
             let waker = self
                 .receiver_waker
                 .lock()
@@ -100,7 +104,9 @@ impl<T> Shared<T> {
     /// After a pop (or the receiver's drop): wake every waiting sender.
     fn wake_senders(&self) {
         fence(Ordering::SeqCst);
-        if self.senders_waiting.swap(false, Ordering::SeqCst) {
+        if self.senders_waiting.load(Ordering::SeqCst)
+            && self.senders_waiting.swap(false, Ordering::SeqCst)
+        {
             let wakers =
                 std::mem::take(&mut *self.sender_wakers.lock().unwrap_or_else(|e| e.into_inner()));
             for waker in wakers {
