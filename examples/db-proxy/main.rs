@@ -156,12 +156,13 @@ fn run(args: Args) -> io::Result<()> {
     let local = listeners[0].local_addr()?;
 
     let (upstream_addrs, backends) = if args.upstreams.is_empty() {
+        // Two embedded backends, each with one listener per core on its own loopback port.
         let backends = (0..2)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .map(|_| reuseport_listeners("127.0.0.1:0".parse().expect("literal"), cores))
             .collect::<io::Result<Vec<_>>>()?;
         let addrs = backends
             .iter()
-            .map(|l| l.local_addr())
+            .map(|per_core| per_core[0].local_addr())
             .collect::<io::Result<_>>()?;
         (addrs, backends)
     } else {
@@ -200,19 +201,28 @@ fn run(args: Args) -> io::Result<()> {
         }
     );
 
+    let stores = embedded_stores(&runtime, backends.len())?;
     let listeners = take_once(listeners);
-    let backends = take_once(backends);
+    // backends[i][core]: backend i's listener for that core.
+    let backends: Vec<_> = backends.into_iter().map(take_once).collect();
     let upstream_addrs = Arc::new(upstream_addrs);
     let results = runtime.run(move |core| {
         let listener = listeners[core.0].lock().unwrap().take();
-        let mine: Vec<_> = (0..backends.len())
-            .filter(|i| i % cores == core.0)
-            .filter_map(|i| backends[i].lock().unwrap().take())
+        let mine: Vec<_> = backends
+            .iter()
+            .enumerate()
+            .filter_map(|(i, per_core)| Some((i, per_core[core.0].lock().unwrap().take()?)))
             .collect();
         let upstream_addrs = upstream_addrs.clone();
+        let stores = stores.clone();
         async move {
-            for backend in mine {
-                spawn(backend::serve(TcpListener::from_std(backend)?)).detach();
+            for (index, listener) in mine {
+                let backend = backend::Backend {
+                    index,
+                    owner: CoreId(index % cores),
+                    stores: stores.clone().expect("stores exist when backends do"),
+                };
+                spawn(backend::serve(TcpListener::from_std(listener)?, backend)).detach();
             }
             let listener = TcpListener::from_std(listener.expect("one listener per core"))?;
             let proxy = Rc::new(Proxy {
@@ -233,6 +243,27 @@ fn run(args: Args) -> io::Result<()> {
     });
     results.into_iter().collect::<io::Result<Vec<()>>>()?;
     Ok(())
+}
+
+/// Builds the embedded backends' sharded stores (none when upstreams are real servers).
+fn embedded_stores(runtime: &Runtime, backends: usize) -> io::Result<Option<backend::Stores>> {
+    if backends == 0 {
+        return Ok(None);
+    }
+    let made = runtime.run(move |core| async move {
+        if core.0 != 0 {
+            return None;
+        }
+        let made = corio::mesh::Sharded::new(move |_| {
+            (0..backends).map(|_| store::Store::new()).collect()
+        });
+        Some(made.await)
+    });
+    match made.into_iter().next().flatten() {
+        Some(Ok(stores)) => Ok(Some(stores)),
+        Some(Err(err)) => Err(io::Error::other(format!("embedded backends: {err}"))),
+        None => Err(io::Error::other("embedded backends: no store was made")),
+    }
 }
 
 /// Accepts clients on this core forever, refusing those over the limit with an error reply.
