@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corio::mesh::{channel, spawn_on};
-use corio::rt::{CoreId, Runtime};
+use corio::rt::{CoreId, Poke, Runtime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn pin(cpu: usize) {
@@ -21,12 +21,22 @@ fn pin(cpu: usize) {
 fn round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("round_trip");
     group.throughput(Throughput::Elements(1));
-    let spins = [
-        ("corio_spawn_on", Duration::ZERO),
-        ("corio_spawn_on_spin50us", Duration::from_micros(50)),
+    let variants = [
+        ("corio_spawn_on", Duration::ZERO, Poke::EventFd),
+        ("corio_spawn_on_msg_ring", Duration::ZERO, Poke::MsgRing),
+        (
+            "corio_spawn_on_spin50us",
+            Duration::from_micros(50),
+            Poke::EventFd,
+        ),
     ];
-    for (name, spin) in spins {
-        let rt = Runtime::builder().cores(2).spin(spin).build().unwrap();
+    for (name, spin, poke) in variants {
+        let rt = Runtime::builder()
+            .cores(2)
+            .spin(spin)
+            .poke(poke)
+            .build()
+            .unwrap();
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let out = rt.run(move |core| async move {

@@ -207,3 +207,29 @@ fn run_on_all_gathers_in_core_order() {
     let results = rt.run(|_| async { run_on_all(|core| async move { core.0 * 100 }).await });
     assert_eq!(results, vec![Ok(vec![0, 100]), Ok(vec![0, 100])]);
 }
+
+#[test]
+fn both_kinds_of_poke_wake_parked_cores() {
+    for poke in [corio::rt::Poke::MsgRing, corio::rt::Poke::EventFd] {
+        round_trips_with(poke);
+    }
+}
+
+fn round_trips_with(poke: corio::rt::Poke) {
+    let rt = Runtime::builder()
+        .cores(2)
+        .pin(false)
+        .poke(poke)
+        .build()
+        .unwrap();
+    let results = rt.run(|core| async move {
+        let other = CoreId(1 - core.0);
+        let mut sum = 0;
+        for i in 0..200 {
+            // Each call finds the other core parked (or about to be): a poke per round trip.
+            sum += spawn_on(other, move || async move { i }).await.unwrap();
+        }
+        sum
+    });
+    assert_eq!(results, vec![19_900, 19_900]);
+}

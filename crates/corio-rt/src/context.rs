@@ -51,6 +51,12 @@ impl Core {
         })
     }
 
+    /// Lets other cores poke this one with MSG_RING into its ring.
+    pub(crate) fn use_msg_ring(&self) {
+        let fd = self.driver.borrow().ring_fd();
+        self.shared().doorbell.use_msg_ring(fd);
+    }
+
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.executor.shared
     }
@@ -273,6 +279,12 @@ pub(crate) fn try_with_driver<R>(f: impl FnOnce(&mut Driver) -> R) -> Option<R> 
         Some(f(&mut driver))
     })
     .flatten()
+}
+
+/// Pokes the ring `target_fd` from this thread's ring with MSG_RING; false when this thread
+/// has no free driver or the poke could not be submitted (the caller writes the eventfd).
+pub(crate) fn msg_ring(target_fd: std::os::fd::RawFd) -> bool {
+    try_with_driver(|d| d.msg_ring(target_fd)).unwrap_or(false)
 }
 
 /// The id of this thread's driver (unique in the process), if there is a core. Resources tied

@@ -50,7 +50,7 @@ pub use driver::op::{submit_detached, Cqe, Op, OpCode};
 pub use driver::register::{
     buf_ring_head, register_buf_ring, register_buffers, unregister_buf_ring, unregister_buffers,
 };
-pub use driver::Setup;
+pub use driver::{Poke, Setup};
 pub use executor::join::{JoinError, JoinHandle};
 pub use executor::{spawn, yield_now};
 pub use future::*;

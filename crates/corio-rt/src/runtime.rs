@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 
 use crate::context::Core;
+use crate::driver::Poke;
 use crate::executor::{Job, Shared};
 use crate::handle::CoreHandle;
 
@@ -42,6 +43,7 @@ pub struct Builder {
     pin: bool,
     ring_entries: u32,
     spin: Duration,
+    poke: Poke,
     name: String,
 }
 
@@ -52,6 +54,7 @@ impl Default for Builder {
             pin: true,
             ring_entries: 256,
             spin: Duration::ZERO,
+            poke: Poke::default(),
             name: "corio".to_owned(),
         }
     }
@@ -88,6 +91,13 @@ impl Builder {
     /// once).
     pub fn spin(&mut self, spin: Duration) -> &mut Builder {
         self.spin = spin;
+        self
+    }
+
+    /// How a core wakes a parked core: an `IORING_OP_MSG_RING` from its own ring (default,
+    /// falling back to the eventfd where it cannot be used) or always an eventfd write.
+    pub fn poke(&mut self, poke: Poke) -> &mut Builder {
+        self.poke = poke;
         self
     }
 
@@ -134,7 +144,7 @@ impl Builder {
 
     fn start_core(&self, id: CoreId, cpu: Option<core_affinity::CoreId>) -> io::Result<CoreThread> {
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<Arc<Shared>>>(1);
-        let (entries, spin) = (self.ring_entries, self.spin);
+        let (entries, spin, poke) = (self.ring_entries, self.spin, self.poke);
         let thread = thread::Builder::new()
             .name(format!("{}-{}", self.name, id.0))
             .spawn(move || {
@@ -153,6 +163,9 @@ impl Builder {
                     }
                 };
                 core.spin.set(spin);
+                if poke == Poke::MsgRing {
+                    core.use_msg_ring();
+                }
                 let _ = ready_tx.send(Ok(core.shared().clone()));
                 core.run_until_stopped();
             })?;

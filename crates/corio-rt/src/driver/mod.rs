@@ -28,6 +28,7 @@ use std::time::Duration;
 use io_uring::{opcode, register::Probe, squeue, types, EnterFlags, IoUring};
 
 pub(crate) use doorbell::Doorbell;
+pub use doorbell::Poke;
 pub use ring::Setup;
 use slots::{Orphan, Reaped, Slot, Slots};
 
@@ -37,6 +38,8 @@ use op::Cqe;
 const CANCEL_TAG: u64 = u64::MAX;
 /// `user_data` of the pending read on the doorbell eventfd.
 const DOORBELL_TAG: u64 = u64::MAX - 1;
+/// `user_data` of the CQE another core's MSG_RING poke posts here.
+const POKE_TAG: u64 = u64::MAX - 2;
 
 /// How long a tick may block in `io_uring_enter`.
 #[derive(Clone, Copy, Debug)]
@@ -286,6 +289,19 @@ impl Driver {
         }
     }
 
+    /// Pokes the ring `target_fd` (another core's) with an `IORING_OP_MSG_RING`, submitted at
+    /// once. False if this ring lacks the opcode or the submit failed: use the eventfd then.
+    pub(crate) fn msg_ring(&mut self, target_fd: std::os::fd::RawFd) -> bool {
+        if !self.probe.is_supported(opcode::MsgRingData::CODE) {
+            return false;
+        }
+        let sqe = opcode::MsgRingData::new(types::Fd(target_fd), 0, POKE_TAG, None)
+            .build()
+            .user_data(CANCEL_TAG);
+        self.push_sqe(&sqe);
+        transient_ok(self.enter_nowait()).is_ok()
+    }
+
     /// Keeps a read pending on the doorbell eventfd, so a remote poke ends a wait.
     fn arm_doorbell(&mut self) {
         if self.doorbell_armed {
@@ -306,7 +322,7 @@ impl Driver {
             for entry in &mut cq {
                 let cqe = Cqe::new(entry.result(), entry.flags());
                 match entry.user_data() {
-                    CANCEL_TAG => {}
+                    CANCEL_TAG | POKE_TAG => {}
                     DOORBELL_TAG => self.doorbell_armed = false,
                     id => match self.slots.reap(id as usize, cqe) {
                         Reaped::Orphan(orphan, cqe) => self.graveyard.push((orphan, cqe)),
