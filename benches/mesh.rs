@@ -76,6 +76,23 @@ fn round_trip(c: &mut Criterion) {
             })
         })
     });
+    // A cross-core round trip in tokio: a thread on CPU 0 spawns onto a one-worker runtime whose
+    // worker is pinned to CPU 1, and waits for the task's JoinHandle.
+    let tokio_remote = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(|| pin(1))
+        .build()
+        .unwrap();
+    group.bench_function("tokio_spawn_onto_other_core", |b| {
+        pin(0);
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                futures::executor::block_on(tokio_remote.spawn(async {})).unwrap();
+            }
+            start.elapsed()
+        })
+    });
     group.bench_function("crossbeam_ping_pong", |b| {
         b.iter_custom(|iters| {
             let (ping_tx, ping_rx) = crossbeam_channel::bounded::<u64>(1);

@@ -233,3 +233,29 @@ fn round_trips_with(poke: corio::rt::Poke) {
     });
     assert_eq!(results, vec![19_900, 19_900]);
 }
+
+#[test]
+fn messages_queued_when_the_receiver_goes_are_handed_back() {
+    let rt = runtime();
+    let results = rt.run(|core| async move {
+        if core.0 != 0 {
+            return None;
+        }
+        let (tx, rx) = channel::<u32>(16);
+        for i in 0..10 {
+            tx.send(i).await.unwrap();
+        }
+        let first = rx.recv().await;
+        // The receiver's core shuts down, say: it is dropped with 9 messages queued.
+        spawn_on(CoreId(1), move || async move { drop(rx) })
+            .await
+            .unwrap();
+        let back = tx.take_undelivered();
+        let refused = tx.send(99).await.map_err(|e| e.0);
+        Some((first, back, refused))
+    });
+    let (first, back, refused) = results[0].clone().unwrap();
+    assert_eq!(first, Some(0));
+    assert_eq!(back, (1..10).collect::<Vec<_>>());
+    assert_eq!(refused, Err(99));
+}

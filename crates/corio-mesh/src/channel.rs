@@ -5,7 +5,8 @@
 //! receiver takes a message; a receiver of an empty channel awaits until a message comes. Each
 //! side registers its waker only when it has to wait, and the other side looks for one only
 //! behind a flag, so a channel with no one waiting costs no lock. Dropping the receiver makes
-//! every send fail with the message handed back; dropping the last sender ends the receiver's
+//! every send fail with the message handed back, and hands the messages still queued back to
+//! the senders ([`Sender::take_undelivered`]); dropping the last sender ends the receiver's
 //! stream once it is drained.
 
 use std::fmt;
@@ -61,6 +62,7 @@ pub fn channel<T: Send>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         receiver_waker: Mutex::new(None),
         senders_waiting: AtomicBool::new(false),
         sender_wakers: Mutex::new(Vec::new()),
+        undelivered: Mutex::new(Vec::new()),
     });
     (
         Sender {
@@ -79,9 +81,22 @@ struct Shared<T> {
     receiver_waker: Mutex<Option<Waker>>,
     senders_waiting: AtomicBool,
     sender_wakers: Mutex<Vec<Waker>>,
+    /// Messages still queued when the receiver was dropped, for the senders to take back.
+    undelivered: Mutex<Vec<T>>,
 }
 
 impl<T> Shared<T> {
+    /// After a push: if the receiver was dropped meanwhile, its drain may have missed this
+    /// message; move whatever is queued to the undelivered list so nothing is lost silently.
+    fn after_push(&self) {
+        if !self.receiver_alive.load(Ordering::SeqCst) {
+            let mut undelivered = self.undelivered.lock().unwrap_or_else(|e| e.into_inner());
+            undelivered.extend(self.rx.try_iter());
+            return;
+        }
+        self.wake_receiver();
+    }
+
     /// After a push: wake the receiver if it registered (Dekker with its re-check).
     fn wake_receiver(&self) {
         fence(Ordering::SeqCst);
@@ -157,7 +172,7 @@ impl<T: Send> Sender<T> {
                 }
                 match shared.tx.try_send(value.take().expect("sent once")) {
                     Ok(()) => {
-                        shared.wake_receiver();
+                        shared.after_push();
                         return Poll::Ready(Ok(()));
                     }
                     Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
@@ -193,11 +208,25 @@ impl<T: Send> Sender<T> {
         }
         match self.shared.tx.try_send(value) {
             Ok(()) => {
-                self.shared.wake_receiver();
+                self.shared.after_push();
                 Ok(())
             }
             Err(TrySendError::Full(v) | TrySendError::Disconnected(v)) => Err(v),
         }
+    }
+
+    /// Takes back the messages that were sent but still queued when the receiver was dropped
+    /// (its core shut down, say), oldest first; empty while the receiver lives. Nothing sent is
+    /// lost silently: each message was received, is returned here, or came back in a
+    /// [`SendError`].
+    pub fn take_undelivered(&self) -> Vec<T> {
+        std::mem::take(
+            &mut *self
+                .shared
+                .undelivered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Whether the receiver has been dropped.
@@ -297,6 +326,15 @@ impl<T: Send> Receiver<T> {
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         self.shared.receiver_alive.store(false, Ordering::SeqCst);
+        // Sends racing with this drain fail (the flag is down) or land in the queue before it
+        // is drained; anything queued goes to the senders' undelivered list.
+        let mut undelivered = self
+            .shared
+            .undelivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        undelivered.extend(self.shared.rx.try_iter());
+        drop(undelivered);
         self.shared.senders_waiting.store(true, Ordering::SeqCst);
         self.shared.wake_senders();
     }
