@@ -259,3 +259,44 @@ fn messages_queued_when_the_receiver_goes_are_handed_back() {
     assert_eq!(back, (1..10).collect::<Vec<_>>());
     assert_eq!(refused, Err(99));
 }
+
+#[test]
+fn dropping_a_remote_handle_cancels_the_remote_task() {
+    struct Flag(Arc<AtomicUsize>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let rt = runtime();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let seen = rt.run({
+        let dropped = dropped.clone();
+        move |core| {
+            let dropped = dropped.clone();
+            async move {
+                if core.0 != 0 {
+                    return 0;
+                }
+                let handle = spawn_on(CoreId(1), {
+                    let dropped = dropped.clone();
+                    move || async move {
+                        let _flag = Flag(dropped);
+                        futures_util::future::pending::<()>().await
+                    }
+                });
+                // Let the remote task start, then give up on it.
+                corio::time::sleep(std::time::Duration::from_millis(5)).await;
+                drop(handle);
+                for _ in 0..1_000 {
+                    if dropped.load(Ordering::SeqCst) == 1 {
+                        break;
+                    }
+                    corio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                dropped.load(Ordering::SeqCst)
+            }
+        }
+    });
+    assert_eq!(seen[0], 1, "the remote future was dropped on its core");
+}
