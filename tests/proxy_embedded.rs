@@ -271,3 +271,46 @@ fn info_gathers_every_core() {
         "{info}"
     );
 }
+
+#[test]
+fn a_client_that_never_reads_is_disconnected_and_others_keep_working() {
+    let proxy = Proxy::start_with(
+        &[],
+        &["--client-write-timeout-ms", "300", "--max-pending", "64"],
+    );
+    let mut healthy = proxy.conn();
+    let big = "x".repeat(1 << 20);
+    assert_eq!(
+        healthy.cmd(&["SET", "big", &big]),
+        Reply::Simple("OK".into())
+    );
+    // A client pipelines 64 GETs of a 1 MiB value and never reads a byte of the replies.
+    let mut stalled = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    let gets: Vec<u8> = (0..64).flat_map(|_| encode(&["GET", "big"])).collect();
+    std::io::Write::write_all(&mut stalled, &gets).unwrap();
+    let connected = |conn: &mut support::RespConn| -> u64 {
+        let Reply::Bulk(Some(info)) = conn.cmd(&["INFO"]) else {
+            panic!("INFO is a bulk string")
+        };
+        let info = String::from_utf8(info).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut clients = connected(&mut healthy);
+    for _ in 0..100 {
+        if clients == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        clients = connected(&mut healthy);
+    }
+    assert_eq!(
+        clients, 1,
+        "the stalled client is gone, the healthy one remains"
+    );
+    assert_eq!(healthy.cmd(&["PING"]), Reply::Simple("PONG".into()));
+    drop(stalled);
+}

@@ -67,6 +67,10 @@ struct Args {
     /// Most requests of one client parsed and in flight before their replies are written.
     #[arg(long, default_value_t = 1024)]
     max_pending: usize,
+    /// How long writing replies to a client may stall (a client that does not read) before it
+    /// is disconnected, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    client_write_timeout_ms: u64,
 }
 
 /// Settings every core shares (copied to each).
@@ -76,6 +80,7 @@ struct Config {
     max_clients: usize,
     max_request_bytes: usize,
     max_pending: usize,
+    client_write_timeout: Duration,
 }
 
 /// One core's proxy: its upstream connections and counters.
@@ -181,6 +186,7 @@ fn run(args: Args) -> io::Result<()> {
         max_clients: args.max_clients,
         max_request_bytes: args.max_request_size.max(1024),
         max_pending: args.max_pending,
+        client_write_timeout: Duration::from_millis(args.client_write_timeout_ms.max(1)),
     };
 
     let runtime = Runtime::builder().cores(cores).build()?;

@@ -61,12 +61,15 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         }
         if !queue.is_empty() {
             answer(&proxy, &mut queue, &mut output).await;
-            let (res, back) = stream.write_all(std::mem::take(&mut output)).await;
-            output = back;
-            output.clear();
-            if res.is_err() {
-                break;
+            // A client that does not read its replies stalls this write once the socket's
+            // buffers are full; past the timeout it is disconnected (its replies, at most
+            // `max_pending` of them, are all this session ever buffers).
+            let write = stream.write_all(std::mem::take(&mut output));
+            match time::timeout(proxy.config.client_write_timeout, write).await {
+                Ok((Ok(()), back)) => output = back,
+                Ok((Err(_), _)) | Err(_) => break,
             }
+            output.clear();
         }
         if client.closing {
             break;

@@ -271,6 +271,12 @@ impl Proxy {
     /// so shard `i` is `upstreams[i]`, and waits (20 s) for its `listening on` line.
     #[track_caller]
     pub fn start(upstreams: &[u16]) -> Proxy {
+        Proxy::start_with(upstreams, &[])
+    }
+
+    /// As [`Proxy::start`], with `extra` arguments after the usual ones.
+    #[track_caller]
+    pub fn start_with(upstreams: &[u16], extra: &[&str]) -> Proxy {
         let path = db_proxy_path();
         if !path.exists() {
             panic!(
@@ -284,6 +290,7 @@ impl Proxy {
         for port in upstreams {
             cmd.arg("--upstream").arg(format!("127.0.0.1:{port}"));
         }
+        cmd.args(extra);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -325,6 +332,19 @@ impl Proxy {
             )),
         }
         proxy
+    }
+
+    /// Sends SIGTERM and waits (bounded, 20 s) for the proxy to exit; returns its status.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..400 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Starts db-proxy with no `--upstream`: two embedded backends in the same process.
