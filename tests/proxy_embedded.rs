@@ -314,3 +314,31 @@ fn a_client_that_never_reads_is_disconnected_and_others_keep_working() {
     assert_eq!(healthy.cmd(&["PING"]), Reply::Simple("PONG".into()));
     drop(stalled);
 }
+
+#[test]
+fn sigterm_answers_what_is_in_flight_and_exits_0() {
+    let mut proxy = Proxy::embedded();
+    let mut conn = proxy.conn();
+    assert_eq!(conn.cmd(&["SET", "k", "v"]), Reply::Simple("OK".into()));
+    // A pipeline is in flight when the signal arrives; every reply still comes back.
+    let pipeline: Vec<u8> = (0..500)
+        .flat_map(|i| encode(&["SET", &format!("p{i}"), "v"]))
+        .collect();
+    conn.send_raw(&pipeline);
+    let status = proxy
+        .terminate()
+        .expect("the proxy exits within 20 s of SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    // Requests the proxy had read are answered; the connection then closes cleanly (no
+    // half-written reply).
+    let mut answered = 0;
+    while let Ok(Some(reply)) = conn.try_read_reply() {
+        assert_eq!(reply, Reply::Simple("OK".into()));
+        answered += 1;
+    }
+    assert!(answered <= 500);
+    assert!(
+        std::net::TcpStream::connect(proxy.addr()).is_err(),
+        "no longer listening"
+    );
+}

@@ -20,6 +20,7 @@ mod multikey;
 mod resp;
 mod session;
 mod shard;
+mod shutdown;
 mod stats;
 mod store;
 mod upstream;
@@ -189,6 +190,12 @@ fn run(args: Args) -> io::Result<()> {
         client_write_timeout: Duration::from_millis(args.client_write_timeout_ms.max(1)),
     };
 
+    let stop = shutdown::install()?;
+    // Duplicates of the listening sockets, to end every core's accept at shutdown.
+    let listener_dups = listeners
+        .iter()
+        .map(std::net::TcpListener::try_clone)
+        .collect::<io::Result<Vec<_>>>()?;
     let runtime = Runtime::builder().cores(cores).build()?;
     println!("listening on {local}");
     io::stdout().flush()?;
@@ -212,43 +219,66 @@ fn run(args: Args) -> io::Result<()> {
     // backends[i][core]: backend i's listener for that core.
     let backends: Vec<_> = backends.into_iter().map(take_once).collect();
     let upstream_addrs = Arc::new(upstream_addrs);
-    let results = runtime.run(move |core| {
-        let listener = listeners[core.0].lock().unwrap().take();
-        let mine: Vec<_> = backends
-            .iter()
-            .enumerate()
-            .filter_map(|(i, per_core)| Some((i, per_core[core.0].lock().unwrap().take()?)))
-            .collect();
-        let upstream_addrs = upstream_addrs.clone();
-        let stores = stores.clone();
-        async move {
-            for (index, listener) in mine {
-                let backend = backend::Backend {
-                    index,
-                    owner: CoreId(index % cores),
-                    stores: stores.clone().expect("stores exist when backends do"),
-                };
-                spawn(backend::serve(TcpListener::from_std(listener)?, backend)).detach();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let results = runtime.run(move |core| {
+            let listener = listeners[core.0].lock().unwrap().take();
+            let mine: Vec<_> = backends
+                .iter()
+                .enumerate()
+                .filter_map(|(i, per_core)| Some((i, per_core[core.0].lock().unwrap().take()?)))
+                .collect();
+            let upstream_addrs = upstream_addrs.clone();
+            let stores = stores.clone();
+            async move {
+                for (index, listener) in mine {
+                    let backend = backend::Backend {
+                        index,
+                        owner: CoreId(index % cores),
+                        stores: stores.clone().expect("stores exist when backends do"),
+                    };
+                    spawn(backend::serve(TcpListener::from_std(listener)?, backend)).detach();
+                }
+                let listener = TcpListener::from_std(listener.expect("one listener per core"))?;
+                let proxy = Rc::new(Proxy {
+                    core,
+                    config,
+                    limits: resp::Limits {
+                        max_bulk_len: config.max_request_bytes,
+                        ..resp::Limits::default()
+                    },
+                    shards: ShardMap::new(upstream_addrs.len()),
+                    upstreams: upstream_addrs
+                        .iter()
+                        .map(|&addr| Upstream::new(addr, config.upstream))
+                        .collect(),
+                });
+                accept_loop(listener, proxy).await
             }
-            let listener = TcpListener::from_std(listener.expect("one listener per core"))?;
-            let proxy = Rc::new(Proxy {
-                core,
-                config,
-                limits: resp::Limits {
-                    max_bulk_len: config.max_request_bytes,
-                    ..resp::Limits::default()
-                },
-                shards: ShardMap::new(upstream_addrs.len()),
-                upstreams: upstream_addrs
-                    .iter()
-                    .map(|&addr| Upstream::new(addr, config.upstream))
-                    .collect(),
-            });
-            accept_loop(listener, proxy).await
-        }
+        });
+        let _ = done_tx.send(results.into_iter().collect::<io::Result<Vec<()>>>());
+        runtime
     });
-    results.into_iter().collect::<io::Result<Vec<()>>>()?;
-    Ok(())
+    // Wait for a signal, or for the cores to stop on their own (an error).
+    loop {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("db-proxy: signal received, draining");
+            shutdown::drain(&listener_dups, Duration::from_secs(5));
+            eprintln!("db-proxy: shut down");
+            // Idle client connections and the cores end with the process.
+            std::process::exit(0);
+        }
+        match done_rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(result) => {
+                let _ = server.join();
+                return result.map(drop);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(io::Error::other("the cores stopped unexpectedly"));
+            }
+        }
+    }
 }
 
 /// Builds the embedded backends' sharded stores (none when upstreams are real servers).
@@ -277,6 +307,7 @@ async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>) -> io::Result<()> 
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
+            Err(_) if shutdown::draining() => return Ok(()),
             Err(err) => {
                 // EMFILE and friends: keep serving the clients we have, retry shortly.
                 eprintln!("db-proxy: accept failed on {}: {err}", proxy.core);

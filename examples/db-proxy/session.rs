@@ -19,7 +19,7 @@ use crate::command::{self, FanoutCmd, LocalCmd, MultiKind, Route};
 use crate::multikey::{self, Part};
 use crate::resp::{self, Parsed, Request};
 use crate::upstream::{Reply, ReplySlot};
-use crate::{stats, Proxy};
+use crate::{shutdown, stats, Proxy};
 
 /// A request's place in the reply order.
 enum Pending {
@@ -60,6 +60,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
             need = need.saturating_sub(consumed);
         }
         if !queue.is_empty() {
+            let _busy = shutdown::busy();
             answer(&proxy, &mut queue, &mut output).await;
             // A client that does not read its replies stalls this write once the socket's
             // buffers are full; past the timeout it is disconnected (its replies, at most
@@ -71,7 +72,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
             }
             output.clear();
         }
-        if client.closing {
+        if client.closing || shutdown::draining() {
             break;
         }
         if full {
