@@ -181,3 +181,34 @@ fn a_stopped_server_fails_its_keys_and_the_other_keeps_working() {
         Reply::bulk("still here")
     );
 }
+
+#[test]
+fn passwords_on_both_sides() {
+    let redis = RedisServer::start();
+    let mut direct = redis.conn();
+    let set = direct.cmd(&["CONFIG", "SET", "requirepass", "s3cret"]);
+    assert_eq!(set, Reply::Simple("OK".into()));
+    let proxy = Proxy::start_with(
+        &[redis.port()],
+        &["--upstream-password", "s3cret", "--requirepass", "front"],
+    );
+    let mut client = proxy.conn();
+    let Reply::Error(noauth) = client.cmd(&["GET", "k"]) else {
+        panic!("a command before AUTH is refused")
+    };
+    assert!(noauth.starts_with("NOAUTH"), "{noauth}");
+    let Reply::Error(wrong) = client.cmd(&["AUTH", "nope"]) else {
+        panic!("a wrong password is refused")
+    };
+    assert!(wrong.starts_with("WRONGPASS"), "{wrong}");
+    assert_eq!(client.cmd(&["AUTH", "front"]), Reply::Simple("OK".into()));
+    // The proxy authenticated to the upstream with --upstream-password.
+    assert_eq!(client.cmd(&["SET", "k", "v"]), Reply::Simple("OK".into()));
+    assert_eq!(client.cmd(&["GET", "k"]), Reply::bulk("v"));
+    let mut other = proxy.conn();
+    assert_eq!(
+        other.cmd(&["AUTH", "default", "front"]),
+        Reply::Simple("OK".into())
+    );
+    assert_eq!(other.cmd(&["GET", "k"]), Reply::bulk("v"));
+}

@@ -68,6 +68,12 @@ struct Args {
     /// Most requests of one client parsed and in flight before their replies are written.
     #[arg(long, default_value_t = 1024)]
     max_pending: usize,
+    /// Clients must `AUTH <password>` (or `AUTH default <password>`) before anything else.
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// Password sent as `AUTH` on every connection to an upstream.
+    #[arg(long)]
+    upstream_password: Option<String>,
     /// How long writing replies to a client may stall (a client that does not read) before it
     /// is disconnected, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
@@ -75,13 +81,15 @@ struct Args {
 }
 
 /// Settings every core shares (copied to each).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Config {
     upstream: UpstreamConfig,
     max_clients: usize,
     max_request_bytes: usize,
     max_pending: usize,
     client_write_timeout: Duration,
+    /// The password clients must AUTH with, if any.
+    requirepass: Option<Arc<str>>,
 }
 
 /// One core's proxy: its upstream connections and counters.
@@ -183,11 +191,13 @@ fn run(args: Args) -> io::Result<()> {
         upstream: UpstreamConfig {
             connect_timeout: Duration::from_millis(args.connect_timeout_ms.max(1)),
             request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+            password: args.upstream_password.as_deref().map(Arc::from),
         },
         max_clients: args.max_clients,
         max_request_bytes: args.max_request_size.max(1024),
         max_pending: args.max_pending,
         client_write_timeout: Duration::from_millis(args.client_write_timeout_ms.max(1)),
+        requirepass: args.requirepass.as_deref().map(Arc::from),
     };
 
     let stop = shutdown::install()?;
@@ -230,6 +240,7 @@ fn run(args: Args) -> io::Result<()> {
                 .collect();
             let upstream_addrs = upstream_addrs.clone();
             let stores = stores.clone();
+            let config = config.clone();
             async move {
                 for (index, listener) in mine {
                     let backend = backend::Backend {
@@ -242,7 +253,6 @@ fn run(args: Args) -> io::Result<()> {
                 let listener = TcpListener::from_std(listener.expect("one listener per core"))?;
                 let proxy = Rc::new(Proxy {
                     core,
-                    config,
                     limits: resp::Limits {
                         max_bulk_len: config.max_request_bytes,
                         ..resp::Limits::default()
@@ -250,8 +260,9 @@ fn run(args: Args) -> io::Result<()> {
                     shards: ShardMap::new(upstream_addrs.len()),
                     upstreams: upstream_addrs
                         .iter()
-                        .map(|&addr| Upstream::new(addr, config.upstream))
+                        .map(|&addr| Upstream::new(addr, config.upstream.clone()))
                         .collect(),
+                    config,
                 });
                 accept_loop(listener, proxy).await
             }

@@ -42,11 +42,16 @@ enum Pending {
 struct Client {
     name: Option<Vec<u8>>,
     closing: bool,
+    /// Whether the client may run commands (always, unless `--requirepass` is set).
+    authenticated: bool,
 }
 
 /// Serves one client until it disconnects, sends QUIT, or breaks the protocol.
 pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
-    let mut client = Client::default();
+    let mut client = Client {
+        authenticated: proxy.config.requirepass.is_none(),
+        ..Client::default()
+    };
     let mut input: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut output: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut queue: VecDeque<Pending> = VecDeque::new();
@@ -154,6 +159,10 @@ fn dispatch(
     }
     stats::request();
     let args: Vec<&[u8]> = request.args(buf).collect();
+    if !client.authenticated && !allowed_before_auth(args[0]) {
+        stats::error();
+        return Some(error("NOAUTH Authentication required."));
+    }
     let route = match command::classify(&args) {
         Ok(route) => route,
         Err(text) => {
@@ -203,8 +212,39 @@ fn dispatch(
             }
         }
         Route::Local(LocalCmd::Info) => Pending::Info,
-        Route::Local(cmd) => Pending::Ready(local(client, cmd, &args)),
+        Route::Local(cmd) => Pending::Ready(local(proxy, client, cmd, &args)),
     })
+}
+
+/// The commands a client may send before it has authenticated, as redis-server allows.
+fn allowed_before_auth(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"auth") || name.eq_ignore_ascii_case(b"quit")
+}
+
+/// `AUTH [username] password` against `--requirepass` (user `default` only).
+fn auth(proxy: &Proxy, client: &mut Client, out: &mut Vec<u8>, args: &[&[u8]]) {
+    let Some(expected) = &proxy.config.requirepass else {
+        return resp::write_error(
+            out,
+            "ERR AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+        );
+    };
+    let given = match args {
+        [_, password] => password,
+        [_, user, password] if user.eq_ignore_ascii_case(b"default") => password,
+        [_, _, _] => &&b""[..], // any other user cannot match
+        _ => return resp::write_error(out, "ERR syntax error"),
+    };
+    if *given == expected.as_bytes() && !expected.is_empty() {
+        client.authenticated = true;
+        resp::write_simple(out, "OK");
+    } else {
+        resp::write_error(
+            out,
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        );
+    }
 }
 
 /// Sends a request whole to `shard`, re-encoding inline commands as multibulk.
@@ -283,7 +323,7 @@ fn write_reply(output: &mut Vec<u8>, reply: Reply) {
 }
 
 /// Answers the commands the proxy handles itself.
-fn local(client: &mut Client, cmd: LocalCmd, args: &[&[u8]]) -> Vec<u8> {
+fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
     match cmd {
         LocalCmd::Ping => match args.get(1) {
@@ -305,11 +345,7 @@ fn local(client: &mut Client, cmd: LocalCmd, args: &[&[u8]]) -> Vec<u8> {
         LocalCmd::Client => client_command(&mut out, client, args),
         // Routed to `Pending::Info` by `dispatch`, which gathers every core's counters.
         LocalCmd::Info => resp::write_error(&mut out, "ERR INFO is answered after gathering"),
-        LocalCmd::Auth => resp::write_error(
-            &mut out,
-            "ERR AUTH <password> called without any password configured for the default user. \
-             Are you sure your configuration is correct?",
-        ),
+        LocalCmd::Auth => auth(proxy, client, &mut out, args),
     }
     out
 }

@@ -64,10 +64,12 @@ impl ReplySlot {
 }
 
 /// Timeouts and limits of upstream connections.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct UpstreamConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
+    /// Sent as `AUTH <password>` on every new connection (`--upstream-password`).
+    pub(crate) password: Option<std::sync::Arc<str>>,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -158,6 +160,11 @@ impl Upstream {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         stream.set_nodelay(true)?;
+        if let Some(password) = &self.config.password {
+            let auth = time::timeout(self.config.connect_timeout, authenticate(&stream, password));
+            auth.await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "AUTH timed out"))??;
+        }
         Ok(stream)
     }
 
@@ -281,5 +288,41 @@ async fn read_until_failure(conn: &Conn, stream: &TcpStream) -> String {
             start += len;
         }
         buf.drain(..start);
+    }
+}
+
+/// Sends `AUTH <password>` and reads the one reply before any request is pipelined.
+async fn authenticate(stream: &TcpStream, password: &str) -> io::Result<()> {
+    let mut request = Vec::new();
+    resp::encode_command(&mut request, [&b"AUTH"[..], password.as_bytes()]);
+    let (res, _) = stream.write_all(request).await;
+    res?;
+    let mut reply = Vec::with_capacity(256);
+    loop {
+        let scanned = resp::scan_reply(&reply, 4).map_err(|e| io::Error::other(e.to_string()))?;
+        if let Some(len) = scanned {
+            return match reply.first() {
+                Some(b'+') => Ok(()),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "AUTH refused: {}",
+                        String::from_utf8_lossy(&reply[..len]).trim_end()
+                    ),
+                )),
+            };
+        }
+        if reply.len() > 64 * 1024 {
+            return Err(io::Error::other("AUTH reply too long"));
+        }
+        reply.reserve(256);
+        let (n, back) = stream.read(reply).await;
+        reply = back;
+        if n? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed during AUTH",
+            ));
+        }
     }
 }
