@@ -18,6 +18,8 @@ mod backend;
 mod command;
 mod multikey;
 mod resp;
+#[cfg(test)]
+mod resp_props;
 mod session;
 mod shard;
 mod shutdown;
