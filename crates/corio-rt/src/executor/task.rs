@@ -47,6 +47,8 @@ pub(crate) struct Header {
     pub(crate) owned_index: Cell<usize>,
 }
 
+/// The type-erased operations of a task cell. Every function requires (`# Safety`) a live
+/// cell of the type it was made for, on the owner thread (T1); `dealloc` the last reference.
 struct Vtable {
     poll: unsafe fn(NonNull<Header>) -> bool,
     cancel: unsafe fn(NonNull<Header>),
@@ -193,6 +195,8 @@ unsafe fn cell<'a, F: Future>(ptr: NonNull<Header>) -> &'a Cell_<F> {
     unsafe { ptr.cast::<Cell_<F>>().as_ref() }
 }
 
+/// # Safety
+/// `ptr` is a live task cell of future type `F`, used on its owner thread (T1).
 unsafe fn poll<F: Future>(ptr: NonNull<Header>) -> bool {
     // SAFETY: caller contract of the vtable.
     let cell = unsafe { cell::<F>(ptr) };
@@ -249,6 +253,8 @@ fn finish<F: Future>(cell: &Cell_<F>, output: Result<F::Output, JoinError>) {
     }
 }
 
+/// # Safety
+/// `ptr` is a live task cell of future type `F`, used on its owner thread (T1).
 unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
     // SAFETY: caller contract.
     let cell = unsafe { cell::<F>(ptr) };
@@ -258,6 +264,8 @@ unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
     finish::<F>(cell, Err(JoinError::Cancelled));
 }
 
+/// # Safety
+/// `ptr` is a live task cell of future type `F`, used on its owner thread (T1).
 unsafe fn take_output<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
     // SAFETY: caller contract.
     let cell = unsafe { cell::<F>(ptr) };
@@ -272,6 +280,8 @@ unsafe fn take_output<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
     }
 }
 
+/// # Safety
+/// `ptr` is a live task cell of future type `F`, used on its owner thread (T1).
 unsafe fn drop_output<F: Future>(ptr: NonNull<Header>) {
     // SAFETY: caller contract.
     let cell = unsafe { cell::<F>(ptr) };
@@ -284,11 +294,15 @@ unsafe fn drop_output<F: Future>(ptr: NonNull<Header>) {
     }
 }
 
+/// # Safety
+/// `ptr` is a live task cell of future type `F`, used on its owner thread (T1).
 unsafe fn join_waker<F: Future>(ptr: NonNull<Header>) -> *mut Option<Waker> {
     // SAFETY: caller contract.
     unsafe { cell::<F>(ptr) }.join_waker.get()
 }
 
+/// # Safety
+/// `ptr` is a live task cell of future type `F`, used on its owner thread (T1).
 unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
     // SAFETY: the last reference is gone; the cell was made by Box in `TaskRef::new`.
     drop(unsafe { Box::from_raw(ptr.cast::<Cell_<F>>().as_ptr()) });
