@@ -134,6 +134,31 @@ impl Proxy {
                 slots.end - 1
             );
         }
+        info += "# Latency\r\n";
+        for i in 0..self.upstreams.len() {
+            let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
+            for histogram in cores.iter().filter_map(|c| c.latency.get(i)) {
+                match &mut merged {
+                    Some(m) => {
+                        let _ = m.add(histogram);
+                    }
+                    None => merged = Some(histogram.clone()),
+                }
+            }
+            let Some(h) = merged.filter(|h| !h.is_empty()) else {
+                info += &format!("shard{i}_latency_usec:count=0\r\n");
+                continue;
+            };
+            info += &format!(
+                "shard{i}_latency_usec:count={},p50={},p90={},p99={},p999={},max={}\r\n",
+                h.len(),
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.9),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999),
+                h.max()
+            );
+        }
         info
     }
 }
@@ -262,7 +287,8 @@ fn run(args: Args) -> io::Result<()> {
                     shards: ShardMap::new(upstream_addrs.len()),
                     upstreams: upstream_addrs
                         .iter()
-                        .map(|&addr| Upstream::new(addr, config.upstream.clone()))
+                        .enumerate()
+                        .map(|(i, &addr)| Upstream::new(i, addr, config.upstream.clone()))
                         .collect(),
                     config,
                 });

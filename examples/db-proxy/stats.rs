@@ -1,10 +1,13 @@
-//! Counters for INFO: each core counts its own clients, requests and errors in a thread-local
-//! (no atomics, no sharing on the request path); INFO gathers every core's snapshot through
-//! corio-mesh's `run_on_all` and adds them up.
+//! Counters for INFO: each core counts its own clients, requests and errors, and records each
+//! upstream reply's latency per shard in an HDR histogram, all in thread-locals (no atomics, no
+//! sharing on the request path); INFO gathers every core's snapshot through corio-mesh's
+//! `run_on_all` and adds them up.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
 
 use corio::rt::CoreId;
+use hdrhistogram::Histogram;
 
 /// One core's counters.
 #[derive(Default)]
@@ -16,15 +19,34 @@ struct Counters {
 
 thread_local! {
     static COUNTERS: Counters = Counters::default();
+    /// Per shard: microseconds from queueing a request to its upstream to reading its reply.
+    static LATENCY: RefCell<Vec<Histogram<u64>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A copy of one core's counters.
-#[derive(Clone, Copy, Debug, Default)]
+/// A copy of one core's counters and latency histograms.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Snapshot {
     pub(crate) core: usize,
     pub(crate) clients: u64,
     pub(crate) requests: u64,
     pub(crate) errors: u64,
+    /// Upstream reply latency in microseconds, by shard.
+    pub(crate) latency: Vec<Histogram<u64>>,
+}
+
+/// Records one upstream reply of `shard` that took `elapsed`.
+pub(crate) fn record_latency(shard: usize, elapsed: Duration) {
+    LATENCY.with(|latency| {
+        let mut latency = latency.borrow_mut();
+        while latency.len() <= shard {
+            // 1 µs to 1 h at 3 significant figures; values past the top are clamped.
+            let histogram =
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid");
+            latency.push(histogram);
+        }
+        let micros = (elapsed.as_micros() as u64).max(1);
+        latency[shard].saturating_record(micros);
+    });
 }
 
 fn bump(field: fn(&Counters) -> &Cell<u64>, delta: i64) {
@@ -62,5 +84,6 @@ pub(crate) fn snapshot(core: CoreId) -> Snapshot {
         clients: c.clients.get(),
         requests: c.requests.get(),
         errors: c.errors.get(),
+        latency: LATENCY.with(|l| l.borrow().clone()),
     })
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use corio::net::TcpStream;
 use corio::rt::{spawn, time};
 
-use crate::resp;
+use crate::{resp, stats};
 
 /// The reply to one request, or the error text (without `-`) to send instead.
 pub(crate) type Reply = Result<Vec<u8>, String>;
@@ -33,6 +33,8 @@ pub(crate) type Reply = Result<Vec<u8>, String>;
 pub(crate) struct ReplySlot {
     reply: RefCell<Option<Reply>>,
     waker: RefCell<Option<Waker>>,
+    /// When the request was queued on its upstream connection (for the latency histogram).
+    queued: Cell<Option<Instant>>,
 }
 
 impl ReplySlot {
@@ -80,6 +82,8 @@ const MAX_REPLY_DEPTH: usize = 128;
 /// One upstream shard, as seen from one core.
 pub(crate) struct Upstream {
     pub(crate) addr: SocketAddr,
+    /// This upstream's shard index.
+    shard: usize,
     config: UpstreamConfig,
     state: RefCell<State>,
     backoff: Cell<Duration>,
@@ -95,9 +99,10 @@ enum State {
 }
 
 impl Upstream {
-    pub(crate) fn new(addr: SocketAddr, config: UpstreamConfig) -> Rc<Upstream> {
+    pub(crate) fn new(shard: usize, addr: SocketAddr, config: UpstreamConfig) -> Rc<Upstream> {
         Rc::new(Upstream {
             addr,
+            shard,
             config,
             state: RefCell::new(State::Idle),
             backoff: Cell::new(MIN_BACKOFF),
@@ -133,7 +138,7 @@ impl Upstream {
                 self.backoff.set(MIN_BACKOFF);
                 let stream = Rc::new(stream);
                 *conn.stream.borrow_mut() = Some(stream.clone());
-                let reader = spawn(read_replies(conn.clone(), stream.clone()));
+                let reader = spawn(read_replies(conn.clone(), stream.clone(), self.shard));
                 write_requests(&conn, &stream).await;
                 let _ = stream.shutdown(Shutdown::Both);
                 let _ = reader.await;
@@ -196,6 +201,7 @@ impl Conn {
             return ReplySlot::ready(Err(error.clone()));
         }
         let slot = Rc::new(ReplySlot::default());
+        slot.queued.set(Some(Instant::now()));
         self.out.borrow_mut().extend_from_slice(request);
         self.pending.borrow_mut().push_back(slot.clone());
         if let Some(waker) = self.writer.borrow_mut().take() {
@@ -256,12 +262,12 @@ async fn write_requests(conn: &Conn, stream: &TcpStream) {
 
 /// Reads replies and fills slots in FIFO order until EOF or an error, then ends the
 /// connection (`conn.failed` says why).
-async fn read_replies(conn: Rc<Conn>, stream: Rc<TcpStream>) {
-    let why = read_until_failure(&conn, &stream).await;
+async fn read_replies(conn: Rc<Conn>, stream: Rc<TcpStream>, shard: usize) {
+    let why = read_until_failure(&conn, &stream, shard).await;
     conn.abort(&why);
 }
 
-async fn read_until_failure(conn: &Conn, stream: &TcpStream) -> String {
+async fn read_until_failure(conn: &Conn, stream: &TcpStream, shard: usize) -> String {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     loop {
         if buf.capacity() - buf.len() < 4096 {
@@ -284,6 +290,9 @@ async fn read_until_failure(conn: &Conn, stream: &TcpStream) -> String {
             let Some(slot) = conn.pending.borrow_mut().pop_front() else {
                 return "reply from upstream with no request pending".to_owned();
             };
+            if let Some(queued) = slot.queued.get() {
+                stats::record_latency(shard, queued.elapsed());
+            }
             slot.fill(Ok(buf[start..start + len].to_vec()));
             start += len;
         }
