@@ -202,6 +202,8 @@ unsafe impl IoBufMut for AlignedBuf {
         self.ptr.as_ptr()
     }
 
+    /// # Safety
+    /// As [`IoBufMut::set_init`]: the first `len` bytes were initialised.
     unsafe fn set_init(&mut self, len: usize) {
         self.len = self.len.max(len);
     }

@@ -212,6 +212,8 @@ unsafe impl IoBufMut for FixedBuf {
     fn stable_mut_ptr(&mut self) -> *mut u8 {
         self.base()
     }
+    /// # Safety
+    /// As [`IoBufMut::set_init`]: the first `len` bytes were initialised.
     unsafe fn set_init(&mut self, len: usize) {
         self.len = self.len.max(len.min(self.pool.size));
     }

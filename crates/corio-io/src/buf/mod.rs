@@ -84,6 +84,8 @@ unsafe impl IoBufMut for Vec<u8> {
     fn stable_mut_ptr(&mut self) -> *mut u8 {
         self.as_mut_ptr()
     }
+    /// # Safety
+    /// As [`IoBufMut::set_init`]: the first `len` bytes were initialised.
     unsafe fn set_init(&mut self, len: usize) {
         if len > self.len() {
             // SAFETY: the caller promises `len <= capacity` bytes are initialised.
@@ -110,6 +112,8 @@ unsafe impl IoBufMut for Box<[u8]> {
     fn stable_mut_ptr(&mut self) -> *mut u8 {
         self.as_mut_ptr()
     }
+    /// # Safety
+    /// As [`IoBufMut::set_init`]: the first `len` bytes were initialised.
     unsafe fn set_init(&mut self, _len: usize) {}
 }
 

@@ -109,6 +109,8 @@ unsafe impl<B: IoBufMut> IoBufMut for Slice<B> {
     /// Marks the first `len` bytes of the window initialised. If the window starts past `B`'s
     /// initialised length, the gap between them is zeroed first: `B` counts its initialised
     /// bytes as one prefix, and the gap would otherwise be counted without being written.
+    /// # Safety
+    /// As [`IoBufMut::set_init`]: the first `len` bytes were initialised.
     unsafe fn set_init(&mut self, len: usize) {
         let init = self.buf.bytes_init();
         if len > 0 && init < self.begin {

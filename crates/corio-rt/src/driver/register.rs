@@ -14,14 +14,13 @@ use crate::context;
 /// `IOU_PBUF_RING_INC` = 2 for incrementally consumed buffers, Linux 6.12). See
 /// io_uring_register_buf_ring(3).
 ///
-/// # Safety
-/// The memory at `ring_addr` must stay valid, and every buffer address written into it must
-/// stay valid, until [`unregister_buf_ring`] for the returned id has been called on this core
-/// and no receive that could still pick a buffer is in flight.
-///
 /// # Errors
 /// `EINVAL` for a bad size or alignment, `EEXIST` if the id is taken, `ENOENT`-style errors
 /// from kernels without buffer rings; outside a corio core, `Unsupported`.
+///
+/// # Safety
+/// The ring at `ring_addr`, and every buffer it names, must stay valid until
+/// [`unregister_buf_ring`] of the returned id and no receive from it is in flight.
 pub unsafe fn register_buf_ring(ring_addr: u64, entries: u16, flags: u16) -> io::Result<u16> {
     context::try_with_driver(|d| {
         let bgid = d.next_buf_group();
@@ -48,13 +47,13 @@ pub fn unregister_buf_ring(bgid: u16) -> io::Result<()> {
 /// Registers `iovecs` as the current core's fixed buffers, for READ_FIXED and WRITE_FIXED ops
 /// that name them by index. A ring has one set at a time.
 ///
-/// # Safety
-/// Every iovec must describe memory that stays valid until [`unregister_buffers`] has been
-/// called on this core and no fixed-buffer op is in flight (the kernel pins the pages).
-///
 /// # Errors
 /// `EBUSY` if a set is already registered; `ENOMEM` past `RLIMIT_MEMLOCK`; `EINVAL` for a bad
 /// iovec; `Unsupported` outside a corio core.
+///
+/// # Safety
+/// Every iovec must describe memory that stays valid until [`unregister_buffers`] has been
+/// called on this core and no fixed-buffer op is in flight (the kernel pins the pages).
 pub unsafe fn register_buffers(iovecs: &[libc::iovec]) -> io::Result<()> {
     // SAFETY: forwarded from the caller's contract.
     context::try_with_driver(|d| unsafe { d.submitter().register_buffers(iovecs) })

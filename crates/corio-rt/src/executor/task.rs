@@ -47,15 +47,23 @@ pub(crate) struct Header {
     pub(crate) owned_index: Cell<usize>,
 }
 
-/// The type-erased operations of a task cell. Every function requires (`# Safety`) a live
-/// cell of the type it was made for, on the owner thread (T1); `dealloc` the last reference.
+/// One type-erased operation of a task cell.
+///
+/// # Safety
+/// Callers pass a live cell of the type the function was made for, on the owner thread (T1);
+/// `dealloc` only with the last reference (T3).
+type CellFn<R> = unsafe fn(NonNull<Header>) -> R;
+
+/// The type-erased operations of a task cell (see [`CellFn`] for their contract).
 struct Vtable {
-    poll: unsafe fn(NonNull<Header>) -> bool,
-    cancel: unsafe fn(NonNull<Header>),
+    poll: CellFn<bool>,
+    cancel: CellFn<()>,
+    /// # Safety
+    /// As [`CellFn`], and `dst` as [`TaskRef::take_output`] requires.
     take_output: unsafe fn(NonNull<Header>, *mut ()),
-    drop_output: unsafe fn(NonNull<Header>),
-    join_waker: unsafe fn(NonNull<Header>) -> *mut Option<Waker>,
-    dealloc: unsafe fn(NonNull<Header>),
+    drop_output: CellFn<()>,
+    join_waker: CellFn<*mut Option<Waker>>,
+    dealloc: CellFn<()>,
 }
 
 enum Stage<F: Future> {
@@ -317,6 +325,8 @@ fn raw_waker(ptr: NonNull<Header>) -> RawWaker {
     RawWaker::new(ptr.as_ptr() as *const (), &WAKER_VTABLE)
 }
 
+/// # Safety
+/// `data` is the header pointer of a task waker that holds one reference (RawWaker contract).
 unsafe fn waker_clone(data: *const ()) -> RawWaker {
     // SAFETY: the data pointer of a task waker is a live header.
     let ptr = unsafe { NonNull::new_unchecked(data as *mut Header) };
@@ -324,6 +334,8 @@ unsafe fn waker_clone(data: *const ()) -> RawWaker {
     raw_waker(ptr)
 }
 
+/// # Safety
+/// `data` is the header pointer of a task waker that holds one reference (RawWaker contract).
 unsafe fn waker_wake(data: *const ()) {
     // SAFETY: the data pointer of a task waker is a live, non-null header; the waker owned one
     // reference, which this TaskRef now holds.
@@ -332,12 +344,16 @@ unsafe fn waker_wake(data: *const ()) {
     super::waker::wake(task);
 }
 
+/// # Safety
+/// `data` is the header pointer of a task waker that holds one reference (RawWaker contract).
 unsafe fn waker_wake_by_ref(data: *const ()) {
     // SAFETY: the data pointer of a task waker is a live header.
     let ptr = unsafe { NonNull::new_unchecked(data as *mut Header) };
     super::waker::wake_by_ref(ptr);
 }
 
+/// # Safety
+/// `data` is the header pointer of a task waker that holds one reference (RawWaker contract).
 unsafe fn waker_drop(data: *const ()) {
     // SAFETY: the waker owned one reference.
     release(unsafe { NonNull::new_unchecked(data as *mut Header) });
