@@ -1,7 +1,7 @@
 //! The db-proxy example with its two embedded backends, driven by redis-cli, redis-benchmark
 //! and raw sockets. Each test starts its own proxy and kills it at the end.
 //!
-//! Needs the example built (`cargo build --example db-proxy`; `cargo test` builds it) and
+//! Builds the example itself on first use (see `support::db_proxy_path`); needs
 //! redis-cli / redis-benchmark installed (`apt-get install -y redis-server redis-tools`).
 
 mod support;

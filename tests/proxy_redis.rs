@@ -1,7 +1,7 @@
 //! The db-proxy example in front of two real redis-server processes: keys land on the server
 //! that owns their Redis Cluster hash slot, and a stopped server fails only its own keys.
 //!
-//! Needs the example built (`cargo build --example db-proxy`; `cargo test` builds it) and
+//! Builds the example itself on first use (see `support::db_proxy_path`); needs
 //! redis-server installed (`apt-get install -y redis-server redis-tools`).
 
 mod support;

@@ -242,18 +242,69 @@ fn ping(port: u16) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The db-proxy example
 
-/// Where cargo put the db-proxy example: `CORIO_DB_PROXY` if set, otherwise next to the test
-/// binary (`target/<profile>/deps/<test>-<hash>` → `target/<profile>/examples/db-proxy`).
+/// The db-proxy example binary, built once per test process and reused.
+///
+/// `CORIO_DB_PROXY`, if set, names a binary to use as is. Otherwise the example is built with
+/// `cargo build --example db-proxy` through the cargo running the tests (`$CARGO`), in the
+/// profile of the test binary (`target/<profile>/deps/<test>-<hash>`), so the tests always run
+/// the proxy built from the current source. `cargo test` alone does not leave that binary behind:
+/// the example has `test = true`, so cargo builds only its unit-test harness. Panics with
+/// cargo's output if the build fails.
 pub fn db_proxy_path() -> PathBuf {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     if let Some(path) = std::env::var_os("CORIO_DB_PROXY").filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    let exe = std::env::current_exe().expect("current_exe");
+    match BUILT.get_or_init(build_db_proxy) {
+        Ok(path) => path.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn build_db_proxy() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
-        .expect("test binary has no grandparent");
-    profile_dir.join("examples").join("db-proxy")
+        .ok_or("test binary has no grandparent directory")?;
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(name) => name.to_string(),
+    };
+    let target_dir = profile_dir
+        .parent()
+        .ok_or("profile directory has no parent")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            "db-proxy",
+            "--profile",
+            &profile,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running {cargo:?} build --example db-proxy: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build --example db-proxy failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let path = profile_dir.join("examples").join("db-proxy");
+    if !path.exists() {
+        return Err(format!(
+            "cargo built db-proxy but {} is missing",
+            path.display()
+        ));
+    }
+    Ok(path)
 }
 
 /// A running db-proxy, killed and reaped on drop. Its stderr is kept; a test that panics
@@ -278,13 +329,6 @@ impl Proxy {
     #[track_caller]
     pub fn start_with(upstreams: &[u16], extra: &[&str]) -> Proxy {
         let path = db_proxy_path();
-        if !path.exists() {
-            panic!(
-                "db-proxy binary not found at {}: run `cargo build --example db-proxy` \
-                 (or set CORIO_DB_PROXY to its path)",
-                path.display()
-            );
-        }
         let mut cmd = Command::new(&path);
         cmd.args(["--listen", "127.0.0.1:0", "--cores", "2"]);
         for port in upstreams {
@@ -294,7 +338,11 @@ impl Proxy {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = spawn(&mut cmd, "db-proxy", "run `cargo build --example db-proxy`");
+        let mut child = spawn(
+            &mut cmd,
+            "db-proxy",
+            "check that `cargo build --example db-proxy` works",
+        );
         let stdout = child.stdout.take().expect("piped stdout");
         let (stderr, stderr_done) = drain(child.stderr.take().expect("piped stderr"));
         // Guard first, so a panic below still kills the process.
