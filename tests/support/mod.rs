@@ -242,26 +242,35 @@ fn ping(port: u16) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The db-proxy example
 
-/// The db-proxy example binary, built once per test process and reused.
-///
-/// `CORIO_DB_PROXY`, if set, names a binary to use as is. Otherwise the example is built with
-/// `cargo build --example db-proxy` through the cargo running the tests (`$CARGO`), in the
-/// profile of the test binary (`target/<profile>/deps/<test>-<hash>`), so the tests always run
-/// the proxy built from the current source. `cargo test` alone does not leave that binary behind:
-/// the example has `test = true`, so cargo builds only its unit-test harness. Panics with
-/// cargo's output if the build fails.
+/// The db-proxy example binary: `CORIO_DB_PROXY` if set, otherwise built by [`example_path`].
 pub fn db_proxy_path() -> PathBuf {
-    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     if let Some(path) = std::env::var_os("CORIO_DB_PROXY").filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    match BUILT.get_or_init(build_db_proxy) {
-        Ok(path) => path.clone(),
-        Err(e) => panic!("{e}"),
-    }
+    example_path("db-proxy")
 }
 
-fn build_db_proxy() -> Result<PathBuf, String> {
+/// The binary of example `name`, built once per test process and reused.
+///
+/// The example is built with `cargo build --example <name>` through the cargo running the
+/// tests (`$CARGO`), in the profile of the test binary (`target/<profile>/deps/<test>-<hash>`),
+/// so the tests always run what the current source builds. `cargo test` alone does not leave
+/// that binary behind: examples with `test = true` get only their unit-test harness built.
+///
+/// # Panics
+/// With cargo's output, if the build fails.
+pub fn example_path(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let path = build_example(name).unwrap_or_else(|e| panic!("{e}"));
+    built.push((name.to_string(), path.clone()));
+    path
+}
+
+fn build_example(name: &str) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let profile_dir = exe
         .parent()
@@ -276,31 +285,24 @@ fn build_db_proxy() -> Result<PathBuf, String> {
         .ok_or("profile directory has no parent")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(&cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--example",
-            "db-proxy",
-            "--profile",
-            &profile,
-        ])
+        .args(["build", "--quiet", "--example", name, "--profile", &profile])
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("running {cargo:?} build --example db-proxy: {e}"))?;
+        .map_err(|e| format!("running {cargo:?} build --example {name}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "cargo build --example db-proxy failed ({}):\n{}",
+            "cargo build --example {name} failed ({}):\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let path = profile_dir.join("examples").join("db-proxy");
+    let path = profile_dir.join("examples").join(name);
     if !path.exists() {
         return Err(format!(
-            "cargo built db-proxy but {} is missing",
+            "cargo built {name} but {} is missing",
             path.display()
         ));
     }
