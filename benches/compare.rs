@@ -409,7 +409,8 @@ fn build_examples() {
         .args([
             "build",
             "--quiet",
-            "--release",
+            "--profile",
+            "bench",
             "--example",
             "loadgen",
             "--example",
