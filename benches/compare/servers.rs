@@ -297,8 +297,9 @@ fn monoio_server(listener: TcpListener, app: App, stop: &AtomicBool, ready: mpsc
 async fn monoio_conn(mut stream: monoio::net::TcpStream, app: App) {
     use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
     let mut buf = Vec::with_capacity(READ_BUFFER);
+    // Grown only by HTTP: an echo connection holds just its read buffer.
     let mut pending = Vec::new();
-    let mut out = Vec::with_capacity(READ_BUFFER);
+    let mut out = Vec::new();
     loop {
         buf.clear();
         let (res, back) = stream.read(buf).await;
@@ -383,8 +384,9 @@ async fn tokio_accept(listener: TcpListener, app: App, stop: &AtomicBool, ready:
 async fn tokio_conn(mut stream: tokio::net::TcpStream, app: App) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; READ_BUFFER];
+    // Grown only by HTTP: an echo connection holds just its read buffer.
     let mut pending = Vec::new();
-    let mut out = Vec::with_capacity(READ_BUFFER);
+    let mut out = Vec::new();
     loop {
         let n = match stream.read(&mut buf).await {
             Ok(0) | Err(_) => return,
