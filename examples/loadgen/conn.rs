@@ -388,7 +388,8 @@ async fn write_on_schedule(
 }
 
 impl Plan {
-    fn budget_spent(&self) -> bool {
+    /// Whether `-n` was given and every request of it has been taken.
+    pub fn budget_spent(&self) -> bool {
         self.budget
             .as_ref()
             .is_some_and(|b| b.load(Ordering::Relaxed) == 0)

@@ -166,6 +166,12 @@ fn main() -> ExitCode {
         stats.merge(core_stats);
         finished = finished.max(*at);
     }
+    // A run bounded by time offered its load until `end` even if its last reply came sooner
+    // (an open loop whose next request was due after the end); one that spent its -n budget
+    // took as long as it took.
+    if !plan.budget_spent() {
+        finished = finished.max(plan.end);
+    }
     let report = Report {
         setup,
         elapsed: finished.saturating_duration_since(plan.start),

@@ -165,6 +165,7 @@ impl Report {
         let s = &self.setup;
         let st = &self.stats;
         let mode = match s.rate {
+            Some(rate) if rate < 100.0 => format!("open loop at {rate:.2} req/s"),
             Some(rate) => format!("open loop at {rate:.0} req/s"),
             None => "closed loop".to_string(),
         };
