@@ -316,6 +316,56 @@ fn a_client_that_never_reads_is_disconnected_and_others_keep_working() {
 }
 
 #[test]
+fn running_out_of_file_descriptors_keeps_serving_and_recovers() {
+    // 64 descriptors: the proxy's own (rings, listeners, embedded backends and the connections
+    // to them) leave room for a few dozen clients, fewer than the 80 that connect.
+    let proxy = Proxy::start_limited(&[], &[], Some(64));
+    let mut first = proxy.conn();
+    assert_eq!(first.cmd(&["SET", "k", "v"]), Reply::Simple("OK".into()));
+    let mut crowd: Vec<std::net::TcpStream> = (0..80)
+        .map(|_| std::net::TcpStream::connect(proxy.addr()).expect("the kernel queues the connect"))
+        .collect();
+    for stream in &mut crowd {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        std::io::Write::write_all(stream, b"PING\r\n").unwrap();
+    }
+    let mut answered = 0;
+    for stream in &mut crowd {
+        let mut buf = [0u8; 7];
+        if std::io::Read::read_exact(stream, &mut buf).is_ok() && &buf == b"+PONG\r\n" {
+            answered += 1;
+        }
+    }
+    assert!(answered >= 5, "some of the crowd was served: {answered}");
+    assert!(answered < 80, "the limit was reached: {answered}");
+    // The client served before the crowd never noticed.
+    assert_eq!(first.cmd(&["GET", "k"]), Reply::Bulk(Some(b"v".to_vec())));
+    drop(crowd);
+    // Accepting resumes within the longest backoff (1 s).
+    let mut later = None;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut conn = proxy.conn();
+        if conn.cmd(&["PING"]) == Reply::Simple("PONG".into()) {
+            later = Some(conn);
+            break;
+        }
+    }
+    assert!(
+        later.is_some(),
+        "a new client is served once descriptors are free"
+    );
+    let stderr = proxy.stderr();
+    let failures = stderr.matches("accept failed").count();
+    assert!(
+        (1..=8).contains(&failures),
+        "failed accepts are logged, but not once per retry: {failures} lines\n{stderr}"
+    );
+}
+
+#[test]
 fn sigterm_answers_what_is_in_flight_and_exits_0() {
     let mut proxy = Proxy::embedded();
     let mut conn = proxy.conn();

@@ -13,6 +13,7 @@ use corio::mesh::Sharded;
 use corio::net::{TcpListener, TcpStream};
 use corio::rt::{spawn, time, CoreId};
 
+use crate::accept::AcceptErrors;
 use crate::resp::{self, Limits, Parsed};
 use crate::store::{Outcome, Store};
 
@@ -37,16 +38,19 @@ pub(crate) async fn serve(listener: TcpListener, backend: Backend) {
         spawn(expire(backend.clone())).detach();
     }
     let mut incoming = listener.incoming();
+    let mut errors = AcceptErrors::new(format!(
+        "embedded backend {} on {}",
+        backend.index,
+        corio::current_core()
+    ));
     loop {
         match incoming.next().await {
             Ok(stream) => {
+                errors.accepted();
                 let _ = stream.set_nodelay(true);
                 spawn(connection(stream, backend.clone())).detach();
             }
-            Err(err) => {
-                eprintln!("db-proxy: embedded backend accept failed: {err}");
-                time::sleep(Duration::from_millis(10)).await;
-            }
+            Err(err) => errors.failed(&err).await,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! connections), `session` (one client), `stats` (per-core counters gathered for INFO),
 //! `backend` and `store` (the embedded backends).
 
+mod accept;
 mod backend;
 mod command;
 mod multikey;
@@ -343,14 +344,17 @@ fn embedded_stores(runtime: &Runtime, backends: usize) -> io::Result<Option<back
 
 /// Accepts clients on this core forever, refusing those over the limit with an error reply.
 async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>) -> io::Result<()> {
+    let mut errors = accept::AcceptErrors::new(proxy.core.to_string());
     loop {
         let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                errors.accepted();
+                stream
+            }
             Err(_) if shutdown::draining() => return Ok(()),
             Err(err) => {
-                // EMFILE and friends: keep serving the clients we have, retry shortly.
-                eprintln!("db-proxy: accept failed on {}: {err}", proxy.core);
-                corio::time::sleep(Duration::from_millis(10)).await;
+                // EMFILE and friends: keep serving the clients we have, retry with backoff.
+                errors.failed(&err).await;
                 continue;
             }
         };

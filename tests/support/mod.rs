@@ -330,8 +330,22 @@ impl Proxy {
     /// As [`Proxy::start`], with `extra` arguments after the usual ones.
     #[track_caller]
     pub fn start_with(upstreams: &[u16], extra: &[&str]) -> Proxy {
+        Proxy::start_limited(upstreams, extra, None)
+    }
+
+    /// As [`Proxy::start_with`], run under `prlimit --nofile=N:N` when `nofile` is given (the
+    /// proxy may then open at most N file descriptors).
+    #[track_caller]
+    pub fn start_limited(upstreams: &[u16], extra: &[&str], nofile: Option<u32>) -> Proxy {
         let path = db_proxy_path();
-        let mut cmd = Command::new(&path);
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut cmd = Command::new("prlimit");
+                cmd.arg(format!("--nofile={n}:{n}")).arg(&path);
+                cmd
+            }
+            None => Command::new(&path),
+        };
         cmd.args(["--listen", "127.0.0.1:0", "--cores", "2"]);
         for port in upstreams {
             cmd.arg("--upstream").arg(format!("127.0.0.1:{port}"));
