@@ -153,6 +153,64 @@ fn open_loop_charges_a_stall_to_every_request_it_delayed() {
 }
 
 #[test]
+fn open_loop_that_falls_behind_ends_on_time_and_counts_what_it_never_sent() {
+    // The server stalls from 0.5 s until 2.5 s; the run lasts 1 s at 2,000 req/s. From 0.5 s on
+    // each connection has its one request (pipeline 1) stuck, so the ~1,000 requests due until
+    // the end cannot be sent: they are counted as unsent, not forgotten, and the run ends once
+    // the stuck replies come (no request timeout: 5 s).
+    let start = Instant::now();
+    let server = stalling_echo(
+        start + Duration::from_millis(500),
+        start + Duration::from_millis(2500),
+    );
+    let addr = server.addr();
+    let out = loadgen(&[
+        &addr,
+        "-c",
+        "2",
+        "-d",
+        "1s",
+        "--rate",
+        "2000",
+        "--timeout",
+        "5s",
+    ]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(start.elapsed() < Duration::from_secs(10), "the run overran");
+    let report = report(&out);
+    let requests = report["requests"].as_u64().unwrap();
+    let unsent = report["errors"]["unsent"].as_u64().unwrap();
+    assert!((800..=1_100).contains(&unsent), "{report}");
+    assert!(
+        (1_900..=2_100).contains(&(requests + unsent)),
+        "every request due was answered or counted: {report}"
+    );
+    assert_eq!(report["errors"]["timeouts"], 0, "{report}");
+}
+
+#[test]
+fn closed_loop_recovers_after_its_requests_time_out() {
+    // A 200 ms request timeout against a 1 s stall: the stalled connections time out (and
+    // reconnect into the stall again); after it, the run goes on at full speed.
+    let start = Instant::now();
+    let server = stalling_echo(
+        start + Duration::from_millis(500),
+        start + Duration::from_millis(1500),
+    );
+    let addr = server.addr();
+    let out = loadgen(&[&addr, "-c", "2", "-d", "2500ms", "--timeout", "200ms"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let report = report(&out);
+    assert!(
+        report["errors"]["timeouts"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
+    assert_eq!(report["errors"]["dropped"], 0, "{report}");
+    assert_eq!(report["errors"]["lost"], 0, "{report}");
+    assert!(report["requests"].as_u64().unwrap() > 1_000, "{report}");
+}
+
+#[test]
 fn dropped_connections_are_counted_and_the_run_goes_on() {
     // Each connection gets 10 replies, then the server closes it.
     let server = TestServer::start(|mut stream| {

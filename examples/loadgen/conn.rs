@@ -61,6 +61,11 @@ impl Plan {
         if Instant::now() >= self.end {
             return 0;
         }
+        self.take_budget(want)
+    }
+
+    /// Takes up to `want` requests from the budget, whatever the time.
+    fn take_budget(&self, want: usize) -> usize {
         let Some(budget) = &self.budget else {
             return want;
         };
@@ -86,11 +91,18 @@ pub struct Local {
     pub plan: Arc<Plan>,
     pub stats: RefCell<Stats>,
     pub progress: Arc<Progress>,
+    /// When this core framed its last reply (the run's rate is measured up to then).
+    pub last_reply: Cell<Option<Instant>>,
 }
 
 impl Local {
-    fn record(&self, latency: Duration, error: bool) {
-        self.stats.borrow_mut().record(latency, error);
+    /// Records a reply framed at `now` to a request sent (closed loop) or due (open loop) at
+    /// `since`.
+    fn record(&self, now: Instant, since: Instant, error: bool) {
+        self.last_reply.set(Some(now));
+        self.stats
+            .borrow_mut()
+            .record(now.saturating_duration_since(since), error);
         self.progress.answered.fetch_add(1, Ordering::Relaxed);
         if error {
             self.progress.errors.fetch_add(1, Ordering::Relaxed);
@@ -159,7 +171,10 @@ impl Inbox {
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
-        } else if self.buf.capacity() - self.buf.len() < READ_BUFFER / 4 {
+        }
+        if self.buf.capacity() - self.buf.len() < READ_BUFFER / 4 {
+            // Also after a read abandoned by a timeout, which kept the buffer (it stays with
+            // the kernel's op) and left an empty Vec here.
             self.buf.drain(..self.pos);
             self.pos = 0;
             self.buf.reserve(READ_BUFFER);
@@ -209,10 +224,8 @@ pub async fn closed_loop(local: Rc<Local>, index: usize) {
             framer.request(&mut out);
         }
         let sent = Instant::now();
-        let (res, back) = conn.write_all(std::mem::take(&mut out)).await;
-        out = back;
-        if let Err(err) = res {
-            local.fail("dropped", err, batch as u64);
+        if let Err((kind, err)) = write(&plan, &conn, &mut out).await {
+            local.fail(kind, err, batch as u64);
             backoff_sleep(&plan, &mut backoff).await;
             continue;
         }
@@ -221,7 +234,7 @@ pub async fn closed_loop(local: Rc<Local>, index: usize) {
             match framer.reply(inbox.pending()) {
                 Ok(Some(reply)) => {
                     inbox.pos += reply.len;
-                    local.record(sent.elapsed(), reply.error);
+                    local.record(Instant::now(), sent, reply.error);
                     answered += 1;
                     if answered == batch {
                         break None;
@@ -254,6 +267,26 @@ pub async fn closed_loop(local: Rc<Local>, index: usize) {
     }
 }
 
+/// Writes `out` whole within the request timeout (a server that stops reading, or an echo
+/// batch larger than both sides' socket buffers, would otherwise block for ever).
+async fn write(
+    plan: &Plan,
+    conn: &TcpStream,
+    out: &mut Vec<u8>,
+) -> Result<(), (&'static str, String)> {
+    let written = timeout(plan.request_timeout, conn.write_all(std::mem::take(out))).await;
+    match written {
+        Ok((res, back)) => {
+            *out = back;
+            res.map_err(|err| ("dropped", err.to_string()))
+        }
+        Err(_) => Err((
+            "timeout",
+            format!("a write did not finish within {:?}", plan.request_timeout),
+        )),
+    }
+}
+
 async fn backoff_sleep(plan: &Plan, backoff: &mut Duration) {
     sleep_until((Instant::now() + *backoff).min(plan.end)).await;
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
@@ -261,10 +294,8 @@ async fn backoff_sleep(plan: &Plan, backoff: &mut Duration) {
 
 /// What the writer and the reader of one open-loop connection share.
 struct Flight {
-    /// Due time of each request written and not yet answered, oldest first.
-    due: RefCell<VecDeque<Instant>>,
-    /// When the oldest in-flight request was written.
-    oldest_sent: Cell<Option<Instant>>,
+    /// Due and write times of each request written and not yet answered, oldest first.
+    due: RefCell<VecDeque<(Instant, Instant)>>,
     /// Set by the reader when the connection failed.
     failed: Cell<Option<(&'static str, String)>>,
     /// The writer, waiting for room in flight or for the reader's failure.
@@ -272,6 +303,11 @@ struct Flight {
 }
 
 impl Flight {
+    /// When the oldest request still in flight was written.
+    fn oldest_sent(&self) -> Option<Instant> {
+        self.due.borrow().front().map(|&(_, sent)| sent)
+    }
+
     fn wake_writer(&self) {
         if let Some(waker) = self.writer.take() {
             waker.wake();
@@ -295,7 +331,6 @@ pub async fn open_loop(local: Rc<Local>, index: usize) {
         let conn = Rc::new(conn);
         let flight = Rc::new(Flight {
             due: RefCell::new(VecDeque::new()),
-            oldest_sent: Cell::new(None),
             failed: Cell::new(None),
             writer: Cell::new(None),
         });
@@ -335,24 +370,32 @@ async fn write_on_schedule(
             return Some(failed);
         }
         let now = Instant::now();
-        if let Some(sent) = flight.oldest_sent.get() {
-            if now >= sent + plan.request_timeout {
-                return Some((
-                    "timeout",
-                    format!("no reply within {:?}", plan.request_timeout),
-                ));
-            }
+        let expiry = flight.oldest_sent().map(|sent| sent + plan.request_timeout);
+        if expiry.is_some_and(|expiry| now >= expiry) {
+            return Some((
+                "timeout",
+                format!("no reply within {:?}", plan.request_timeout),
+            ));
         }
         let in_flight = flight.due.borrow().len();
         let next_due = schedule.peek();
-        let done = next_due >= plan.end || plan.budget_spent();
-        if done && in_flight == 0 {
-            return None;
+        let done = now >= plan.end || next_due >= plan.end || plan.budget_spent();
+        if done {
+            // Requests due before the end that the connection could not send in time (the
+            // server fell behind, or the connection was down) are counted, not dropped.
+            let unsent = schedule
+                .due_before(plan.end)
+                .saturating_sub(schedule.taken());
+            let unsent = plan.take_budget(unsent.min(usize::MAX as u64) as usize) as u64;
+            if unsent > 0 {
+                local.stats.borrow_mut().unsent += unsent;
+                local.progress.errors.fetch_add(unsent, Ordering::Relaxed);
+            }
+            schedule.skip(unsent);
+            if in_flight == 0 {
+                return None;
+            }
         }
-        let expiry = flight
-            .oldest_sent
-            .get()
-            .map(|sent| sent + plan.request_timeout);
         if done || in_flight >= plan.pipeline {
             // Wait for a reply (for room, or for the last one), or a request's timeout.
             let wake = expiry.unwrap_or(now + plan.request_timeout);
@@ -370,19 +413,15 @@ async fn write_on_schedule(
                 break;
             }
             framer.request(out);
-            flight.due.borrow_mut().push_back(schedule.take());
+            flight.due.borrow_mut().push_back((schedule.take(), now));
             batch += 1;
         }
         if batch == 0 {
+            // The budget ran out between the checks above; the next pass sees it spent.
             continue;
         }
-        if flight.oldest_sent.get().is_none() {
-            flight.oldest_sent.set(Some(now));
-        }
-        let (res, back) = conn.write_all(std::mem::take(out)).await;
-        *out = back;
-        if let Err(err) = res {
-            return Some(("dropped", err.to_string()));
+        if let Err(failed) = write(plan, conn, out).await {
+            return Some(failed);
         }
     }
 }
@@ -430,12 +469,10 @@ async fn read_replies(local: Rc<Local>, conn: Rc<TcpStream>, flight: Rc<Flight>,
         match framer.reply(inbox.pending()) {
             Ok(Some(reply)) => {
                 inbox.pos += reply.len;
-                let Some(due) = flight.due.borrow_mut().pop_front() else {
+                let Some((due, _sent)) = flight.due.borrow_mut().pop_front() else {
                     break ("protocol", "a reply to no request".to_string());
                 };
-                local.record(due.elapsed(), reply.error);
-                let more = !flight.due.borrow().is_empty();
-                flight.oldest_sent.set(more.then(Instant::now));
+                local.record(Instant::now(), due, reply.error);
                 flight.wake_writer();
                 continue;
             }

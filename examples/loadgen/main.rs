@@ -24,6 +24,7 @@ mod proto;
 mod report;
 mod schedule;
 
+use std::cell::Cell;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -106,7 +107,7 @@ enum Proto {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (plan, setup) = match plan(&args) {
+    let (mut plan, setup) = match plan(&args) {
         Ok(plan) => plan,
         Err(msg) => {
             eprintln!("loadgen: {msg}");
@@ -125,6 +126,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Connections start together a moment from now (more for many connections, which take
+    // longer to open), so the open-loop schedule begins on time.
+    plan.start = Instant::now()
+        + Duration::from_millis(20)
+        + Duration::from_micros(20) * u32::try_from(args.connections).unwrap_or(u32::MAX);
+    plan.end = plan.start + args.duration;
+    let plan = Arc::new(plan);
     let progress: Arc<[Arc<Progress>]> = (0..args.cores).map(|_| Arc::default()).collect();
     let done = Arc::new(AtomicBool::new(false));
     let reporter = (!args.quiet).then(|| spawn_progress(progress.clone(), done.clone()));
@@ -135,6 +143,7 @@ fn main() -> ExitCode {
             plan: core_plan.clone(),
             stats: Default::default(),
             progress: progress[core.0].clone(),
+            last_reply: Cell::new(None),
         });
         async move {
             let tasks: Vec<_> = (core.0..connections)
@@ -153,7 +162,7 @@ fn main() -> ExitCode {
                     local.stats.borrow_mut().note_error("internal", err);
                 }
             }
-            (local.stats.take(), Instant::now())
+            (local.stats.take(), local.last_reply.get())
         }
     });
     done.store(true, Ordering::Relaxed);
@@ -161,14 +170,16 @@ fn main() -> ExitCode {
         let _ = reporter.join();
     }
     let mut stats = Stats::default();
+    // The rate is measured up to the last reply, so a connection left waiting out its timeout
+    // at the end does not dilute it; a run bounded by time offered its load until `end` even
+    // if its last reply came sooner (an open loop whose next request was due after the end).
     let mut finished = plan.start;
-    for (core_stats, at) in &per_core {
+    for (core_stats, last_reply) in &per_core {
         stats.merge(core_stats);
-        finished = finished.max(*at);
+        if let Some(at) = last_reply {
+            finished = finished.max(*at);
+        }
     }
-    // A run bounded by time offered its load until `end` even if its last reply came sooner
-    // (an open loop whose next request was due after the end); one that spent its -n budget
-    // took as long as it took.
     if !plan.budget_spent() {
         finished = finished.max(plan.end);
     }
@@ -199,7 +210,7 @@ fn main() -> ExitCode {
 }
 
 /// Checks the arguments and builds the run's plan.
-fn plan(args: &Args) -> Result<(Arc<Plan>, Setup), String> {
+fn plan(args: &Args) -> Result<(Plan, Setup), String> {
     let target: SocketAddr = args
         .target
         .to_socket_addrs()
@@ -213,9 +224,9 @@ fn plan(args: &Args) -> Result<(Arc<Plan>, Setup), String> {
         return Err("--duration must be more than zero".into());
     }
     if let Some(rate) = args.rate {
-        if !(rate.is_finite() && rate > 0.0) {
+        if !(rate.is_finite() && rate / args.connections as f64 >= 1e-6) {
             return Err(format!(
-                "--rate {rate}: must be a positive number of requests/s"
+                "--rate {rate}: must be a number of requests/s of at least 1e-6 per connection"
             ));
         }
     }
@@ -245,8 +256,8 @@ fn plan(args: &Args) -> Result<(Arc<Plan>, Setup), String> {
             format!("resp {command} (value {} B)", args.value_size)
         }
     };
-    // Connections start together a moment from now, so the open-loop schedule begins on time.
-    let start = Instant::now() + Duration::from_millis(20);
+    // Set again once the runtime is up (see `main`).
+    let start = Instant::now();
     let plan = Plan {
         target,
         protocol,
@@ -267,7 +278,7 @@ fn plan(args: &Args) -> Result<(Arc<Plan>, Setup), String> {
         pipeline: args.pipeline,
         rate: args.rate,
     };
-    Ok((Arc::new(plan), setup))
+    Ok((plan, setup))
 }
 
 /// Prints answered requests per second and errors so far, once a second, on stderr.

@@ -16,7 +16,7 @@ use std::fmt;
 /// Longest reply header (HTTP status line and headers) accepted before the reply is malformed.
 const MAX_HEAD: usize = 64 * 1024;
 /// Headers parsed per HTTP reply.
-const MAX_HEADERS: usize = 32;
+const MAX_HEADERS: usize = 96;
 /// Deepest RESP array nesting accepted.
 const MAX_DEPTH: usize = 32;
 
@@ -247,6 +247,21 @@ fn http_reply(buf: &[u8]) -> Result<Option<Reply>, ProtocolError> {
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(ProtocolError(format!("bad HTTP reply: {e}"))),
     };
+    match response.code {
+        // An interim reply (100 Continue, 103 Early Hints) precedes the real one: skip it.
+        Some(100 | 102..=199) => {
+            return Ok(http_reply(&buf[head..])?.map(|reply| Reply {
+                len: head + reply.len,
+                error: reply.error,
+            }))
+        }
+        Some(101) => {
+            return Err(ProtocolError(
+                "the server switched protocols (101): not HTTP any more".into(),
+            ))
+        }
+        _ => {}
+    }
     let error = response.code.is_none_or(|code| code >= 400);
     let mut content_length = None;
     let mut chunked = false;
@@ -272,7 +287,7 @@ fn http_reply(buf: &[u8]) -> Result<Option<Reply>, ProtocolError> {
     } else {
         // A reply with neither header (and not a 1xx/204/304) would be framed by closing the
         // connection, which a keep-alive load cannot follow.
-        let no_body = matches!(response.code, Some(100..=199 | 204 | 304));
+        let no_body = matches!(response.code, Some(204 | 304));
         match content_length {
             Some(n) => n,
             None if no_body => 0,
@@ -315,10 +330,14 @@ fn chunked_len(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
                 }
             }
         }
-        if buf.len() < at + size + 2 {
+        let next = at
+            .checked_add(size)
+            .and_then(|n| n.checked_add(2))
+            .ok_or_else(|| ProtocolError("HTTP chunk size out of range".into()))?;
+        if buf.len() < next {
             return Ok(None);
         }
-        at += size + 2;
+        at = next;
     }
 }
 
@@ -458,6 +477,18 @@ mod tests {
             assert_eq!(framer.reply(&stream), Ok(Some(want)));
         }
         assert!(framer.reply(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+        // An interim 103 is part of the reply that follows it.
+        let early = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(framer.reply(&early[..40]), Ok(None));
+        assert_eq!(
+            framer.reply(early),
+            Ok(Some(Reply {
+                len: early.len(),
+                error: false
+            }))
+        );
+        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffe\r\n";
+        assert!(framer.reply(huge).is_err());
         assert!(framer.reply(b"garbage\r\n\r\n").is_err());
     }
 

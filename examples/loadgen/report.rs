@@ -39,8 +39,11 @@ pub struct Stats {
     pub timeouts: u64,
     /// Replies that did not parse; their connection is closed, as the stream is lost.
     pub protocol_errors: u64,
-    /// Requests sent or due whose reply never came because their connection failed.
+    /// Requests sent whose reply never came because their connection failed.
     pub lost: u64,
+    /// Open loop: requests due before the end that were never sent, because the server (or
+    /// the connection) fell behind the schedule.
+    pub unsent: u64,
     /// The first error of each kind seen, for the message shown to the user.
     pub first_errors: Vec<String>,
 }
@@ -57,6 +60,7 @@ impl Default for Stats {
             timeouts: 0,
             protocol_errors: 0,
             lost: 0,
+            unsent: 0,
             first_errors: Vec::new(),
         }
     }
@@ -94,6 +98,7 @@ impl Stats {
         self.timeouts += other.timeouts;
         self.protocol_errors += other.protocol_errors;
         self.lost += other.lost;
+        self.unsent += other.unsent;
         for e in &other.first_errors {
             let kind = e.split(": ").next().unwrap_or("");
             self.note_error(kind, e.split_once(": ").map_or(e.as_str(), |(_, m)| m));
@@ -105,7 +110,9 @@ impl Stats {
         self.ok + self.error_replies
     }
 
-    /// Every failure counted, of any kind.
+    /// Every failure counted, of any kind: connection events (failed connects, dropped
+    /// connections, unparsable replies) plus requests (error replies, timeouts, requests lost
+    /// in flight, requests never sent). A dropped connection with one request in flight is two.
     pub fn errors(&self) -> u64 {
         self.error_replies
             + self.connect_errors
@@ -113,6 +120,7 @@ impl Stats {
             + self.timeouts
             + self.protocol_errors
             + self.lost
+            + self.unsent
     }
 }
 
@@ -195,14 +203,15 @@ impl Report {
         let _ = writeln!(
             out,
             "errors {}: {} error replies, {} connect errors, {} dropped connections, {} timeouts, \
-             {} protocol errors, {} requests lost in flight",
+             {} protocol errors, {} requests lost in flight, {} due but never sent",
             st.errors(),
             st.error_replies,
             st.connect_errors,
             st.dropped,
             st.timeouts,
             st.protocol_errors,
-            st.lost
+            st.lost,
+            st.unsent
         );
         for e in &st.first_errors {
             let _ = writeln!(out, "  first {e}");
@@ -240,6 +249,7 @@ impl Report {
                 "timeouts": st.timeouts,
                 "protocol": st.protocol_errors,
                 "lost": st.lost,
+                "unsent": st.unsent,
                 "first": st.first_errors,
             },
         })

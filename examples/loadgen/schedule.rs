@@ -9,6 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+/// The furthest a due time may lie from the start, in seconds (about 30 years): keeps tiny
+/// rates from overflowing `Instant`.
+const MAX_OFFSET_SECS: f64 = 1e9;
+
 /// The due times of one connection's requests.
 #[derive(Clone, Debug)]
 pub struct Schedule {
@@ -31,9 +35,31 @@ impl Schedule {
         }
     }
 
-    /// When request `i` is due.
+    /// When request `i` is due (at most about 30 years from the start).
     pub fn due(&self, i: u64) -> Instant {
-        self.start + Duration::from_secs_f64((i as f64 + self.phase) * self.interval)
+        let secs = ((i as f64 + self.phase) * self.interval).min(MAX_OFFSET_SECS);
+        self.start + Duration::from_secs_f64(secs)
+    }
+
+    /// How many requests are due strictly before `t`.
+    pub fn due_before(&self, t: Instant) -> u64 {
+        let secs = t.saturating_duration_since(self.start).as_secs_f64();
+        let count = (secs / self.interval - self.phase).ceil();
+        if count <= 0.0 {
+            0
+        } else {
+            count.min(u64::MAX as f64) as u64
+        }
+    }
+
+    /// How many requests have been taken.
+    pub fn taken(&self) -> u64 {
+        self.next
+    }
+
+    /// Passes over the next `n` requests without taking them.
+    pub fn skip(&mut self, n: u64) {
+        self.next = self.next.saturating_add(n);
     }
 
     /// When the next request not yet taken is due.
@@ -74,6 +100,29 @@ mod tests {
         let want = start + Duration::from_secs_f64(299.5 / 3.0);
         let diff = if due > want { due - want } else { want - due };
         assert!(diff < Duration::from_micros(1), "{diff:?}");
+    }
+
+    #[test]
+    fn due_before_counts_requests_due_strictly_before() {
+        let start = Instant::now();
+        let s = Schedule::new(start, 1000.0, 0.5);
+        // Due at 0.5 ms, 1.5 ms, 2.5 ms...
+        assert_eq!(s.due_before(start), 0);
+        assert_eq!(s.due_before(start + Duration::from_micros(500)), 0);
+        assert_eq!(s.due_before(start + Duration::from_micros(501)), 1);
+        assert_eq!(s.due_before(start + Duration::from_millis(1000)), 1000);
+        let mut s = s;
+        s.skip(3);
+        assert_eq!(s.taken(), 3);
+        assert_eq!(s.peek(), s.due(3));
+    }
+
+    #[test]
+    fn tiny_rates_do_not_overflow() {
+        let start = Instant::now();
+        let s = Schedule::new(start, 1e-300, 0.0);
+        assert!(s.due(5) > start);
+        assert_eq!(s.due_before(start + Duration::from_secs(3600)), 1);
     }
 
     #[test]
