@@ -316,6 +316,84 @@ fn a_client_that_never_reads_is_disconnected_and_others_keep_working() {
 }
 
 #[test]
+fn command_reset_and_info_sections_answer_as_client_libraries_expect() {
+    let proxy = Proxy::embedded();
+    let mut conn = proxy.conn();
+    let Reply::Integer(count) = conn.cmd(&["COMMAND", "COUNT"]) else {
+        panic!("COMMAND COUNT is an integer")
+    };
+    assert!(count > 50, "{count} commands served");
+    let Reply::Array(Some(infos)) = conn.cmd(&["COMMAND", "INFO", "get", "MSET", "keys"]) else {
+        panic!("COMMAND INFO is an array")
+    };
+    assert_eq!(infos.len(), 3);
+    let Reply::Array(Some(get)) = &infos[0] else {
+        panic!("GET's entry: {:?}", infos[0])
+    };
+    assert_eq!(get.len(), 10);
+    assert_eq!(get[0], Reply::Bulk(Some(b"get".to_vec())));
+    assert_eq!(&get[1..2], &[Reply::Integer(2)]);
+    assert_eq!(
+        &get[3..6],
+        &[Reply::Integer(1), Reply::Integer(1), Reply::Integer(1)]
+    );
+    let Reply::Array(Some(mset)) = &infos[1] else {
+        panic!("MSET's entry: {:?}", infos[1])
+    };
+    assert_eq!(
+        &mset[1..6],
+        &[
+            Reply::Integer(-3),
+            Reply::Array(Some(vec![])),
+            Reply::Integer(1),
+            Reply::Integer(-1),
+            Reply::Integer(2)
+        ]
+    );
+    // KEYS is refused by the proxy, so it has no entry.
+    assert_eq!(infos[2], Reply::Bulk(None));
+    let Reply::Array(Some(all)) = conn.cmd(&["COMMAND"]) else {
+        panic!("COMMAND is an array")
+    };
+    assert_eq!(all.len() as i64, count);
+
+    assert_eq!(
+        conn.cmd(&["CLIENT", "SETNAME", "app"]),
+        Reply::Simple("OK".into())
+    );
+    assert_eq!(conn.cmd(&["RESET"]), Reply::Simple("RESET".into()));
+    assert_eq!(conn.cmd(&["CLIENT", "GETNAME"]), Reply::Bulk(None));
+
+    let Reply::Bulk(Some(info)) = conn.cmd(&["INFO", "clients", "LATENCY"]) else {
+        panic!("INFO is a bulk string")
+    };
+    let info = String::from_utf8(info).unwrap();
+    assert!(
+        info.starts_with("# Clients\r\nconnected_clients:"),
+        "{info}"
+    );
+    assert!(info.contains("# Latency\r\n"), "{info}");
+    assert!(!info.contains("# Server"), "{info}");
+    let Reply::Bulk(Some(all)) = conn.cmd(&["INFO", "all"]) else {
+        panic!("INFO is a bulk string")
+    };
+    assert!(String::from_utf8(all).unwrap().contains("# Server"));
+}
+
+#[test]
+fn reset_requires_auth_again_with_requirepass() {
+    let proxy = Proxy::start_with(&[], &["--requirepass", "s3cret"]);
+    let mut conn = proxy.conn();
+    assert_eq!(conn.cmd(&["AUTH", "s3cret"]), Reply::Simple("OK".into()));
+    assert_eq!(conn.cmd(&["SET", "k", "v"]), Reply::Simple("OK".into()));
+    assert_eq!(conn.cmd(&["RESET"]), Reply::Simple("RESET".into()));
+    let Reply::Error(text) = conn.cmd(&["GET", "k"]) else {
+        panic!("GET after RESET needs AUTH again")
+    };
+    assert!(text.starts_with("NOAUTH"), "{text}");
+}
+
+#[test]
 fn running_out_of_file_descriptors_keeps_serving_and_recovers() {
     // 64 descriptors: the proxy's own (rings, listeners, embedded backends and the connections
     // to them) leave room for a few dozen clients, fewer than the 80 that connect.

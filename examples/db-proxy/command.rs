@@ -63,6 +63,8 @@ pub(crate) enum LocalCmd {
     Info,
     /// `AUTH [username] password`
     Auth,
+    /// `RESET`: the connection's state back to a new connection's.
+    Reset,
 }
 
 /// A command sent to every shard, with its replies combined.
@@ -277,6 +279,7 @@ static COMMANDS: &[Spec] = &[
     no("rename", CROSS_SHARD),
     no("renamenx", CROSS_SHARD),
     no("replicaof", REPLICATION),
+    route("reset", 1, Route::Local(LocalCmd::Reset)),
     no("restore", ADMIN),
     key("rpop", -2),
     no("rpoplpush", CROSS_SHARD),
@@ -375,6 +378,40 @@ pub(crate) fn classify(args: &[&[u8]]) -> Result<Route, String> {
         Plan::OneKeyOnly(_) if args.len() == 2 => Ok(Route::Single { key: 1 }),
         Plan::OneKeyOnly(reason) => Err(unsupported(spec.name, reason)),
     }
+}
+
+/// What `COMMAND INFO` says of a command the proxy serves: its name, redis arity and key
+/// positions (first, last — negative counts from the end — and step; all 0 without keys).
+pub(crate) struct CommandInfo {
+    pub(crate) name: &'static str,
+    pub(crate) arity: i32,
+    pub(crate) keys: (i64, i64, i64),
+}
+
+/// Every command the proxy serves (routes, splits or answers itself), in name order; refused
+/// commands are left out, as a client library should not count on them.
+pub(crate) fn served() -> impl Iterator<Item = CommandInfo> {
+    COMMANDS.iter().filter_map(info_of)
+}
+
+/// `COMMAND INFO` for `name` (any case): `None` if unknown or refused.
+pub(crate) fn info(name: &[u8]) -> Option<CommandInfo> {
+    lookup(name).and_then(info_of)
+}
+
+fn info_of(spec: &'static Spec) -> Option<CommandInfo> {
+    let keys = match spec.plan {
+        Plan::Unsupported(_) => return None,
+        Plan::OneKeyOnly(_) => (1, 1, 1),
+        Plan::Route(Route::Single { key }) => (key as i64, key as i64, 1),
+        Plan::Route(Route::Multi { first, step, .. }) => (first as i64, -1, step as i64),
+        Plan::Route(Route::Local(_) | Route::Fanout(_)) => (0, 0, 0),
+    };
+    Some(CommandInfo {
+        name: spec.name,
+        arity: spec.arity,
+        keys,
+    })
 }
 
 fn lookup(name: &[u8]) -> Option<&'static Spec> {

@@ -27,8 +27,9 @@ enum Pending {
     Ready(Vec<u8>),
     /// Forwarded whole to one shard.
     Forwarded { shard: usize, slot: Rc<ReplySlot> },
-    /// INFO: every core's counters, gathered when its turn comes.
-    Info,
+    /// INFO: every core's counters, gathered when its turn comes; the sections asked for
+    /// (lowercase; empty for the default set).
+    Info(Vec<String>),
     /// Split across shards; merged when every part has replied.
     Split {
         kind: MultiKind,
@@ -211,7 +212,12 @@ fn dispatch(
                 parts,
             }
         }
-        Route::Local(LocalCmd::Info) => Pending::Info,
+        Route::Local(LocalCmd::Info) => Pending::Info(
+            args[1..]
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+                .collect(),
+        ),
         Route::Local(cmd) => Pending::Ready(local(proxy, client, cmd, &args)),
     })
 }
@@ -266,10 +272,13 @@ async fn answer(proxy: &Proxy, queue: &mut VecDeque<Pending>, output: &mut Vec<u
     while let Some(pending) = queue.pop_front() {
         match pending {
             Pending::Ready(bytes) => output.extend_from_slice(&bytes),
-            Pending::Info => {
+            Pending::Info(sections) => {
                 let cores = corio::mesh::run_on_all(|core| async move { stats::snapshot(core) });
                 match cores.await {
-                    Ok(cores) => resp::write_bulk(output, proxy.info(&cores).as_bytes()),
+                    Ok(cores) => {
+                        let text = info_sections(&proxy.info(&cores), &sections);
+                        resp::write_bulk(output, text.as_bytes())
+                    }
                     Err(err) => resp::write_error(output, &format!("ERR INFO: {err}")),
                 }
             }
@@ -335,7 +344,14 @@ fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&[u8]]) -> V
             client.closing = true;
             resp::write_simple(&mut out, "OK");
         }
-        LocalCmd::Command => resp::write_array_len(&mut out, 0),
+        LocalCmd::Command => command_command(&mut out, args),
+        LocalCmd::Reset => {
+            // As redis-server: no name, database 0, and unauthenticated again if a password
+            // is required.
+            client.name = None;
+            client.authenticated = proxy.config.requirepass.is_none();
+            resp::write_simple(&mut out, "RESET");
+        }
         LocalCmd::Select => match resp::parse_i64(args[1]) {
             Some(0) => resp::write_simple(&mut out, "OK"),
             Some(_) => resp::write_error(&mut out, "ERR DB index is out of range"),
@@ -348,6 +364,86 @@ fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&[u8]]) -> V
         LocalCmd::Auth => auth(proxy, client, &mut out, args),
     }
     out
+}
+
+/// The `# Section` blocks of an INFO text that `sections` names (any case); all of them when
+/// `sections` is empty or names `all`, `everything` or `default`, as redis-server does.
+fn info_sections(text: &str, sections: &[String]) -> String {
+    if sections.is_empty()
+        || sections
+            .iter()
+            .any(|s| matches!(s.as_str(), "all" | "everything" | "default"))
+    {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    let mut keep = false;
+    for line in text.split_inclusive("\r\n") {
+        if let Some(name) = line.strip_prefix("# ") {
+            keep = sections.contains(&name.trim_end().to_ascii_lowercase());
+        }
+        if keep {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// `COMMAND [COUNT | LIST | INFO name... | DOCS name...]`: what client libraries ask when they
+/// start. INFO gives redis-server's 10-field entries (name, arity, flags, first key, last key,
+/// step, ACL categories, tips, key specs, subcommands) with the lists left empty, and a null
+/// for a command the proxy does not serve; DOCS gives an empty map.
+fn command_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    let write_info = |out: &mut Vec<u8>, info: Option<command::CommandInfo>| match info {
+        None => resp::write_null(out),
+        Some(info) => {
+            resp::write_array_len(out, 10);
+            resp::write_bulk(out, info.name.as_bytes());
+            resp::write_integer(out, i64::from(info.arity));
+            resp::write_array_len(out, 0);
+            resp::write_integer(out, info.keys.0);
+            resp::write_integer(out, info.keys.1);
+            resp::write_integer(out, info.keys.2);
+            for _ in 0..4 {
+                resp::write_array_len(out, 0);
+            }
+        }
+    };
+    let Some(sub) = args.get(1) else {
+        let all: Vec<_> = command::served().collect();
+        resp::write_array_len(out, all.len());
+        for info in all {
+            write_info(out, Some(info));
+        }
+        return;
+    };
+    match &sub.to_ascii_lowercase()[..] {
+        b"count" if args.len() == 2 => {
+            resp::write_integer(out, command::served().count() as i64);
+        }
+        b"list" if args.len() == 2 => {
+            let names: Vec<_> = command::served().map(|i| i.name).collect();
+            resp::write_array_len(out, names.len());
+            for name in names {
+                resp::write_bulk(out, name.as_bytes());
+            }
+        }
+        b"info" if args.len() == 2 => command_command(out, &args[..1]),
+        b"info" => {
+            resp::write_array_len(out, args.len() - 2);
+            for name in &args[2..] {
+                write_info(out, command::info(name));
+            }
+        }
+        b"docs" => resp::write_array_len(out, 0),
+        _ => resp::write_error(
+            out,
+            &format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
+                command::sanitize(sub)
+            ),
+        ),
+    }
 }
 
 /// `HELLO [protover]`: RESP2 only; the reply mirrors redis-server's, as a flat array.
