@@ -15,12 +15,18 @@ use crate::{Measured, Row};
 pub const SERVER_ENV: &str = "CORIO_COMPARE_RSS_SERVER";
 const MESSAGE: usize = 4096;
 
-/// The child's main: serve `kind` until stdin closes.
-pub fn serve(kind: &str) {
+/// The child's main: serve `kind` until stdin closes. `kind` may end in `:N` for N cores (1 by
+/// default), which also makes this a way to run any of the echo servers alone, for profiling:
+/// `CORIO_COMPARE_RSS_SERVER=tokio-ct:2 target/release/deps/compare-<hash>`.
+pub fn serve(spec: &str) {
+    let (name, cores) = match spec.split_once(':') {
+        Some((name, cores)) => (name, cores.parse().unwrap_or(1)),
+        None => (spec, 1),
+    };
     let kind =
-        Kind::from_name(kind).unwrap_or_else(|| panic!("{SERVER_ENV}={kind}: unknown server"));
+        Kind::from_name(name).unwrap_or_else(|| panic!("{SERVER_ENV}={spec}: unknown server"));
     crate::raise_fd_limit();
-    let server = Server::start(kind, App::Echo, 1);
+    let server = Server::start(kind, App::Echo, cores);
     println!("{}", server.addr());
     std::io::stdout().flush().expect("stdout");
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
