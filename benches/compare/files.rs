@@ -240,15 +240,23 @@ fn tokio_fs(file: &TestFile, depth: usize, duration: Duration) -> Measured {
                 })
             })
             .collect();
-        let mut latency = histogram();
-        let mut reads = 0;
-        for task in tasks {
-            let (n, h) = task.await.expect("a tokio read task panicked");
-            reads += n;
-            latency.add(&h).expect("same bounds");
-        }
-        measured(reads, start.elapsed(), &latency)
+        gather_tokio(tasks, start).await
     })
+}
+
+/// Awaits tokio read tasks that each return (reads, latencies) and merges them.
+async fn gather_tokio(
+    tasks: Vec<tokio::task::JoinHandle<(u64, Histogram<u64>)>>,
+    start: Instant,
+) -> Measured {
+    let mut latency = histogram();
+    let mut reads = 0;
+    for task in tasks {
+        let (n, h) = task.await.expect("a tokio read task panicked");
+        reads += n;
+        latency.add(&h).expect("same bounds");
+    }
+    measured(reads, start.elapsed(), &latency)
 }
 
 fn tokio_blocking(file: &TestFile, depth: usize, duration: Duration) -> Measured {
@@ -286,14 +294,7 @@ fn tokio_blocking(file: &TestFile, depth: usize, duration: Duration) -> Measured
                 })
             })
             .collect();
-        let mut latency = histogram();
-        let mut reads = 0;
-        for task in tasks {
-            let (n, h) = task.await.expect("a tokio read task panicked");
-            reads += n;
-            latency.add(&h).expect("same bounds");
-        }
-        measured(reads, start.elapsed(), &latency)
+        gather_tokio(tasks, start).await
     })
 }
 
