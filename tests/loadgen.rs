@@ -299,6 +299,17 @@ fn http_error_statuses_are_error_replies_and_the_request_count_is_exact() {
 }
 
 #[test]
+fn an_open_loop_against_a_refused_target_counts_every_due_request_as_unsent() {
+    let port = support::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = loadgen(&[&addr, "-c", "2", "-d", "500ms", "--rate", "1000"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let report = report(&out);
+    let unsent = report["errors"]["unsent"].as_u64().unwrap();
+    assert!((450..=510).contains(&unsent), "{report}");
+}
+
+#[test]
 fn bad_arguments_exit_2_with_a_message() {
     for args in [
         &["127.0.0.1:1", "-c", "0"][..],

@@ -326,7 +326,7 @@ pub async fn open_loop(local: Rc<Local>, index: usize) {
     let mut out = Vec::new();
     while Instant::now() < plan.end {
         let Some(conn) = connect(&local, &mut backoff).await else {
-            return;
+            break;
         };
         let conn = Rc::new(conn);
         let flight = Rc::new(Flight {
@@ -352,6 +352,23 @@ pub async fn open_loop(local: Rc<Local>, index: usize) {
             None => return,
         }
     }
+    // The run ended with the connection down: what fell due meanwhile was never sent.
+    count_unsent(&local, &mut schedule);
+}
+
+/// Counts the requests due before the end that were never taken (the server fell behind, or
+/// the connection was down), within what is left of the `-n` budget, and passes over them.
+fn count_unsent(local: &Local, schedule: &mut Schedule) {
+    let plan = &local.plan;
+    let unsent = schedule
+        .due_before(plan.end)
+        .saturating_sub(schedule.taken());
+    let unsent = plan.take_budget(usize::try_from(unsent).unwrap_or(usize::MAX)) as u64;
+    if unsent > 0 {
+        local.stats.borrow_mut().unsent += unsent;
+        local.progress.errors.fetch_add(unsent, Ordering::Relaxed);
+    }
+    schedule.skip(unsent);
 }
 
 /// Writes each request when due; returns the failure that ended the connection, or `None`
@@ -381,17 +398,7 @@ async fn write_on_schedule(
         let next_due = schedule.peek();
         let done = now >= plan.end || next_due >= plan.end || plan.budget_spent();
         if done {
-            // Requests due before the end that the connection could not send in time (the
-            // server fell behind, or the connection was down) are counted, not dropped.
-            let unsent = schedule
-                .due_before(plan.end)
-                .saturating_sub(schedule.taken());
-            let unsent = plan.take_budget(unsent.min(usize::MAX as u64) as usize) as u64;
-            if unsent > 0 {
-                local.stats.borrow_mut().unsent += unsent;
-                local.progress.errors.fetch_add(unsent, Ordering::Relaxed);
-            }
-            schedule.skip(unsent);
+            count_unsent(local, schedule);
             if in_flight == 0 {
                 return None;
             }
