@@ -152,6 +152,9 @@ async fn connect(local: &Local, backoff: &mut Duration) -> Option<TcpStream> {
 struct Inbox {
     buf: Vec<u8>,
     pos: usize,
+    /// When the last read completed: the arrival time of every reply framed from its bytes
+    /// (one clock read per read, not per reply).
+    received: Instant,
 }
 
 impl Inbox {
@@ -159,6 +162,7 @@ impl Inbox {
         Inbox {
             buf: Vec::with_capacity(READ_BUFFER),
             pos: 0,
+            received: Instant::now(),
         }
     }
 
@@ -183,6 +187,7 @@ impl Inbox {
         let (len, cap) = (buf.len(), buf.capacity());
         let (res, slice) = stream.read(buf.slice(len..cap)).await;
         self.buf = slice.into_inner();
+        self.received = Instant::now();
         Ok(res? > 0)
     }
 
@@ -234,7 +239,7 @@ pub async fn closed_loop(local: Rc<Local>, index: usize) {
             match framer.reply(inbox.pending()) {
                 Ok(Some(reply)) => {
                     inbox.pos += reply.len;
-                    local.record(Instant::now(), sent, reply.error);
+                    local.record(inbox.received.max(sent), sent, reply.error);
                     answered += 1;
                     if answered == batch {
                         break None;
@@ -479,7 +484,7 @@ async fn read_replies(local: Rc<Local>, conn: Rc<TcpStream>, flight: Rc<Flight>,
                 let Some((due, _sent)) = flight.due.borrow_mut().pop_front() else {
                     break ("protocol", "a reply to no request".to_string());
                 };
-                local.record(Instant::now(), due, reply.error);
+                local.record(inbox.received, due, reply.error);
                 flight.wake_writer();
                 continue;
             }
