@@ -435,6 +435,21 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Runs `f` on a new thread pinned to `cpu` and returns its result, leaving the calling
+/// thread's CPU mask alone: a runtime built later from the calling thread (corio pins its
+/// cores to the CPUs its builder's thread may use) must still see every CPU.
+pub fn on_cpu<T: Send>(cpu: usize, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                pin(cpu);
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// Pins the calling thread to `cpu`.
 pub fn pin(cpu: usize) {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {

@@ -4,8 +4,9 @@
 //! `read_exact`), a plain pread loop (it blocks: depth 1 whatever the row says), and fio's
 //! io_uring engine as the limit. Offsets are 4 KiB aligned, from xorshift per task.
 //!
-//! corio and pread run on CPU 0; tokio's blocking pool may use both CPUs, which is how tokio
-//! runs file I/O; fio runs on CPU 0.
+//! Every reader runs on CPU 0, each on a thread of its own (the bench's main thread is never
+//! pinned); tokio's blocking-pool threads inherit that CPU, so one core's worth of CPU is
+//! compared with one core's worth. fio runs on CPU 0 too.
 
 use std::cell::{Cell, RefCell};
 use std::io::{SeekFrom, Write};
@@ -109,17 +110,27 @@ pub fn run(file: &TestFile, duration: Duration, rows: &mut Vec<Row>) {
         for depth in DEPTHS {
             let case = format!("4 KiB random reads, {mode}, depth {depth}");
             let mut subjects: Vec<(&str, Measured)> = Vec::new();
-            subjects.push(("pread loop", pread(file, direct, duration)));
-            subjects.push(("corio", corio(file, direct, depth, duration)));
+            // Each on a thread of its own pinned to CPU 0 (`on_cpu`), never the main thread.
+            subjects.push((
+                "pread loop",
+                crate::on_cpu(0, || pread(file, direct, duration)),
+            ));
+            subjects.push((
+                "corio",
+                crate::on_cpu(0, || corio(file, direct, depth, duration)),
+            ));
             if direct {
                 // tokio::fs reads through its own unaligned buffer, which O_DIRECT refuses
                 // (EINVAL): tokio's way is spawn_blocking around a pread.
                 subjects.push((
                     "tokio spawn_blocking+pread",
-                    tokio_blocking(file, depth, duration),
+                    crate::on_cpu(0, || tokio_blocking(file, depth, duration)),
                 ));
             } else {
-                subjects.push(("tokio::fs", tokio_fs(file, depth, duration)));
+                subjects.push((
+                    "tokio::fs",
+                    crate::on_cpu(0, || tokio_fs(file, depth, duration)),
+                ));
             }
             match fio(file, direct, depth, duration) {
                 Ok(m) => subjects.push(("fio io_uring", m)),
@@ -142,7 +153,6 @@ fn open_std(path: &Path, direct: bool) -> std::fs::File {
 }
 
 fn pread(file: &TestFile, direct: bool, duration: Duration) -> Measured {
-    crate::pin(0);
     let f = open_std(file.path(), direct);
     let mut offsets = Offsets::new(0, file.blocks);
     let mut buf = corio::io::buf::AlignedBuf::new(BLOCK, BLOCK).expect("aligned buffer");
@@ -161,7 +171,6 @@ fn pread(file: &TestFile, direct: bool, duration: Duration) -> Measured {
 }
 
 fn corio(file: &TestFile, direct: bool, depth: usize, duration: Duration) -> Measured {
-    crate::pin(0);
     let path = file.path().to_path_buf();
     let blocks = file.blocks;
     corio::block_on(async move {
@@ -212,7 +221,6 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
 fn tokio_fs(file: &TestFile, depth: usize, duration: Duration) -> Measured {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let runtime = tokio_runtime();
-    crate::pin(0);
     let path = Arc::new(file.path().to_path_buf());
     let blocks = file.blocks;
     runtime.block_on(async move {
@@ -261,7 +269,6 @@ async fn gather_tokio(
 
 fn tokio_blocking(file: &TestFile, depth: usize, duration: Duration) -> Measured {
     let runtime = tokio_runtime();
-    crate::pin(0);
     let f = Arc::new(open_std(file.path(), true));
     let blocks = file.blocks;
     runtime.block_on(async move {

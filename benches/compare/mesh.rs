@@ -59,7 +59,7 @@ pub fn run(duration: Duration, rows: &mut Vec<Row>) {
         });
         out.into_iter().flatten().next().expect("core 0 measured")
     };
-    let crossbeam = {
+    let crossbeam = crate::on_cpu(0, || {
         let (ping_tx, ping_rx) = crossbeam_channel::bounded::<u64>(1);
         let (pong_tx, pong_rx) = crossbeam_channel::bounded::<u64>(1);
         let echo = std::thread::spawn(move || {
@@ -70,7 +70,6 @@ pub fn run(duration: Duration, rows: &mut Vec<Row>) {
                 }
             }
         });
-        crate::pin(0);
         let m = timed(duration, || {
             ping_tx.send(1).expect("ping");
             pong_rx.recv().expect("pong");
@@ -78,16 +77,17 @@ pub fn run(duration: Duration, rows: &mut Vec<Row>) {
         drop(ping_tx);
         echo.join().expect("echo thread");
         m
-    };
+    });
     let tokio = {
         let remote = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .on_thread_start(|| crate::pin(1))
             .build()
             .expect("tokio runtime");
-        crate::pin(0);
-        timed(duration, || {
-            futures::executor::block_on(remote.spawn(async {})).expect("tokio task");
+        crate::on_cpu(0, || {
+            timed(duration, || {
+                futures::executor::block_on(remote.spawn(async {})).expect("tokio task");
+            })
         })
     };
     for (subject, m) in [
