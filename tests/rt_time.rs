@@ -117,6 +117,57 @@ fn a_runtime_on_two_cores_runs_a_future_on_each_pinned_to_distinct_cpus() {
     rt.shutdown(); // joins both threads
 }
 
+/// The CPU list of the calling thread's affinity mask (`Cpus_allowed_list`).
+fn allowed_cpus() -> String {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn cpus_pins_cores_to_named_cpus_even_from_a_pinned_thread() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: needs 2 CPUs");
+        return;
+    }
+    std::thread::spawn(|| {
+        // This thread may only run on CPU 0: by default, both cores land there too.
+        assert!(core_affinity::set_for_current(core_affinity::CoreId {
+            id: 0
+        }));
+        let rt = Runtime::builder().cores(2).build().unwrap();
+        assert_eq!(rt.run(|_| async { allowed_cpus() }), ["0", "0"]);
+        drop(rt);
+        // Named CPUs are used as given.
+        let rt = Runtime::builder().cores(2).cpus([1, 0]).build().unwrap();
+        assert_eq!(rt.run(|_| async { allowed_cpus() }), ["1", "0"]);
+        drop(rt);
+        let err = Runtime::builder().cpus([]).build().err().unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        let err = Runtime::builder()
+            .cores(1)
+            .cpus([4096])
+            .build()
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        // A CPU number the mask can hold but this machine lacks: the pinning fails.
+        let err = Runtime::builder()
+            .cores(1)
+            .cpus([1000])
+            .build()
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("cannot pin"), "{err}");
+    })
+    .join()
+    .unwrap();
+}
+
 #[test]
 fn a_panicking_core_future_is_resumed_by_run_and_the_runtime_survives() {
     let rt = Runtime::builder().cores(2).pin(false).build().unwrap();

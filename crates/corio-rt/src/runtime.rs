@@ -41,6 +41,7 @@ impl fmt::Display for CoreId {
 pub struct Builder {
     cores: usize,
     pin: bool,
+    cpus: Option<Vec<usize>>,
     ring_entries: u32,
     spin: Duration,
     poke: Poke,
@@ -52,6 +53,7 @@ impl Default for Builder {
         Builder {
             cores: thread::available_parallelism().map_or(1, |n| n.get()),
             pin: true,
+            cpus: None,
             ring_entries: 256,
             spin: Duration::ZERO,
             poke: Poke::default(),
@@ -68,10 +70,34 @@ impl Builder {
         self
     }
 
-    /// Whether to pin core `i` to the `i`-th CPU this process may use (wrapping around when
-    /// there are more cores than CPUs). Default: true.
+    /// Whether to pin core `i` to the `i`-th CPU the thread calling [`build`](Self::build) may
+    /// run on (its affinity mask, as `taskset` or `sched_setaffinity(2)` set it), wrapping
+    /// around when there are more cores than CPUs. Default: true.
+    ///
+    /// A thread that was itself pinned to one CPU therefore puts every core on that CPU: build
+    /// the runtime from an unpinned thread, or name the CPUs with [`cpus`](Self::cpus).
     pub fn pin(&mut self, pin: bool) -> &mut Builder {
         self.pin = pin;
+        self
+    }
+
+    /// Pins core `i` to CPU `cpus[i % cpus.len()]`, CPUs numbered as the kernel numbers them
+    /// (`/proc/cpuinfo`, `taskset -c`), whatever the building thread's own mask. Implies
+    /// `pin(true)`.
+    ///
+    /// [`build`](Self::build) fails with `InvalidInput` if the list is empty or names a CPU
+    /// number of 1024 or more, and with the pinning error if a CPU does not exist or this
+    /// process may not run on it.
+    ///
+    /// # Examples
+    /// ```
+    /// let rt = corio_rt::Runtime::builder().cores(1).cpus([0]).build()?;
+    /// assert_eq!(rt.run(|core| async move { core.0 }), vec![0]);
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn cpus(&mut self, cpus: impl IntoIterator<Item = usize>) -> &mut Builder {
+        self.cpus = Some(cpus.into_iter().collect());
+        self.pin = true;
         self
     }
 
@@ -114,12 +140,30 @@ impl Builder {
     /// names the cause and the fix (`kernel.io_uring_disabled`, a seccomp profile, the memlock
     /// limit, a kernel without io_uring). Cores already started are shut down first.
     pub fn build(&self) -> io::Result<Runtime> {
-        let cpus = if self.pin {
-            core_affinity::get_core_ids()
+        let cpus = match (&self.cpus, self.pin) {
+            (Some(list), _) if list.is_empty() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "Builder::cpus was given no CPU",
+                ))
+            }
+            (Some(list), _) => {
+                // A CPU number past the kernel's cpu_set_t (CPU_SETSIZE, 1024) would make the
+                // affinity call index out of its mask.
+                if let Some(bad) = list.iter().find(|&&id| id >= libc::CPU_SETSIZE as usize) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("Builder::cpus: no CPU {bad} (CPU numbers go up to 1023)"),
+                    ));
+                }
+                list.iter()
+                    .map(|&id| core_affinity::CoreId { id })
+                    .collect()
+            }
+            (None, true) => core_affinity::get_core_ids()
                 .filter(|ids| !ids.is_empty())
-                .ok_or_else(|| io::Error::other("cannot list the CPUs to pin cores to"))?
-        } else {
-            Vec::new()
+                .ok_or_else(|| io::Error::other("cannot list the CPUs to pin cores to"))?,
+            (None, false) => Vec::new(),
         };
         let mut runtime = Runtime { cores: Vec::new() };
         for index in 0..self.cores {
