@@ -530,7 +530,10 @@ fn print_tables(rows: &[Row], runs: usize) {
         if *sec != section {
             section = sec;
             println!("\n## {sec}\n");
-            println!("| case | subject | throughput | p99 (µs) | vs first row |");
+            if *sec == "rss" {
+                println!("Lower is better here: bytes of resident memory per connection.\n");
+            }
+            println!("| case | subject | result | p99 (µs) | vs first row |");
             println!("| --- | --- | --- | --- | --- |");
             reference = None;
         }

@@ -258,6 +258,10 @@ fn a_refused_target_is_a_clear_error_and_exit_status_1() {
         "{report}"
     );
     assert_eq!(report["requests"], 0);
+    assert!(
+        report["latency_us"]["p50"].is_null(),
+        "no reply, no latency: {report}"
+    );
 }
 
 #[test]
@@ -307,6 +311,27 @@ fn an_open_loop_against_a_refused_target_counts_every_due_request_as_unsent() {
     let report = report(&out);
     let unsent = report["errors"]["unsent"].as_u64().unwrap();
     assert!((450..=510).contains(&unsent), "{report}");
+}
+
+#[test]
+fn the_wrong_protocol_gets_a_hint() {
+    // An echo server never answers an HTTP request with an HTTP reply.
+    let server = TestServer::start(|mut stream| {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 || stream.write_all(b"not http at all\r\n\r\n").is_err() {
+                return;
+            }
+        }
+    });
+    let addr = server.addr();
+    let out = loadgen(&[&addr, "--protocol", "http", "-c", "1", "-d", "300ms"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is --protocol right?"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -273,6 +273,38 @@ fn info_gathers_every_core() {
 }
 
 #[test]
+fn every_error_reply_is_counted_and_embedded_gaps_are_named() {
+    let proxy = Proxy::embedded();
+    let mut conn = proxy.conn();
+    let errors = |conn: &mut support::RespConn| -> u64 {
+        let Reply::Bulk(Some(info)) = conn.cmd(&["INFO", "stats"]) else {
+            panic!("INFO is a bulk string")
+        };
+        String::from_utf8(info)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("total_error_replies:"))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let before = errors(&mut conn);
+    conn.cmd(&["SET", "s", "text"]);
+    // From a backend, from the proxy's own commands, and from the proxy's routing.
+    assert!(matches!(conn.cmd(&["INCR", "s"]), Reply::Error(_)));
+    assert!(matches!(conn.cmd(&["SELECT", "1"]), Reply::Error(_)));
+    assert!(matches!(conn.cmd(&["KEYS", "*"]), Reply::Error(_)));
+    let Reply::Error(text) = conn.cmd(&["HSET", "h", "f", "v"]) else {
+        panic!("HSET is an error on the embedded backends")
+    };
+    assert!(
+        text.contains("embedded backend") && text.contains("--upstream"),
+        "{text}"
+    );
+    assert_eq!(errors(&mut conn), before + 4);
+}
+
+#[test]
 fn a_client_that_never_reads_is_disconnected_and_others_keep_working() {
     let proxy = Proxy::start_with(
         &[],

@@ -218,7 +218,13 @@ fn dispatch(
                 .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
                 .collect(),
         ),
-        Route::Local(cmd) => Pending::Ready(local(proxy, client, cmd, &args)),
+        Route::Local(cmd) => {
+            let out = local(proxy, client, cmd, &args);
+            if out.first() == Some(&b'-') {
+                stats::error();
+            }
+            Pending::Ready(out)
+        }
     })
 }
 
@@ -292,7 +298,11 @@ async fn answer(proxy: &Proxy, queue: &mut VecDeque<Pending>, output: &mut Vec<u
                     replies.push(wait(proxy, part.shard, slot, deadline).await);
                 }
                 let parts: Vec<Part> = parts.into_iter().map(|(part, _)| part).collect();
-                output.extend_from_slice(&multikey::merge(kind, &parts, &replies, nkeys));
+                let merged = multikey::merge(kind, &parts, &replies, nkeys);
+                if merged.first() == Some(&b'-') {
+                    stats::error();
+                }
+                output.extend_from_slice(&merged);
             }
         }
     }
@@ -323,7 +333,14 @@ async fn wait(proxy: &Proxy, shard: usize, slot: &ReplySlot, deadline: Instant) 
 
 fn write_reply(output: &mut Vec<u8>, reply: Reply) {
     match reply {
-        Ok(bytes) => output.extend_from_slice(&bytes),
+        Ok(bytes) => {
+            // An upstream's error reply (WRONGTYPE, a non-integer INCR...) is an error the
+            // client got, as redis-server's total_error_replies counts it.
+            if bytes.first() == Some(&b'-') {
+                stats::error();
+            }
+            output.extend_from_slice(&bytes)
+        }
         Err(text) => {
             stats::error();
             resp::write_error(output, &text);

@@ -155,6 +155,16 @@ impl Store {
             return Outcome::Close;
         }
         match handler(name.as_bytes()) {
+            // A command the proxy routes to real redis-servers, but this store lacks (hashes,
+            // lists, sets...): say so, rather than claim it does not exist.
+            None if crate::command::info(name.as_bytes()).is_some() => write_error(
+                out,
+                &format!(
+                    "ERR command '{}' is not supported by the embedded backend (strings and key \
+                     expiry only): start db-proxy with --upstream to serve it from redis-server",
+                    sanitize(name.as_bytes())
+                ),
+            ),
             None => write_error(out, &unknown_command(args)),
             Some((arity, _)) if !arity_matches(arity, args.len()) => {
                 write_error(out, &wrong_arity(&String::from_utf8_lossy(name.as_bytes())));

@@ -200,8 +200,19 @@ fn main() -> ExitCode {
             .first()
             .cloned()
             .unwrap_or_else(|| "no request was sent".into());
+        let st = &report.stats;
+        // Timeouts or unparsable replies from a server that accepts connections usually mean
+        // the wrong protocol (echo is the default).
+        let hint = if st.timeouts + st.protocol_errors > 0 && st.connect_errors == 0 {
+            format!(
+                "; is --protocol right? this run spoke {}",
+                report.setup.protocol
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "loadgen: no request to {} was answered ({why})",
+            "loadgen: no request to {} was answered ({why}{hint})",
             plan.target
         );
         return ExitCode::from(1);

@@ -180,8 +180,15 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "target {}  {}  {} connections on {} cores  pipeline {}  {}",
-            s.target, s.protocol, s.connections, s.cores, s.pipeline, mode
+            "target {}  {}  {} connection{} on {} core{}  pipeline {}  {}",
+            s.target,
+            s.protocol,
+            s.connections,
+            if s.connections == 1 { "" } else { "s" },
+            s.cores,
+            if s.cores == 1 { "" } else { "s" },
+            s.pipeline,
+            mode
         );
         let _ = writeln!(
             out,
@@ -190,16 +197,20 @@ impl Report {
             self.elapsed.as_secs_f64(),
             self.rate()
         );
-        let _ = writeln!(
-            out,
-            "latency (us)    p50 {:>10.1}  p90 {:>10.1}  p99 {:>10.1}  p99.9 {:>10.1}  max {:>10.1}  mean {:>10.1}",
-            self.latency_us(0.5),
-            self.latency_us(0.9),
-            self.latency_us(0.99),
-            self.latency_us(0.999),
-            self.max_us(),
-            self.mean_us(),
-        );
+        if st.latency.is_empty() {
+            let _ = writeln!(out, "latency (us)    - (no reply)");
+        } else {
+            let _ = writeln!(
+                out,
+                "latency (us)    p50 {:>10.1}  p90 {:>10.1}  p99 {:>10.1}  p99.9 {:>10.1}  max {:>10.1}  mean {:>10.1}",
+                self.latency_us(0.5),
+                self.latency_us(0.9),
+                self.latency_us(0.99),
+                self.latency_us(0.999),
+                self.max_us(),
+                self.mean_us(),
+            );
+        }
         let _ = writeln!(
             out,
             "errors {}: {} error replies, {} connect errors, {} dropped connections, {} timeouts, \
@@ -223,12 +234,15 @@ impl Report {
     pub fn json(&self) -> serde_json::Value {
         let s = &self.setup;
         let st = &self.stats;
+        // Every latency is null when nothing was answered.
+        let answered = !st.latency.is_empty();
+        let value = |v: f64| answered.then_some(v);
         let mut latency = serde_json::Map::new();
         for (label, q) in PERCENTILES {
-            latency.insert(label.to_string(), self.latency_us(q).into());
+            latency.insert(label.to_string(), value(self.latency_us(q)).into());
         }
-        latency.insert("max".into(), self.max_us().into());
-        latency.insert("mean".into(), self.mean_us().into());
+        latency.insert("max".into(), value(self.max_us()).into());
+        latency.insert("mean".into(), value(self.mean_us()).into());
         serde_json::json!({
             "target": s.target,
             "protocol": s.protocol,
