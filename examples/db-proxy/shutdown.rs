@@ -4,7 +4,8 @@
 //! The main thread waits for the signal (signal-hook sets a flag; nothing runs in the signal
 //! handler itself). It then marks the process as draining and shuts down the listening sockets,
 //! which ends every core's pending accept; sessions count the batches they are answering, and the
-//! main thread exits once that count is zero.
+//! main thread exits once that count has stayed zero for 100 ms, so requests clients had sent
+//! before the signal are read and answered too.
 
 use std::io;
 use std::net::Shutdown;
@@ -45,8 +46,14 @@ pub(crate) fn install() -> io::Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
+/// How long no batch may be in progress before the drain is over: requests that clients had
+/// already sent when the signal came (in the socket buffers, or still on the wire) arrive in
+/// the sessions' pending reads within it and are answered.
+const QUIET: Duration = Duration::from_millis(100);
+
 /// Stops accepting on `listeners` (duplicates of every core's listening socket) and waits, at
-/// most `grace`, until no batch is being answered.
+/// most `grace`, until no batch has been answered for [`QUIET`]. Each session answers the
+/// batch it reads and then closes its connection.
 pub(crate) fn drain(listeners: &[std::net::TcpListener], grace: Duration) {
     DRAINING.store(true, Ordering::SeqCst);
     for listener in listeners {
@@ -54,7 +61,17 @@ pub(crate) fn drain(listeners: &[std::net::TcpListener], grace: Duration) {
         let _ = socket2::SockRef::from(listener).shutdown(Shutdown::Both);
     }
     let deadline = Instant::now() + grace;
-    while BUSY.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        if BUSY.load(Ordering::SeqCst) > 0 {
+            idle_since = None;
+        } else if now - *idle_since.get_or_insert(now) >= QUIET {
+            return;
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
 }
