@@ -457,21 +457,6 @@ pub fn pin(cpu: usize) {
     }
 }
 
-/// Raises the open-file soft limit to the hard limit.
-pub fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 /// The header: what machine, which versions, what mode.
 fn machine(opts: &Options) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

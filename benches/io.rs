@@ -142,18 +142,3 @@ fn pin_to_cpu(cpu: usize) {
         "cannot pin a thread to CPU {cpu}: this bench needs CPUs {SERVER_CPU} and {CLIENT_CPU}"
     );
 }
-
-/// Raises this process's open-file soft limit to its hard limit (10,000 connections need it).
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read and write the local struct only.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}

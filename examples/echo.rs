@@ -46,7 +46,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> std::io::Result<()> {
-    raise_fd_limit();
+    let _ = corio::raise_fd_limit();
     let cores = args
         .cores
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -86,21 +86,6 @@ async fn echo(stream: TcpStream, ring: BufRing) {
         let (res, _) = stream.write_all(chunk).await;
         if res.is_err() {
             return;
-        }
-    }
-}
-
-/// Lets the process hold as many connections as the hard limit allows.
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the local struct only.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

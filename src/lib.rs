@@ -32,6 +32,6 @@ pub use corio_io::net;
 pub use corio_mesh as mesh;
 pub use corio_rt as rt;
 pub use corio_rt::{
-    block_on, current_core, join, join_all, select, spawn, time, try_join, try_join_all, yield_now,
-    CoreId, JoinError, JoinHandle, Runtime,
+    block_on, current_core, join, join_all, raise_fd_limit, select, spawn, time, try_join,
+    try_join_all, yield_now, CoreId, JoinError, JoinHandle, Runtime,
 };

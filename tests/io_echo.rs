@@ -54,21 +54,8 @@ fn start_echo(cores: usize) -> (Server, std::net::SocketAddr) {
 }
 
 fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the local struct only.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-    assert!(
-        limit.rlim_cur >= 10_100,
-        "need 10,100 fds, hard limit is {}",
-        limit.rlim_max
-    );
+    let fds = corio::raise_fd_limit().expect("raise the open-file limit");
+    assert!(fds >= 10_100, "need 10,100 fds, hard limit is {fds}");
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub fn serve(spec: &str) {
     };
     let kind =
         Kind::from_name(name).unwrap_or_else(|| panic!("{SERVER_ENV}={spec}: unknown server"));
-    crate::raise_fd_limit();
+    let _ = corio::raise_fd_limit();
     let server = Server::start(kind, App::Echo, cores);
     println!("{}", server.addr());
     std::io::stdout().flush().expect("stdout");
@@ -34,7 +34,7 @@ pub fn serve(spec: &str) {
 }
 
 pub fn run(connections: usize, rows: &mut Vec<Row>) -> Result<(), String> {
-    crate::raise_fd_limit();
+    let _ = corio::raise_fd_limit();
     let case = format!("RSS per idle connection, {connections} conns (4 KiB echoed each)");
     for kind in [Kind::TokioCt, Kind::Corio, Kind::Monoio] {
         let bytes = measure(kind, connections)?;

@@ -22,7 +22,7 @@ const SERVERS: [ServerKind; 3] = [ServerKind::Corio, ServerKind::Tokio, ServerKi
 pub fn serve(kind: &str) {
     let kind = ServerKind::from_name(kind)
         .unwrap_or_else(|| panic!("{SERVER_ENV}={kind}: not a server this bench knows"));
-    crate::raise_fd_limit();
+    let _ = corio::raise_fd_limit();
     let server = Server::start(kind, crate::SERVER_CPU);
     println!("{}", server.addr());
     std::io::stdout().flush().expect("stdout");
@@ -32,7 +32,7 @@ pub fn serve(kind: &str) {
 
 /// Measures every server and prints one `rss-per-connection <server> <bytes>` line each.
 pub fn run() {
-    crate::raise_fd_limit();
+    let _ = corio::raise_fd_limit();
     println!(
         "\nrss-per-connection: VmRSS growth / {CONNECTIONS} idle connections, \
          each having echoed {MESSAGE} bytes (server on CPU {})",

@@ -176,6 +176,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> io::Result<()> {
+    // As redis-server does, take every descriptor the hard limit allows: one per client.
+    let _ = corio::raise_fd_limit();
     let cores = args
         .cores
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

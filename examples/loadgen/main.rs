@@ -114,7 +114,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    raise_fd_limit();
+    let _ = corio::raise_fd_limit();
     let runtime = match corio::Runtime::builder()
         .cores(args.cores)
         .thread_name("loadgen")
@@ -325,20 +325,4 @@ fn spawn_progress(
             tick += 1;
         }
     })
-}
-
-/// Raises the open-file soft limit to the hard limit, for runs with many connections.
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }
