@@ -8,23 +8,28 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::executor::{Job, Shared};
+use crate::executor::{Inbox, Job};
 use crate::CoreId;
 
 /// A `Send + Sync` handle to one core, for sending it work from any thread.
+///
+/// ```
+/// fn send_sync<T: Send + Sync>() {}
+/// send_sync::<corio_rt::CoreHandle>();
+/// ```
 #[derive(Clone)]
 pub struct CoreHandle {
-    shared: Arc<Shared>,
+    inbox: Arc<Inbox>,
 }
 
 impl CoreHandle {
-    pub(crate) fn new(shared: Arc<Shared>) -> CoreHandle {
-        CoreHandle { shared }
+    pub(crate) fn new(inbox: Arc<Inbox>) -> CoreHandle {
+        CoreHandle { inbox }
     }
 
     /// The core's id.
     pub fn id(&self) -> CoreId {
-        self.shared.core
+        self.inbox.core
     }
 
     /// Runs `job` on the core's thread at its next tick (jobs from one sender run in the order
@@ -37,20 +42,18 @@ impl CoreHandle {
         job: Box<dyn FnOnce() + Send + 'static>,
     ) -> Result<(), Box<dyn FnOnce() + Send + 'static>> {
         let job: Job = job;
-        self.shared.push_job(job)
+        self.inbox.push_job(job)
     }
 
     /// Whether the core has shut down (it takes no more jobs).
     pub fn is_closed(&self) -> bool {
-        self.shared.is_closed()
+        self.inbox.is_closed()
     }
 }
 
 impl fmt::Debug for CoreHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("CoreHandle")
-            .field(&self.shared.core)
-            .finish()
+        f.debug_tuple("CoreHandle").field(&self.inbox.core).finish()
     }
 }
 
@@ -75,7 +78,7 @@ pub fn peers() -> Arc<[CoreHandle]> {
     crate::context::with_core(|core| {
         core.peers
             .borrow_mut()
-            .get_or_insert_with(|| Arc::from(vec![CoreHandle::new(core.shared().clone())]))
+            .get_or_insert_with(|| Arc::from(vec![CoreHandle::new(core.inbox().clone())]))
             .clone()
     })
     .unwrap_or_else(|| panic!("corio::peers called outside a corio core"))

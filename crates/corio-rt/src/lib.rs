@@ -5,13 +5,21 @@
 //! loop ([`block_on`] for one core, [`Runtime`] for all), tasks ([`spawn`]), gathering
 //! ([`join!`], [`join_all`]) and timers ([`time`]).
 //!
-//! Crate map:
-//! - `context`: the thread's current core; [`block_on`], [`current_core`], [`in_flight`].
-//! - `runtime`: [`Builder`] and [`Runtime`]: threads, pinning, running a future on every core.
-//! - `driver`: the ring: setup and probe, the slot table, [`Op`] and [`MultiOp`], the doorbell.
-//! - `executor`: tasks, [`JoinHandle`], [`yield_now`], local and remote wake-ups, the budget.
-//! - [`time`]: [`time::sleep`], [`time::timeout`], [`time::interval`] and the deadline store.
+//! Crate map (each module's doc says more):
+//! - `context`: the only thread-local: which core this thread runs; [`current_core`].
+//! - `core`: one core (driver, executor, timers) and its loop: tick, park, spin; [`block_on`].
+//! - `driver`: a leaf that owns the ring: setup and probe, the slot table, submit and reap, the
+//!   doorbell (eventfd, MSG_RING, park flag), and the [`FaultPlan`] it can carry out.
+//! - `op`: [`Op`] and [`MultiOp`] over one submitted-op helper; [`OpCode`], [`MultishotCode`],
+//!   [`Cancellable`], [`nop`].
+//! - `executor`: tasks (`task.rs`, state bits behind `Header`), [`JoinHandle`], wakers, the
+//!   inbox other threads send to, [`yield_now`], the budget.
+//! - [`time`]: [`time::sleep`], [`time::timeout`], [`time::timeout_or_cancel`],
+//!   [`time::interval`] and the deadline store.
 //! - `handle`: [`CoreHandle`] and [`peers`]: sending work to another core (corio-mesh's base).
+//! - `metrics`: per-core counters, [`metrics`] and [`Runtime::metrics`].
+//! - `register`: provided-buffer rings and fixed buffers registered with the current ring.
+//! - `runtime`: [`Builder`] and [`Runtime`]: threads, pinning, running a future on every core.
 //! - `future`: re-exported gathering helpers.
 //!
 //! # Examples
@@ -33,28 +41,32 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod context;
+mod core;
 mod driver;
 mod executor;
 mod future;
 mod handle;
 mod limits;
+mod metrics;
+mod op;
+mod register;
 mod runtime;
 mod sync;
+#[cfg(test)]
+mod testing;
 pub mod time;
 
-pub use context::{
-    block_on, current_core, in_flight, live_tasks, ring_id, ring_setup, try_current_core,
-};
-pub use driver::multishot::{MultiOp, MultishotCode};
-pub use driver::nop::{nop, Nop};
-pub use driver::op::{submit_detached, Cqe, Op, OpCode};
-pub use driver::register::{
-    buf_ring_head, register_buf_ring, register_buffers, unregister_buf_ring, unregister_buffers,
-};
-pub use driver::{Poke, Setup};
+pub use crate::core::{block_on, in_flight, live_tasks, ring_id, ring_setup};
+pub use context::{current_core, try_current_core};
+pub use driver::{FaultPlan, Poke, Setup};
 pub use executor::join::{JoinError, JoinHandle};
 pub use executor::{spawn, yield_now};
 pub use future::*;
 pub use handle::{peers, CoreHandle};
 pub use limits::raise_fd_limit;
+pub use metrics::{metrics, Metrics, LONG_POLL};
+pub use op::{nop, submit_detached, Cancellable, Cqe, MultiOp, MultishotCode, Nop, Op, OpCode};
+pub use register::{
+    buf_ring_head, register_buf_ring, register_buffers, unregister_buf_ring, unregister_buffers,
+};
 pub use runtime::{Builder, CoreId, Runtime};

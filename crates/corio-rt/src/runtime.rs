@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use crate::context::Core;
-use crate::driver::Poke;
-use crate::executor::{Job, Shared};
+use crate::core::Core;
+use crate::driver::{FaultPlan, Poke};
+use crate::executor::{Inbox, Job};
 use crate::handle::CoreHandle;
+use crate::metrics::Metrics;
 
 /// The index of a core in a [`Runtime`]: `0..cores`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CoreId(pub usize);
 
 impl fmt::Display for CoreId {
@@ -46,6 +47,7 @@ pub struct Builder {
     spin: Duration,
     poke: Poke,
     name: String,
+    faults: Option<FaultPlan>,
 }
 
 impl Default for Builder {
@@ -58,6 +60,7 @@ impl Default for Builder {
             spin: Duration::ZERO,
             poke: Poke::default(),
             name: "corio".to_owned(),
+            faults: None,
         }
     }
 }
@@ -133,13 +136,35 @@ impl Builder {
         self
     }
 
+    /// Carries out `plan` on every core: completions turned into `ECANCELED`, `EAGAIN` or
+    /// `EINTR`, short reads and writes, forced SQ-full and CQ-overflow paths, reordered CQEs,
+    /// all drawn from the plan's seed (core `i` uses seed + `i`). For tests of code built on
+    /// corio; never set by default. Without this call, a plan in `CORIO_FAULTS` is used.
+    ///
+    /// # Examples
+    /// ```
+    /// let plan = corio_rt::FaultPlan::transparent(1, 0.2);
+    /// let rt = corio_rt::Runtime::builder().cores(1).pin(false).faults(plan).build()?;
+    /// assert_eq!(rt.run(|_| async { corio_rt::nop().await.is_ok() }), vec![true]);
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn faults(&mut self, plan: FaultPlan) -> &mut Builder {
+        self.faults = Some(plan);
+        self
+    }
+
     /// Starts every core and waits until each has set up its ring.
     ///
     /// # Errors
     /// If a thread cannot be spawned, pinning fails, or io_uring cannot be set up; the error
     /// names the cause and the fix (`kernel.io_uring_disabled`, a seccomp profile, the memlock
     /// limit, a kernel without io_uring). Cores already started are shut down first.
+    /// `InvalidInput` if `CORIO_FAULTS` is set and does not parse.
     pub fn build(&self) -> io::Result<Runtime> {
+        let faults = match &self.faults {
+            Some(plan) => Some(plan.clone()),
+            None => FaultPlan::from_env()?,
+        };
         let cpus = match (&self.cpus, self.pin) {
             (Some(list), _) if list.is_empty() => {
                 return Err(io::Error::new(
@@ -168,26 +193,34 @@ impl Builder {
         let mut runtime = Runtime { cores: Vec::new() };
         for index in 0..self.cores {
             let cpu = cpus.get(index % cpus.len().max(1)).copied();
-            runtime.cores.push(self.start_core(CoreId(index), cpu)?);
+            let faults = faults.clone().map(|plan| plan.for_core(index));
+            runtime
+                .cores
+                .push(self.start_core(CoreId(index), cpu, faults)?);
         }
         // Tell every core who its peers are, before any work can reach it.
         let peers: Arc<[CoreHandle]> = runtime
             .cores
             .iter()
-            .map(|core| CoreHandle::new(core.shared.clone()))
+            .map(|core| CoreHandle::new(core.inbox.clone()))
             .collect();
         for core in &runtime.cores {
             let peers = peers.clone();
             let job: Job = Box::new(move || crate::handle::set_peers(peers));
-            if core.shared.push_job(job).is_err() {
+            if core.inbox.push_job(job).is_err() {
                 return Err(io::Error::other("a core stopped during start-up"));
             }
         }
         Ok(runtime)
     }
 
-    fn start_core(&self, id: CoreId, cpu: Option<core_affinity::CoreId>) -> io::Result<CoreThread> {
-        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<Arc<Shared>>>(1);
+    fn start_core(
+        &self,
+        id: CoreId,
+        cpu: Option<core_affinity::CoreId>,
+        faults: Option<FaultPlan>,
+    ) -> io::Result<CoreThread> {
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<Arc<Inbox>>>(1);
         let (entries, spin, poke) = (self.ring_entries, self.spin, self.poke);
         let thread = thread::Builder::new()
             .name(format!("{}-{}", self.name, id.0))
@@ -199,7 +232,7 @@ impl Builder {
                         return;
                     }
                 }
-                let core = match Core::new(id, entries) {
+                let core = match Core::new(id, entries, faults) {
                     Ok(core) => core,
                     Err(err) => {
                         let _ = ready_tx.send(Err(err));
@@ -210,11 +243,11 @@ impl Builder {
                 if poke == Poke::MsgRing {
                     core.use_msg_ring();
                 }
-                let _ = ready_tx.send(Ok(core.shared().clone()));
+                let _ = ready_tx.send(Ok(core.inbox().clone()));
                 core.run_until_stopped();
             })?;
-        let shared = match ready_rx.recv() {
-            Ok(Ok(shared)) => shared,
+        let inbox = match ready_rx.recv() {
+            Ok(Ok(inbox)) => inbox,
             Ok(Err(err)) => {
                 let _ = thread.join();
                 return Err(err);
@@ -225,14 +258,14 @@ impl Builder {
             }
         };
         Ok(CoreThread {
-            shared,
+            inbox,
             thread: Some(thread),
         })
     }
 }
 
 struct CoreThread {
-    shared: Arc<Shared>,
+    inbox: Arc<Inbox>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -275,7 +308,7 @@ impl Runtime {
         let (tx, rx) = crossbeam_channel::unbounded::<Outcome<Fut::Output>>();
         for core in &self.cores {
             let (factory, tx) = (factory.clone(), tx.clone());
-            let id = core.shared.core;
+            let id = core.inbox.core;
             let job: Job = Box::new(move || {
                 match std::panic::catch_unwind(AssertUnwindSafe(|| factory(id))) {
                     Ok(future) => crate::spawn(async move {
@@ -288,7 +321,7 @@ impl Runtime {
                     }
                 }
             });
-            if core.shared.push_job(job).is_err() {
+            if core.inbox.push_job(job).is_err() {
                 panic!("{id} has shut down");
             }
         }
@@ -315,7 +348,25 @@ impl Runtime {
     pub fn handles(&self) -> Vec<CoreHandle> {
         self.cores
             .iter()
-            .map(|core| CoreHandle::new(core.shared.clone()))
+            .map(|core| CoreHandle::new(core.inbox.clone()))
+            .collect()
+    }
+
+    /// A snapshot of every core's counters, in core order, read without disturbing the cores.
+    ///
+    /// # Examples
+    /// ```
+    /// let rt = corio_rt::Runtime::builder().cores(2).pin(false).build()?;
+    /// rt.run(|_| async { corio_rt::nop().await.unwrap() });
+    /// let metrics = rt.metrics();
+    /// assert_eq!(metrics.len(), 2);
+    /// assert!(metrics.iter().all(|m| m.cqes_reaped >= 1));
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn metrics(&self) -> Vec<Metrics> {
+        self.cores
+            .iter()
+            .map(|core| core.inbox.counters.snapshot(core.inbox.core))
             .collect()
     }
 
@@ -326,7 +377,7 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         for core in &self.cores {
-            core.shared.stop();
+            core.inbox.stop();
         }
         for core in &mut self.cores {
             if let Some(thread) = core.thread.take() {
@@ -336,7 +387,7 @@ impl Drop for Runtime {
         debug_assert!(self
             .cores
             .iter()
-            .all(|c| c.shared.stopping.load(Ordering::SeqCst)));
+            .all(|c| c.inbox.stopping.load(Ordering::SeqCst)));
     }
 }
 

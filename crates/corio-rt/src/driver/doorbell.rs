@@ -1,4 +1,5 @@
-//! Waking a parked ring from another thread.
+//! Waking a parked ring from another thread: all of it lives here (the eventfd, the MSG_RING
+//! target, the park flag and its handshake).
 //!
 //! Each core has one eventfd. The driver keeps a read of it always pending in the ring, so a
 //! write from any thread completes that read and ends the core's wait in `io_uring_enter`. The
@@ -106,14 +107,22 @@ impl Doorbell {
             .store(ring_fd, std::sync::atomic::Ordering::Release);
     }
 
-    /// Wakes the core if, and only if, it is parked. Call after publishing the work.
-    pub(crate) fn wake(&self) {
-        if self.parked.take_parked() {
-            let ring_fd = self.ring_fd.load(std::sync::atomic::Ordering::Acquire);
-            if ring_fd < 0 || !crate::context::msg_ring(ring_fd) {
-                self.ring();
-            }
+    /// Wakes the core if, and only if, it is parked; true if it poked it. Call after
+    /// publishing the work.
+    ///
+    /// `msg_ring(target_ring_fd)` is how the caller's own ring, if it has one free, sends an
+    /// `IORING_OP_MSG_RING` poke (true if it did); the driver cannot find the caller's ring
+    /// itself, as it knows nothing of threads. Without one, or if it fails, the eventfd is
+    /// written.
+    pub(crate) fn wake(&self, msg_ring: impl FnOnce(RawFd) -> bool) -> bool {
+        if !self.parked.take_parked() {
+            return false;
         }
+        let ring_fd = self.ring_fd.load(std::sync::atomic::Ordering::Acquire);
+        if ring_fd < 0 || !msg_ring(ring_fd) {
+            self.ring();
+        }
+        true
     }
 
     /// Writes to the eventfd unconditionally.

@@ -1,6 +1,12 @@
 //! The ring driver: one io_uring per core, the slots of the ops in flight, and the tick that
 //! submits SQEs, waits (bounded by the next timer deadline) and reaps CQEs.
 //!
+//! The driver is a leaf: it knows nothing of the thread-local, the executor, timers or other
+//! cores. The core's loop (`core.rs`) owns it and turns it; the op futures (`op/`) reach it
+//! through the core and call [`Driver::submit`], [`Driver::poll`], [`Driver::cancel`] and
+//! [`Driver::orphan`]; wakers of reaped ops are handed back to the loop to wake. Its tests drive
+//! a ring by hand, with no executor.
+//!
 //! # Invariants
 //! - I1: until its final CQE, an op's resources belong to its future (`Op`, `MultiOp`) or, once
 //!   that is dropped, to its slot (`Slot::Orphaned`); nothing the kernel may touch is freed
@@ -12,11 +18,9 @@
 //! - I4: no SQE is ever dropped: a full SQ is submitted and the push retried; a CQ overflow is
 //!   kept by the kernel (`FEAT_NODROP`) and flushed by entering with `GETEVENTS`.
 
-mod doorbell;
-pub(crate) mod multishot;
-pub(crate) mod nop;
-pub(crate) mod op;
-pub(crate) mod register;
+mod cqe;
+pub(crate) mod doorbell;
+pub(crate) mod fault;
 mod ring;
 mod slots;
 
@@ -27,12 +31,15 @@ use std::time::Duration;
 
 use io_uring::{opcode, register::Probe, squeue, types, EnterFlags, IoUring};
 
+use crate::metrics::Counters;
+pub use cqe::Cqe;
 pub(crate) use doorbell::Doorbell;
 pub use doorbell::Poke;
+pub use fault::FaultPlan;
+use fault::{Faults, Submission};
 pub use ring::Setup;
-use slots::{Orphan, Reaped, Slot, Slots};
-
-use op::Cqe;
+pub(crate) use slots::{Orphan, Slot};
+use slots::{Reaped, Slots};
 
 /// `user_data` of ASYNC_CANCEL SQEs, whose own CQEs carry nothing we need.
 const CANCEL_TAG: u64 = u64::MAX;
@@ -70,11 +77,21 @@ pub(crate) struct Driver {
     next_buf_group: u16,
     /// Wakers of ops whose CQEs were reaped, woken once the driver is no longer borrowed.
     woken: Vec<Waker>,
+    counters: Arc<Counters>,
+    /// The fault plan being carried out, if any (tests only).
+    faults: Option<Faults>,
+    /// CQEs the fault plan made up for ops it did not submit, delivered at the next reap.
+    injected: Vec<(u64, Cqe)>,
 }
 
 impl Driver {
     /// Sets up a ring of `entries` SQEs (see [`ring::build`]).
-    pub(crate) fn new(entries: u32, doorbell: Arc<Doorbell>) -> io::Result<Driver> {
+    pub(crate) fn new(
+        entries: u32,
+        doorbell: Arc<Doorbell>,
+        counters: Arc<Counters>,
+        faults: Option<FaultPlan>,
+    ) -> io::Result<Driver> {
         let ring = ring::build(entries)?;
         Ok(Driver {
             id: NEXT_DRIVER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -88,6 +105,9 @@ impl Driver {
             graveyard: Vec::new(),
             next_buf_group: 0,
             woken: Vec::new(),
+            counters,
+            faults: faults.map(Faults::new),
+            injected: Vec::new(),
         })
     }
 
@@ -138,47 +158,63 @@ impl Driver {
         self.slots.len()
     }
 
-    /// Takes a slot for a new op and queues its SQE. Returns the slot id.
-    pub(crate) fn push_op(&mut self, sqe: squeue::Entry, slot: Slot) -> usize {
+    /// Takes a slot for a new op and queues its SQE; returns the slot id (the SQE's
+    /// `user_data`). A fault plan may complete a single-shot op waited for by a future without
+    /// queueing it, or shorten its transfer (see `fault.rs`).
+    pub(crate) fn submit(&mut self, sqe: squeue::Entry, slot: Slot) -> usize {
+        let faultable = matches!(slot, Slot::Waiting(_));
         let id = self.slots.insert(slot);
+        self.counters.ops_in_flight.set(self.slots.len() as u64);
+        let sqe = match self.faults.as_mut() {
+            Some(faults) if faultable => match faults.submission(sqe) {
+                Submission::Queue(sqe) => sqe,
+                Submission::Fail(errno) => {
+                    self.counters.faults_injected.inc();
+                    self.injected.push((id as u64, Cqe::new(errno, 0)));
+                    return id;
+                }
+            },
+            _ => sqe,
+        };
         self.push_sqe(&sqe.user_data(id as u64));
         id
     }
 
-    /// Polls a single-shot op: its CQE if it has arrived (freeing the slot), else stores `waker`.
-    pub(crate) fn poll_single(&mut self, id: usize, waker: &Waker) -> Poll<Cqe> {
-        match self.slots.get_mut(id) {
-            Slot::Done(_) => {
-                let Slot::Done(cqe) = self.slots.remove(id) else {
-                    unreachable!()
-                };
-                Poll::Ready(cqe)
-            }
+    /// Polls op `id`: its next CQE if one has arrived, else `waker` is stored and woken when one
+    /// does. A single-shot op's slot is freed with its CQE; a multishot op's with its final CQE
+    /// (the one without `IORING_CQE_F_MORE`).
+    pub(crate) fn poll(&mut self, id: usize, waker: &Waker) -> Poll<Cqe> {
+        let ready = match self.slots.get_mut(id) {
             Slot::Waiting(slot_waker) => {
                 set_waker(slot_waker, waker);
-                Poll::Pending
+                return Poll::Pending;
             }
-            _ => unreachable!("slot {id} is not a single-shot op"),
-        }
+            Slot::Multi {
+                queue,
+                waker: slot_waker,
+            } => match queue.pop_front() {
+                None => {
+                    set_waker(slot_waker, waker);
+                    return Poll::Pending;
+                }
+                Some(cqe) if cqe.more() => return Poll::Ready(cqe),
+                Some(cqe) => cqe, // the final one: free the slot below
+            },
+            Slot::Done(cqe) => *cqe,
+            Slot::Orphaned(_) => unreachable!("slot {id} polled after its op was dropped"),
+        };
+        self.slots.remove(id);
+        self.counters.ops_in_flight.set(self.slots.len() as u64);
+        Poll::Ready(ready)
     }
 
-    /// Polls a multishot op: its next CQE, freeing the slot after the final one.
-    pub(crate) fn poll_multi(&mut self, id: usize, waker: &Waker) -> Poll<Cqe> {
-        let Slot::Multi {
-            queue,
-            waker: slot_waker,
-        } = self.slots.get_mut(id)
-        else {
-            unreachable!("slot {id} is not a multishot op");
-        };
-        let Some(cqe) = queue.pop_front() else {
-            set_waker(slot_waker, waker);
-            return Poll::Pending;
-        };
-        if !cqe.more() {
-            self.slots.remove(id);
+    /// Asks the kernel to cancel op `id`, whose future still waits for it: its final CQE will
+    /// say `ECANCELED`, or carry the op's result if it completed first.
+    pub(crate) fn cancel(&mut self, id: usize) {
+        if matches!(self.slots.get_mut(id), Slot::Done(_)) {
+            return; // finished already: nothing to cancel
         }
-        Poll::Ready(cqe)
+        self.push_cancel(id as u64);
     }
 
     /// Takes over the resources of an op whose future was dropped.
@@ -191,18 +227,18 @@ impl Driver {
         id: usize,
         mut orphan: Box<dyn Orphan>,
     ) -> Option<(Box<dyn Orphan>, Cqe)> {
-        let slot = self.slots.get_mut(id);
-        match slot {
+        self.counters.orphaned_ops.inc();
+        match self.slots.get_mut(id) {
             Slot::Done(_) => {
-                let Slot::Done(cqe) = self.slots.remove(id) else {
-                    unreachable!()
-                };
+                let cqe = self.slots.remove_done(id);
+                self.counters.ops_in_flight.set(self.slots.len() as u64);
                 return Some((orphan, cqe));
             }
             Slot::Multi { queue, .. } => {
                 while let Some(cqe) = queue.pop_front() {
                     if !cqe.more() {
                         self.slots.remove(id);
+                        self.counters.ops_in_flight.set(self.slots.len() as u64);
                         return Some((orphan, cqe));
                     }
                     orphan.item(cqe);
@@ -212,12 +248,13 @@ impl Driver {
             Slot::Orphaned(_) => unreachable!("slot {id} orphaned twice"),
         }
         *self.slots.get_mut(id) = Slot::Orphaned(orphan);
-        self.push_sqe(
-            &opcode::AsyncCancel::new(id as u64)
-                .build()
-                .user_data(CANCEL_TAG),
-        );
+        self.push_cancel(id as u64);
         None
+    }
+
+    /// Counts a multishot op submitted again after the kernel ended it.
+    pub(crate) fn note_rearm(&mut self) {
+        self.counters.multishot_rearms.inc();
     }
 
     /// Orphans whose final CQE has arrived; finish them outside the driver borrow.
@@ -237,8 +274,11 @@ impl Driver {
                 }
                 self.enter_nowait()
             }
+            Park::Until(_) if !self.injected.is_empty() => self.enter_nowait(),
             Park::Until(timeout) => {
                 self.arm_doorbell(); // armed already by prepare_park; a no-op then
+                self.count_submit();
+                self.counters.enters.inc();
                 match timeout {
                     None => self.ring.submit_and_wait(1),
                     Some(timeout) => {
@@ -259,6 +299,10 @@ impl Driver {
 
     /// Queues an SQE; a full SQ is submitted first (I4).
     fn push_sqe(&mut self, sqe: &squeue::Entry) {
+        if self.faults.as_mut().is_some_and(Faults::sq_full) {
+            self.counters.faults_injected.inc();
+            self.flush_full_sq();
+        }
         loop {
             // SAFETY: every SQE the driver pushes satisfies I1 (opcodes promise it through the
             // unsafe OpCode/MultishotCode traits; the doorbell read targets `doorbell_buf`, and
@@ -266,17 +310,38 @@ impl Driver {
             if unsafe { self.ring.submission().push(sqe) }.is_ok() {
                 return;
             }
-            // The SQ is full: hand it to the kernel and reap, which also frees CQ room if the
-            // kernel refused with EBUSY because of overflowed CQEs.
-            if let Err(err) = transient_ok(self.enter_nowait()) {
-                panic!("io_uring_enter failed while the SQ was full: {err}");
-            }
-            self.reap();
+            self.flush_full_sq();
         }
+    }
+
+    /// The SQ is full: hand it to the kernel and reap, which also frees CQ room if the kernel
+    /// refused with EBUSY because of overflowed CQEs.
+    fn flush_full_sq(&mut self) {
+        self.counters.sq_full_waits.inc();
+        if let Err(err) = transient_ok(self.enter_nowait()) {
+            panic!("io_uring_enter failed while the SQ was full: {err}");
+        }
+        self.reap_all();
+    }
+
+    fn push_cancel(&mut self, target: u64) {
+        self.counters.cancels.inc();
+        self.push_sqe(
+            &opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(CANCEL_TAG),
+        );
+    }
+
+    fn count_submit(&mut self) {
+        let queued = self.ring.submission().len() as u64;
+        self.counters.sqes_submitted.add(queued);
     }
 
     /// Submits what is queued and processes completions without waiting for any.
     fn enter_nowait(&mut self) -> io::Result<usize> {
+        self.count_submit();
+        self.counters.enters.inc();
         let to_submit = self.ring.submission().len() as u32;
         // SAFETY: no extended argument is passed; the flags are valid for io_uring_enter.
         unsafe {
@@ -315,29 +380,115 @@ impl Driver {
         self.doorbell_armed = true;
     }
 
-    /// Moves every CQE into its slot, flushing overflowed CQEs kept by the kernel (I4).
+    /// Reaps, unless the fault plan holds the CQ for this tick.
     fn reap(&mut self) {
+        if self.faults.as_mut().is_some_and(Faults::cq_hold) && self.injected.is_empty() {
+            self.counters.faults_injected.inc();
+            return;
+        }
+        self.reap_all();
+    }
+
+    /// Moves every CQE into its slot, flushing overflowed CQEs kept by the kernel (I4).
+    fn reap_all(&mut self) {
+        let injected = std::mem::take(&mut self.injected);
+        for (user_data, cqe) in injected {
+            self.complete(user_data, cqe);
+        }
         loop {
-            let mut cq = self.ring.completion();
-            for entry in &mut cq {
-                let cqe = Cqe::new(entry.result(), entry.flags());
-                match entry.user_data() {
-                    CANCEL_TAG | POKE_TAG => {}
-                    DOORBELL_TAG => self.doorbell_armed = false,
-                    id => match self.slots.reap(id as usize, cqe) {
-                        Reaped::Orphan(orphan, cqe) => self.graveyard.push((orphan, cqe)),
-                        Reaped::Wake(waker) => self.woken.push(waker),
-                        Reaped::Nothing => {}
-                    },
+            if self.faults.is_some() {
+                self.reap_faulty();
+            } else {
+                let mut cq = self.ring.completion();
+                for entry in &mut cq {
+                    let cqe = Cqe::new(entry.result(), entry.flags());
+                    self.counters.cqes_reaped.inc();
+                    // `complete` needs `&mut self`; the CQ borrows only the ring's memory map.
+                    let user_data = entry.user_data();
+                    Self::complete_into(
+                        &mut self.slots,
+                        &mut self.woken,
+                        &mut self.graveyard,
+                        &mut self.doorbell_armed,
+                        &self.counters,
+                        user_data,
+                        cqe,
+                    );
                 }
             }
-            drop(cq);
             if !self.ring.submission().cq_overflow() {
-                return;
+                break;
             }
             // The kernel holds CQEs that did not fit; entering with GETEVENTS flushes them.
+            self.counters.cq_overflows.inc();
             if let Err(err) = transient_ok(self.enter_nowait()) {
                 panic!("io_uring_enter failed while flushing CQ overflow: {err}");
+            }
+        }
+        self.counters.ops_in_flight.set(self.slots.len() as u64);
+    }
+
+    /// Reaps the CQ as a batch and, when the fault plan says so, delivers it shuffled (each
+    /// op's own CQEs keep their order).
+    fn reap_faulty(&mut self) {
+        let mut batch: Vec<(u64, Cqe)> = self
+            .ring
+            .completion()
+            .map(|e| (e.user_data(), Cqe::new(e.result(), e.flags())))
+            .collect();
+        self.counters.cqes_reaped.add(batch.len() as u64);
+        let faults = self.faults.as_mut().expect("reap_faulty runs with a plan");
+        if batch.len() > 1 && faults.reorder() {
+            self.counters.faults_injected.inc();
+            // A random rank per op, then a stable sort: ops are shuffled, each op's CQEs stay
+            // in the order the kernel posted them.
+            let mut ranks = std::collections::HashMap::new();
+            for (user_data, _) in &batch {
+                ranks
+                    .entry(*user_data)
+                    .or_insert_with(|| faults.below(u64::MAX));
+            }
+            batch.sort_by_key(|(user_data, _)| ranks[user_data]);
+        }
+        for (user_data, cqe) in batch {
+            self.complete(user_data, cqe);
+        }
+    }
+
+    fn complete(&mut self, user_data: u64, cqe: Cqe) {
+        Self::complete_into(
+            &mut self.slots,
+            &mut self.woken,
+            &mut self.graveyard,
+            &mut self.doorbell_armed,
+            &self.counters,
+            user_data,
+            cqe,
+        );
+    }
+
+    /// Records one CQE: in its slot, or in the driver's own state for the reserved tags.
+    fn complete_into(
+        slots: &mut Slots,
+        woken: &mut Vec<Waker>,
+        graveyard: &mut Vec<(Box<dyn Orphan>, Cqe)>,
+        doorbell_armed: &mut bool,
+        counters: &Counters,
+        user_data: u64,
+        cqe: Cqe,
+    ) {
+        match user_data {
+            CANCEL_TAG | POKE_TAG => {}
+            DOORBELL_TAG => *doorbell_armed = false,
+            id => {
+                if cqe.raw_result() == -libc::ENOBUFS {
+                    counters.buffers_exhausted.inc();
+                }
+                match slots.reap(id as usize, cqe) {
+                    Reaped::Orphan(orphan, cqe) => graveyard.push((orphan, cqe)),
+                    Reaped::Wake(waker) => woken.push(waker),
+                    Reaped::Nothing => {}
+                }
             }
         }
     }
@@ -346,19 +497,12 @@ impl Driver {
     /// release them, so the ring can be closed without it writing into freed memory. Orphans
     /// that never completed are leaked rather than freed (I1).
     pub(crate) fn shutdown(&mut self) -> Vec<(Box<dyn Orphan>, Cqe)> {
+        self.faults = None;
         for id in self.slots.ids() {
-            self.push_sqe(
-                &opcode::AsyncCancel::new(id as u64)
-                    .build()
-                    .user_data(CANCEL_TAG),
-            );
+            self.push_cancel(id as u64);
         }
         if self.doorbell_armed {
-            self.push_sqe(
-                &opcode::AsyncCancel::new(DOORBELL_TAG)
-                    .build()
-                    .user_data(CANCEL_TAG),
-            );
+            self.push_cancel(DOORBELL_TAG);
         }
         for _ in 0..100 {
             if self.slots.is_empty() && !self.doorbell_armed {
@@ -367,7 +511,7 @@ impl Driver {
             let ts = timespec(Duration::from_millis(10));
             let args = types::SubmitArgs::new().timespec(&ts);
             let _ = self.ring.submitter().submit_with_args(1, &args);
-            self.reap();
+            self.reap_all();
         }
         if self.doorbell_armed {
             // The kernel may still write these 8 bytes: leak them.
@@ -413,261 +557,169 @@ fn timespec(d: Duration) -> types::Timespec {
         .nsec(d.subsec_nanos())
 }
 
+/// The driver alone: SQEs pushed by hand, ticks turned by hand, slots inspected. No executor,
+/// no thread-local, no `block_on`.
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::future::Future;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::pin::pin;
-    use std::rc::Rc;
+mod tests {
+    use std::os::fd::AsRawFd;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Waker};
+    use std::task::{Poll, Waker};
 
-    use io_uring::{opcode, squeue, types};
+    use super::*;
+    use crate::testing::{pipe, serial, write_fd};
 
-    use super::multishot::{MultiOp, MultishotCode};
-    use super::op::{Cqe, Op, OpCode};
-    use crate::{block_on, in_flight, spawn};
-
-    /// A buffer whose drop is counted, so tests can prove orphaned resources are released.
-    struct Counted(Vec<u8>, Arc<AtomicUsize>);
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.1.fetch_add(1, Ordering::SeqCst);
-        }
+    fn driver(entries: u32, faults: Option<FaultPlan>) -> Driver {
+        let doorbell = Arc::new(Doorbell::new().unwrap());
+        Driver::new(entries, doorbell, Arc::default(), faults).unwrap()
     }
 
-    struct PipeRead {
-        fd: Rc<OwnedFd>,
-        buf: Counted,
-    }
-
-    // SAFETY: the SQE points into `buf.0`'s heap storage, owned by the op.
-    unsafe impl OpCode for PipeRead {
-        const CODE: u8 = opcode::Read::CODE;
-        type Output = (std::io::Result<usize>, Counted);
-        fn sqe(&mut self) -> squeue::Entry {
-            let buf = &mut self.buf.0;
-            opcode::Read::new(
-                types::Fd(self.fd.as_raw_fd()),
-                buf.as_mut_ptr(),
-                buf.capacity() as u32,
-            )
-            .build()
-        }
-        fn complete(mut self, cqe: Cqe) -> Self::Output {
-            let n = cqe.bytes();
-            if let Ok(n) = n {
-                // SAFETY: the kernel wrote `n` bytes into the buffer's capacity.
-                unsafe { self.buf.0.set_len(n) };
+    fn wait(driver: &mut Driver, id: usize) -> Cqe {
+        for _ in 0..1_000 {
+            if let Poll::Ready(cqe) = driver.poll(id, Waker::noop()) {
+                return cqe;
             }
-            (n, self.buf)
+            driver
+                .tick(Park::Until(Some(Duration::from_millis(10))))
+                .unwrap();
         }
+        panic!("op {id} did not complete in 1,000 ticks");
     }
 
-    struct MultiTimeout(types::Timespec, u32);
-
-    // SAFETY: the SQE points at the timespec inside the boxed op.
-    unsafe impl MultishotCode for MultiTimeout {
-        const CODE: u8 = opcode::Timeout::CODE;
-        type Item = i32;
-        fn sqe(&mut self) -> squeue::Entry {
-            opcode::Timeout::new(&self.0)
-                .count(self.1)
-                .flags(types::TimeoutFlags::MULTISHOT)
-                .build()
+    /// An orphan that counts its final CQEs.
+    struct CountFinish(Arc<AtomicUsize>);
+    impl Orphan for CountFinish {
+        fn item(&mut self, _cqe: Cqe) {}
+        fn finish(self: Box<Self>, _cqe: Cqe) {
+            self.0.fetch_add(1, Ordering::SeqCst);
         }
-        fn item(&mut self, cqe: Cqe) -> i32 {
-            cqe.raw_result()
-        }
-    }
-
-    /// A single-shot `IORING_OP_TIMEOUT`; the timespec lives in the boxed op.
-    struct Timeout(types::Timespec);
-
-    // SAFETY: the SQE points at the timespec inside the boxed op.
-    unsafe impl OpCode for Timeout {
-        const CODE: u8 = opcode::Timeout::CODE;
-        type Output = i32;
-        fn sqe(&mut self) -> squeue::Entry {
-            opcode::Timeout::new(&self.0).build()
-        }
-        fn complete(self, cqe: Cqe) -> i32 {
-            cqe.raw_result()
-        }
-    }
-
-    fn pipe() -> (Rc<OwnedFd>, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two fds pipe2 writes.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: pipe2 returned two fresh fds we now own.
-        unsafe {
-            (
-                Rc::new(OwnedFd::from_raw_fd(fds[0])),
-                OwnedFd::from_raw_fd(fds[1]),
-            )
-        }
-    }
-
-    /// Tests that count open fds must not overlap with others that open rings or pipes.
-    pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
-        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn open_fds() -> usize {
-        std::fs::read_dir("/proc/self/fd").unwrap().count()
-    }
-
-    fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-        std::pin::Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
     }
 
     #[test]
-    fn dropped_reads_release_everything() {
+    fn a_read_completes_into_its_slot_and_frees_it() {
         let _serial = serial();
-        block_on(async {
-            let fds_before = open_fds();
-            let dropped = Arc::new(AtomicUsize::new(0));
-            let (rx, tx) = pipe();
-            for _ in 0..1_000 {
-                let buf = Counted(Vec::with_capacity(64), dropped.clone());
-                let mut read = Op::new(PipeRead {
-                    fd: rx.clone(),
-                    buf,
-                });
-                assert!(poll_once(&mut read).is_pending()); // submitted on first poll
-            } // dropped in flight: orphaned, ASYNC_CANCEL queued
-            assert!(in_flight() > 0, "orphans wait for their CQEs");
-            while in_flight() > 0 {
-                crate::yield_now().await;
-            }
-            assert_eq!(dropped.load(Ordering::SeqCst), 1_000);
-            assert_eq!(Rc::strong_count(&rx), 1, "every orphan released its fd");
-            // The ring still works: a read that is written to completes with the bytes.
-            let buf = Counted(Vec::with_capacity(64), dropped.clone());
-            let read = Op::new(PipeRead {
-                fd: rx.clone(),
-                buf,
-            });
-            // SAFETY: writes 2 bytes from a static to the pipe's write end.
-            let written = unsafe { libc::write(tx.as_raw_fd(), b"ok".as_ptr().cast(), 2) };
-            assert_eq!(written, 2);
-            let (n, buf) = read.await;
-            assert_eq!((n.unwrap(), &buf.0[..]), (2, &b"ok"[..]));
-            drop((rx, tx, buf));
-            assert_eq!(open_fds(), fds_before);
-        });
+        let mut d = driver(8, None);
+        let (rx, tx) = pipe();
+        let mut buf = vec![0u8; 16];
+        let sqe = opcode::Read::new(types::Fd(rx.as_raw_fd()), buf.as_mut_ptr(), 16).build();
+        let id = d.submit(sqe, Slot::Waiting(None));
+        d.tick(Park::No).unwrap();
+        assert_eq!(d.poll(id, Waker::noop()), Poll::Pending);
+        write_fd(&tx, b"hello");
+        assert_eq!(wait(&mut d, id).bytes().unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        assert_eq!(d.in_flight(), 0);
+        let m = d.counters.snapshot(crate::CoreId(0));
+        assert!(
+            m.sqes_submitted >= 1 && m.cqes_reaped >= 1 && m.enters >= 1,
+            "{m:?}"
+        );
     }
 
     #[test]
-    fn dropped_long_timeouts_release_their_slots() {
+    fn orphans_are_cancelled_and_finished_once() {
         let _serial = serial();
-        block_on(async {
-            for _ in 0..1_000 {
-                let mut op = Op::new(Timeout(types::Timespec::new().sec(3600)));
-                assert!(poll_once(&mut op).is_pending());
+        let mut d = driver(8, None);
+        let (rx, _tx) = pipe();
+        let finished = Arc::new(AtomicUsize::new(0));
+        let mut bufs = vec![vec![0u8; 8]; 100];
+        for buf in &mut bufs {
+            let sqe = opcode::Read::new(types::Fd(rx.as_raw_fd()), buf.as_mut_ptr(), 8).build();
+            let id = d.submit(sqe, Slot::Waiting(None));
+            assert!(d
+                .orphan(id, Box::new(CountFinish(finished.clone())))
+                .is_none());
+        }
+        for _ in 0..1_000 {
+            if d.in_flight() == 0 {
+                break;
             }
-            while in_flight() > 0 {
-                crate::yield_now().await;
-            }
-            let short = Op::new(Timeout(types::Timespec::new().nsec(1_000)));
-            assert_eq!(short.await, -libc::ETIME, "the ring still works");
-        });
+            d.tick(Park::Until(Some(Duration::from_millis(10))))
+                .unwrap();
+        }
+        assert_eq!(d.in_flight(), 0);
+        for (orphan, cqe) in d.take_graveyard() {
+            assert_eq!(cqe.raw_result(), -libc::ECANCELED);
+            orphan.finish(cqe);
+        }
+        assert_eq!(finished.load(Ordering::SeqCst), 100);
+        let m = d.counters.snapshot(crate::CoreId(0));
+        assert_eq!((m.orphaned_ops, m.cancels), (100, 100));
     }
 
     #[test]
-    fn detached_ops_complete_and_release_their_resources() {
+    fn more_ops_than_the_sq_and_cq_hold_all_complete() {
         let _serial = serial();
-        let dropped = Arc::new(AtomicUsize::new(0));
-        block_on(async {
-            let (rx, tx) = pipe();
-            let buf = Counted(Vec::with_capacity(8), dropped.clone());
-            assert!(super::op::submit_detached(PipeRead {
-                fd: rx.clone(),
-                buf
-            })
-            .is_ok());
-            assert_eq!(in_flight(), 1);
-            // SAFETY: writes 1 byte from a static to the pipe's write end.
-            let written = unsafe { libc::write(tx.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-            assert_eq!(written, 1);
-            while in_flight() > 0 {
-                crate::yield_now().await;
-            }
-            assert_eq!(Rc::strong_count(&rx), 1);
-        });
-        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        let mut d = driver(4, None); // SQ 4, CQ 8
+        let ids: Vec<usize> = (0..1_000)
+            .map(|_| d.submit(opcode::Nop::new().build(), Slot::Waiting(None)))
+            .collect();
+        for id in ids {
+            assert_eq!(wait(&mut d, id).raw_result(), 0);
+        }
+        let m = d.counters.snapshot(crate::CoreId(0));
+        assert!(m.sq_full_waits > 0, "{m:?}");
     }
 
     #[test]
-    fn more_ops_than_sq_and_cq_entries_all_complete() {
+    fn the_fault_plan_fails_reorders_and_holds_without_losing_a_cqe() {
         let _serial = serial();
-        let core = crate::context::Core::new(crate::CoreId(0), 4).unwrap();
-        let done = core.block_on(async {
-            let tasks: Vec<_> = (0..10_000)
-                .map(|_| spawn(async { crate::nop().await }))
-                .collect();
-            let mut done = 0;
-            for task in tasks {
-                task.await.unwrap().unwrap();
-                done += 1;
+        let plan = FaultPlan::new(9)
+            .eintr(0.2)
+            .ecanceled(0.1)
+            .sq_full(0.2)
+            .cq_hold(0.3)
+            .reorder(1.0);
+        let mut d = driver(4, Some(plan));
+        let mut ids = Vec::new();
+        for _ in 0..500 {
+            // Waves of 4 (the SQ's size), a tick after each: held CQs pile up past 8 entries.
+            for _ in 0..4 {
+                ids.push(d.submit(opcode::Nop::new().build(), Slot::Waiting(None)));
             }
-            done
-        });
-        assert_eq!(done, 10_000);
+            d.tick(Park::No).unwrap();
+        }
+        let mut results = std::collections::BTreeMap::new();
+        for id in ids {
+            *results.entry(-wait(&mut d, id).raw_result()).or_insert(0) += 1;
+        }
+        assert_eq!(results.values().sum::<i32>(), 2_000, "{results:?}");
+        assert!(
+            results[&libc::EINTR] > 100 && results[&libc::ECANCELED] > 50,
+            "{results:?}"
+        );
+        assert!(results[&0] > 1_000, "{results:?}");
+        let m = d.counters.snapshot(crate::CoreId(0));
+        assert!(
+            m.cq_overflows > 0,
+            "holding the CQ of a small ring overflows it: {m:?}"
+        );
+        assert_eq!(d.in_flight(), 0);
     }
 
     #[test]
-    fn multishot_streams_until_final_cqe() {
+    fn a_multishot_slot_queues_cqes_until_the_final_one() {
         let _serial = serial();
-        block_on(async {
-            let ts = types::Timespec::new().nsec(100_000);
-            let mut ticks = MultiOp::new(MultiTimeout(ts, 3));
-            let mut results = Vec::new();
-            while let Some(res) = ticks.next().await {
-                results.push(res);
+        let mut d = driver(8, None);
+        let ts = types::Timespec::new().nsec(100_000);
+        let sqe = opcode::Timeout::new(&ts)
+            .count(3)
+            .flags(types::TimeoutFlags::MULTISHOT)
+            .build();
+        let id = d.submit(
+            sqe,
+            Slot::Multi {
+                queue: Default::default(),
+                waker: None,
+            },
+        );
+        let mut seen = 0;
+        loop {
+            let cqe = wait(&mut d, id);
+            seen += 1;
+            if !cqe.more() {
+                break;
             }
-            assert_eq!(results, vec![-libc::ETIME; 3]);
-            assert_eq!(in_flight(), 0);
-        });
-    }
-
-    #[test]
-    fn dropped_multishot_is_cancelled() {
-        let _serial = serial();
-        block_on(async {
-            let ts = types::Timespec::new().sec(3600);
-            let mut ticks = MultiOp::new(MultiTimeout(ts, 0));
-            assert!(futures_util::poll!(pin!(ticks.next())).is_pending());
-            assert_eq!(in_flight(), 1);
-            drop(ticks);
-            while in_flight() > 0 {
-                crate::yield_now().await;
-            }
-        });
-    }
-
-    #[test]
-    fn dropped_in_flight_ops_at_shutdown_do_not_leak_fds() {
-        let _serial = serial();
-        let fds_before = open_fds();
-        let dropped = Arc::new(AtomicUsize::new(0));
-        block_on(async {
-            let (rx, _tx) = pipe();
-            for _ in 0..10 {
-                let buf = Counted(Vec::with_capacity(8), dropped.clone());
-                let read = Op::new(PipeRead {
-                    fd: rx.clone(),
-                    buf,
-                });
-                spawn(read).detach(); // never completes: the core's shutdown must cancel it
-            }
-            crate::yield_now().await;
-            assert_eq!(in_flight(), 10);
-        });
-        assert_eq!(dropped.load(Ordering::SeqCst), 10);
-        assert_eq!(open_fds(), fds_before);
+        }
+        assert_eq!((seen, d.in_flight()), (3, 0));
     }
 }

@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn builds_with_best_setup_here() {
-        let _serial = crate::driver::tests::serial();
+        let _serial = crate::testing::serial();
         let ring = build(8).unwrap();
         // Linux 6.1+ (this project's CI runs 6.18) accepts the preferred setup.
         assert_eq!(ring.setup, Setup::DeferTaskrun);
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn hints_name_the_fix() {
-        let _serial = crate::driver::tests::serial();
+        let _serial = crate::testing::serial();
         let eperm = setup_hint(&io::Error::from_raw_os_error(libc::EPERM)).unwrap();
         assert!(eperm.contains("kernel.io_uring_disabled"), "{eperm}");
         assert!(eperm.contains("seccomp"), "{eperm}");

@@ -12,7 +12,7 @@ use std::task::Waker;
 
 use slab::Slab;
 
-use super::op::Cqe;
+use super::Cqe;
 
 /// An op whose future was dropped while the kernel still owned its resources.
 ///
@@ -79,6 +79,14 @@ impl Slots {
         self.slab
             .try_remove(id)
             .unwrap_or_else(|| unreachable!("I2: slot {id} freed twice"))
+    }
+
+    /// Frees a finished single-shot slot and returns its CQE.
+    pub(crate) fn remove_done(&mut self, id: usize) -> Cqe {
+        match self.remove(id) {
+            Slot::Done(cqe) => cqe,
+            _ => unreachable!("slot {id} is not a finished single-shot op"),
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {

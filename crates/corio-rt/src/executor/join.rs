@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::task::{self, TaskRef, ABORT_REQUESTED, COMPLETE, JOIN_INTEREST, RUNNING};
+use super::task::{self, AbortNow, TaskRef};
 use crate::context;
 
 /// Why a task produced no output.
@@ -91,17 +91,13 @@ impl<T> JoinHandle<T> {
     /// it aborts itself), and awaiting the handle gives `Err(JoinError::Cancelled)`. No effect
     /// on a task that has finished.
     pub fn abort(&self) {
-        let header = self.task.header();
-        let flags = header.flags.get();
-        if flags & COMPLETE != 0 {
+        // SAFETY: a JoinHandle is `!Send`, so this is the owner thread (T1).
+        if unsafe { self.task.header().request_abort() } == AbortNow::No {
             return;
         }
-        if flags & RUNNING != 0 {
-            header.flags.set(flags | ABORT_REQUESTED);
-            return;
-        }
-        self.task.cancel();
-        context::forget_task(&self.task);
+        // SAFETY: owner thread, and request_abort found the task not running.
+        unsafe { self.task.cancel() };
+        context::with_core(|core| core.executor.forget(&self.task));
     }
 
     /// Lets the task run on without anyone awaiting it.
@@ -109,7 +105,8 @@ impl<T> JoinHandle<T> {
 
     /// Whether the task has finished (with output, panic or cancellation).
     pub fn is_finished(&self) -> bool {
-        self.task.header().flags.get() & COMPLETE != 0
+        // SAFETY: a JoinHandle is `!Send`, so this is the owner thread (T1).
+        unsafe { self.task.header().is_complete() }
     }
 }
 
@@ -118,8 +115,9 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let task = &self.task;
-        if task.header().flags.get() & COMPLETE == 0 {
-            let slot = task.join_waker();
+        if !self.is_finished() {
+            // SAFETY: owner thread (the handle is `!Send`); the reference ends in this block.
+            let slot = unsafe { task.join_waker() };
             match slot {
                 Some(old) if old.will_wake(cx.waker()) => {}
                 _ => *slot = Some(cx.waker().clone()),
@@ -136,12 +134,13 @@ impl<T> Future for JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        let header = self.task.header();
-        header.flags.set(header.flags.get() & !JOIN_INTEREST);
-        if header.flags.get() & COMPLETE != 0 {
-            self.task.drop_output();
+        // SAFETY: a JoinHandle is `!Send`, so this is the owner thread (T1).
+        if unsafe { self.task.header().drop_join_interest() } {
+            // SAFETY: as above.
+            unsafe { self.task.drop_output() };
         }
-        self.task.join_waker().take();
+        // SAFETY: as above; the join waker reference ends with this statement.
+        unsafe { self.task.join_waker() }.take();
     }
 }
 

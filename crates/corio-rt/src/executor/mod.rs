@@ -4,6 +4,7 @@
 //! Tasks are `!Send` and never leave their core. A tick runs at most [`BUDGET`] task polls, so
 //! a task that keeps waking itself cannot starve the ring; then the core turns the ring.
 
+pub(crate) mod inbox;
 pub(crate) mod join;
 pub(crate) mod task;
 pub(crate) mod waker;
@@ -11,121 +12,46 @@ pub(crate) mod waker;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use slab::Slab;
 
-use crate::driver::Doorbell;
-use crate::CoreId;
+use inbox::Remote;
+pub(crate) use inbox::{Inbox, Job};
 use join::JoinHandle;
 use task::TaskRef;
 
 /// Task polls per tick before the ring is turned.
 pub(crate) const BUDGET: usize = 128;
 
-/// A closure sent to a core from another thread; it runs on that core's thread.
-pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
-
-enum Remote {
-    Task(TaskRef),
-    Job(Job),
-}
-
-/// The part of a core other threads may touch: its remote queue and doorbell.
-pub(crate) struct Shared {
-    pub(crate) core: CoreId,
-    remote: Mutex<Vec<Remote>>,
-    remote_pending: AtomicBool,
-    pub(crate) doorbell: Arc<Doorbell>,
-    /// Set when the core should stop after its current tick (runtime shutdown).
-    pub(crate) stopping: AtomicBool,
-    /// Set once the core has stopped taking jobs.
-    closed: AtomicBool,
-}
-
-impl Shared {
-    pub(crate) fn new(core: CoreId, doorbell: Arc<Doorbell>) -> Shared {
-        Shared {
-            core,
-            remote: Mutex::new(Vec::new()),
-            remote_pending: AtomicBool::new(false),
-            doorbell,
-            stopping: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    pub(crate) fn push_remote_task(&self, task: TaskRef) {
-        self.push_remote(Remote::Task(task));
-    }
-
-    /// Queues a job to run on this core. Gives it back if the core has shut down.
-    pub(crate) fn push_job(&self, job: Job) -> Result<(), Job> {
-        let mut queue = self.remote.lock().unwrap_or_else(|e| e.into_inner());
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(job);
-        }
-        queue.push(Remote::Job(job));
-        drop(queue);
-        self.remote_pending.store(true, Ordering::SeqCst);
-        self.doorbell.wake();
-        Ok(())
-    }
-
-    fn push_remote(&self, item: Remote) {
-        let mut queue = self.remote.lock().unwrap_or_else(|e| e.into_inner());
-        if self.closed.load(Ordering::SeqCst) {
-            // The core has shut down: nobody will drain the queue, and keeping the task would
-            // make a cycle (queue -> task -> owner -> queue). Its stage was emptied at shutdown,
-            // so dropping it here, outside the lock, frees only memory.
-            drop(queue);
-            drop(item);
-            return;
-        }
-        queue.push(item);
-        drop(queue);
-        self.remote_pending.store(true, Ordering::SeqCst);
-        self.doorbell.wake();
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn has_remote(&self) -> bool {
-        self.remote_pending.load(Ordering::SeqCst)
-    }
-
-    /// Asks the core to stop and wakes it if parked.
-    pub(crate) fn stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        self.doorbell.wake();
-    }
-}
-
 /// One core's executor.
 pub(crate) struct Executor {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) inbox: Arc<Inbox>,
     run_queue: RefCell<VecDeque<TaskRef>>,
     /// Every live task, so shutdown can drop each future on this thread.
     tasks: RefCell<Slab<TaskRef>>,
 }
 
 impl Executor {
-    pub(crate) fn new(shared: Arc<Shared>) -> Executor {
+    pub(crate) fn new(inbox: Arc<Inbox>) -> Executor {
         Executor {
-            shared,
+            inbox,
             run_queue: RefCell::new(VecDeque::with_capacity(256)),
             tasks: RefCell::new(Slab::with_capacity(256)),
         }
     }
 
     pub(crate) fn spawn<F: Future + 'static>(&self, future: F) -> JoinHandle<F::Output> {
-        let task = TaskRef::new(future, self.shared.clone());
-        let index = self.tasks.borrow_mut().insert(task.clone());
-        task.header().owned_index.set(index);
+        let task = TaskRef::new(future, self.inbox.clone());
+        let mut tasks = self.tasks.borrow_mut();
+        let index = tasks.insert(task.clone());
+        self.inbox.counters.tasks_spawned.inc();
+        self.inbox.counters.tasks_alive.set(tasks.len() as u64);
+        drop(tasks);
+        // SAFETY: spawn runs on the core's own thread, the task's owner (T1).
+        unsafe { task.header().set_owned_index(index) };
         self.run_queue.borrow_mut().push_back(task.clone());
         JoinHandle::new(task)
     }
@@ -136,9 +62,11 @@ impl Executor {
 
     /// Removes a finished or cancelled task from the live list.
     pub(crate) fn forget(&self, task: &TaskRef) {
-        let index = task.header().owned_index.replace(usize::MAX);
-        if index != usize::MAX {
-            self.tasks.borrow_mut().try_remove(index);
+        // SAFETY: the executor runs on its core's thread, the owner of its tasks (T1).
+        if let Some(index) = unsafe { task.header().take_owned_index() } {
+            let mut tasks = self.tasks.borrow_mut();
+            tasks.try_remove(index);
+            self.inbox.counters.tasks_alive.set(tasks.len() as u64);
         }
     }
 
@@ -150,25 +78,36 @@ impl Executor {
         self.tasks.borrow().len()
     }
 
-    /// Polls up to `budget` ready tasks.
+    /// Polls up to `budget` ready tasks, counting polls and those longer than
+    /// [`LONG_POLL`](crate::metrics::LONG_POLL) (one clock read per poll).
     pub(crate) fn run(&self, budget: usize) {
+        let counters = &self.inbox.counters;
+        let mut polled = 0;
+        let mut start = Instant::now();
         for _ in 0..budget {
             let Some(task) = self.run_queue.borrow_mut().pop_front() else {
-                return;
+                break;
             };
-            if task.poll() {
+            // SAFETY: the executor runs on its core's thread, the owner of every task it holds
+            // (T1), and never while another poll of this task is on the stack.
+            if unsafe { task.poll() } {
                 self.forget(&task);
             }
+            polled += 1;
+            let now = Instant::now();
+            if now.duration_since(start) > crate::metrics::LONG_POLL {
+                counters.long_polls.inc();
+            }
+            start = now;
         }
+        counters.tasks_polled.add(polled);
     }
 
     /// Moves remotely woken tasks to the run queue and runs the jobs sent to this core.
     pub(crate) fn drain_remote(&self) {
-        if !self.shared.remote_pending.swap(false, Ordering::SeqCst) {
+        let Some(items) = self.inbox.take() else {
             return;
-        }
-        let items =
-            std::mem::take(&mut *self.shared.remote.lock().unwrap_or_else(|e| e.into_inner()));
+        };
         for item in items {
             match item {
                 Remote::Task(task) => self.push_local(task),
@@ -179,11 +118,7 @@ impl Executor {
 
     /// Drops every task's future on this thread, and refuses further jobs.
     pub(crate) fn shutdown(&self) {
-        {
-            // Under the lock, so no remote push can slip in between the flag and the drain.
-            let _queue = self.shared.remote.lock().unwrap_or_else(|e| e.into_inner());
-            self.shared.closed.store(true, Ordering::SeqCst);
-        }
+        drop(self.inbox.close());
         // Dropping a future may spawn or wake tasks; a few rounds settle it.
         for _ in 0..16 {
             let tasks: Vec<TaskRef> = self.tasks.borrow_mut().drain().collect();
@@ -192,16 +127,17 @@ impl Executor {
             }
             // Unlist them all first: cancelling one may abort another (a drop guard).
             for task in &tasks {
-                task.header().owned_index.set(usize::MAX);
+                // SAFETY: shutdown runs on the owner thread (T1).
+                unsafe { task.header().take_owned_index() };
             }
             for task in &tasks {
-                task.cancel();
+                // SAFETY: shutdown runs on the owner thread (T1), outside any poll.
+                unsafe { task.cancel() };
             }
         }
+        self.inbox.counters.tasks_alive.set(0);
         self.run_queue.borrow_mut().clear();
-        let items =
-            std::mem::take(&mut *self.shared.remote.lock().unwrap_or_else(|e| e.into_inner()));
-        drop(items);
+        drop(self.inbox.close());
     }
 }
 

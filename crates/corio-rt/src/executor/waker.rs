@@ -1,10 +1,10 @@
 //! Where a woken task goes: onto the local run queue when woken on its own core (no atomics
-//! beyond the task's `scheduled` flag), or onto its core's remote queue from any other thread,
-//! with a doorbell poke only if that core is parked.
+//! beyond the task's `scheduled` flag), or onto its core's inbox from any other thread, with a
+//! doorbell poke only if that core is parked.
 
-use std::ptr::NonNull;
+use std::sync::Arc;
 
-use super::task::{Header, TaskRef};
+use super::task::TaskRef;
 use crate::context;
 
 /// Wakes the task `task` refers to, consuming the reference.
@@ -14,20 +14,26 @@ pub(crate) fn wake(task: TaskRef) {
     }
 }
 
-/// Wakes the task behind `ptr`, which the caller holds a reference to.
-pub(crate) fn wake_by_ref(ptr: NonNull<Header>) {
-    // SAFETY of the deref is in TaskRef: `clone_from_ptr` requires a held reference.
-    let task = TaskRef::clone_from_ptr(ptr);
-    if task.mark_scheduled() {
-        schedule(task);
-    }
+/// Queues a task that was just marked scheduled.
+fn schedule(task: TaskRef) {
+    let task = match push_if_local(task) {
+        Ok(()) => return,
+        Err(task) => task,
+    };
+    // Another thread: the reference travels in the owner's inbox.
+    let owner = task.header().owner.clone();
+    owner.push_task(task);
 }
 
-/// Queues a task that was just marked scheduled.
-pub(crate) fn schedule(task: TaskRef) {
-    if let Err(task) = context::push_if_local(task) {
-        // Another thread: the reference travels in the owner's remote queue.
-        let owner = task.header().owner.clone();
-        owner.push_remote_task(task);
-    }
+/// Queues `task` on this thread's run queue if this thread is its owner core; else gives it
+/// back.
+fn push_if_local(task: TaskRef) -> Result<(), TaskRef> {
+    let mut task = Some(task);
+    context::with_core(|core| {
+        let owned = Arc::ptr_eq(core.inbox(), &task.as_ref().expect("held").header().owner);
+        if owned {
+            core.executor.push_local(task.take().expect("held"));
+        }
+    });
+    task.map_or(Ok(()), Err)
 }

@@ -4,7 +4,8 @@
 //! CQE per event, each carrying `IORING_CQE_F_MORE` until the last. `MultiOp` is a
 //! [`Stream`](futures_util::Stream) of the opcode's items; its slot lives until the CQE without
 //! MORE (I2). Dropping it cancels the op and hands later CQEs to the opcode's `item`, so
-//! resources they carry (accepted fds, provided buffers) are released, never leaked.
+//! resources they carry (accepted fds, provided buffers) are released, never leaked. The
+//! lifecycle (submit, poll, orphan) is the one `Op` uses, in `submitted.rs`.
 
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -13,16 +14,15 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 use io_uring::squeue;
 
-use super::op::{orphan_or_leak, Cqe};
-use super::slots::{Orphan, Slot};
-use crate::context;
+use super::submitted::Submitted;
+use crate::driver::{Cqe, Orphan};
 
 /// An operation that posts a stream of CQEs for one SQE.
 ///
 /// # Safety
-/// As for [`OpCode`](super::op::OpCode): `self` stays boxed at one address from `sqe` until
+/// As for [`OpCode`](super::OpCode): `self` stays boxed at one address from `sqe` until
 /// the CQE without `IORING_CQE_F_MORE`; every pointer in the entry points into `self` or heap
-/// memory it owns.
+/// memory it owns. `sqe` is called again for each [`MultiOp::rearm`].
 pub unsafe trait MultishotCode: 'static {
     /// The opcode number, checked against the ring's probe.
     const CODE: u8;
@@ -43,8 +43,7 @@ pub unsafe trait MultishotCode: 'static {
 #[must_use = "a multishot op does nothing until it is polled"]
 pub struct MultiOp<T: MultishotCode> {
     op: Option<Box<T>>,
-    /// The slot and the driver it lives on, while in flight.
-    id: Option<(usize, u64)>,
+    submitted: Option<Submitted>,
     ended: bool,
     /// An op belongs to the ring it was submitted on: `!Send`.
     _core: PhantomData<*const ()>,
@@ -55,7 +54,7 @@ impl<T: MultishotCode> MultiOp<T> {
     pub fn new(op: T) -> MultiOp<T> {
         MultiOp {
             op: Some(Box::new(op)),
-            id: None,
+            submitted: None,
             ended: false,
             _core: PhantomData,
         }
@@ -64,10 +63,27 @@ impl<T: MultishotCode> MultiOp<T> {
     /// The opcode back, with whatever it owns, once the op has ended (after the item of its
     /// final CQE) or if it was never submitted; `None` while it is in flight.
     pub fn into_inner(mut self) -> Option<T> {
-        if self.id.is_some() {
+        if self.submitted.is_some() {
             return None; // in flight: Drop orphans it
         }
         self.op.take().map(|op| *op)
+    }
+
+    /// Whether the op has ended (the item of its final CQE was returned).
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Makes an ended op submit its SQE again at the next poll, keeping the opcode (and what it
+    /// owns): what a stream does when the kernel ends a multishot op it wants to go on with
+    /// (a receive whose buffer ring ran dry, an accept after an error). Counted in
+    /// [`Metrics::multishot_rearms`](crate::Metrics::multishot_rearms). No effect on an op that
+    /// has not ended.
+    pub fn rearm(&mut self) {
+        if self.ended && self.submitted.is_none() {
+            self.ended = false;
+            crate::context::try_with_driver(|d| d.note_rearm());
+        }
     }
 
     /// Waits for the next item; `None` once the op has ended.
@@ -85,47 +101,30 @@ impl<T: MultishotCode> Stream for MultiOp<T> {
             return Poll::Ready(None);
         }
         let op = this.op.as_mut().expect("op is held until the stream ends");
-        let Some(id) = this.id else {
-            if !context::with_driver(|d| d.supports(T::CODE)) {
+        let Some(submitted) = &this.submitted else {
+            if !Submitted::supported(T::CODE) {
                 this.ended = true;
                 return Poll::Ready(Some(op.item(Cqe::new(-libc::EOPNOTSUPP, 0))));
             }
-            let sqe = op.sqe();
-            let slot = Slot::Multi {
-                queue: Default::default(),
-                waker: Some(cx.waker().clone()),
-            };
-            this.id = Some(context::with_driver(|d| (d.push_op(sqe, slot), d.id())));
+            this.submitted = Some(Submitted::submit(op.sqe(), true, cx.waker()));
             return Poll::Pending;
         };
-        let (id, driver) = id;
-        let polled = context::with_driver(|d| {
-            assert_eq!(
-                d.id(),
-                driver,
-                "op polled outside the core it was submitted on"
-            );
-            d.poll_multi(id, cx.waker())
-        });
-        match polled {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(cqe) => {
-                if !cqe.more() {
-                    this.ended = true;
-                    this.id = None;
-                }
-                Poll::Ready(Some(op.item(cqe)))
-            }
+        let Poll::Ready(cqe) = submitted.poll(cx.waker()) else {
+            return Poll::Pending;
+        };
+        if !cqe.more() {
+            this.ended = true;
+            this.submitted.take().expect("in flight").finish();
         }
+        Poll::Ready(Some(op.item(cqe)))
     }
 }
 
 impl<T: MultishotCode> Drop for MultiOp<T> {
     fn drop(&mut self) {
-        let (Some((id, driver)), Some(op)) = (self.id.take(), self.op.take()) else {
-            return;
-        };
-        orphan_or_leak(id, driver, Box::new(OrphanedMulti(op)));
+        if let (Some(submitted), Some(op)) = (self.submitted.take(), self.op.take()) {
+            submitted.orphan(Box::new(OrphanedMulti(op)));
+        }
     }
 }
 

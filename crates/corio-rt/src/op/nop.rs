@@ -5,7 +5,7 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
-use super::op::{Cqe, Op, OpCode};
+use super::{Cqe, Op, OpCode};
 
 /// `IORING_OP_NOP`.
 pub struct Nop;

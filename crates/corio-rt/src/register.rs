@@ -1,4 +1,4 @@
-//! Resources registered with a core's ring: provided-buffer rings (IORING_REGISTER_PBUF_RING,
+//! Resources registered with the current core's ring: provided-buffer rings (IORING_REGISTER_PBUF_RING,
 //! Linux 5.19) and fixed buffers (IORING_REGISTER_BUFFERS). corio-io builds its `BufRing` and
 //! `FixedBufPool` on these; they are per core, like the ring.
 
