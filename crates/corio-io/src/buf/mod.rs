@@ -178,6 +178,30 @@ pub(crate) fn fill_from_cqe<B: IoBufMut>(
     res
 }
 
+/// Copies as much of `bytes` as fits into the spare capacity of `buf`, which grows by that
+/// count; returns it.
+pub(crate) fn fill_from_slice<B: IoBufMut>(buf: &mut B, bytes: &[u8]) -> usize {
+    let init = buf.bytes_init();
+    let n = bytes.len().min(buf.bytes_total() - init);
+    // SAFETY: `stable_mut_ptr() + init .. + n` is spare capacity of `buf` (n fits by the min
+    // above), and `bytes` is a different allocation (it is borrowed while `buf` is mutable).
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.stable_mut_ptr().add(init), n);
+        buf.set_init(init + n);
+    }
+    n
+}
+
+/// The initialised bytes of `buf` that a read just added: `n` bytes ending at its initialised
+/// length.
+pub(crate) fn last_filled<B: IoBuf>(buf: &B, n: usize) -> &[u8] {
+    let init = buf.bytes_init();
+    let n = n.min(init);
+    // SAFETY: the first `init` bytes of `buf` are initialised, and `init - n .. init` lies in
+    // them; the slice borrows `buf`.
+    unsafe { std::slice::from_raw_parts(buf.stable_ptr().add(init - n), n) }
+}
+
 /// Length of an io_uring transfer: an SQE carries at most `u32::MAX` bytes; a longer buffer is
 /// transferred in parts (a short read or write, which callers already handle).
 pub(crate) fn sqe_len(len: usize) -> u32 {

@@ -95,7 +95,8 @@ impl File {
     /// like EOF).
     ///
     /// # Cancellation
-    /// Dropping the future cancels the read; `buf` is freed once the kernel releases it.
+    /// Cancel-safe: a positional read consumes nothing, so a dropped one loses no data (read
+    /// the same range again); `buf` is freed once the kernel releases it.
     ///
     /// # Examples
     /// ```no_run
@@ -214,8 +215,8 @@ impl File {
     /// `preadv(2)`'s errors, e.g. `InvalidInput` for more than 1024 buffers (`IOV_MAX`).
     ///
     /// # Cancellation
-    /// Dropping the future cancels the read; the buffers are freed once the kernel releases
-    /// them.
+    /// Cancel-safe: positional reads consume nothing, so a dropped one loses no data; the
+    /// buffers are freed once the kernel releases them.
     ///
     /// # Examples
     /// ```no_run

@@ -3,36 +3,35 @@
 
 use std::io;
 use std::net::Shutdown;
+use std::rc::Rc;
 
 use corio_rt::{MultiOp, Op};
 use socket2::SockRef;
 
+use super::stash::{Read, ReadStash};
 use super::RecvStream;
 use crate::buf::{BufRing, IoBuf, IoBufMut};
 use crate::op::msg::SendVectored;
-use crate::op::net::{Recv, Send, SendZc, SharedFd};
+use crate::op::net::{Send, SendZc, SharedFd};
 use crate::op::rw::Readv;
 
-/// A connected stream socket's fd and the operations on it.
+/// A connected stream socket's fd, what its dropped reads kept, and the operations on it.
 #[derive(Debug, Clone)]
 pub(crate) struct Socket {
     pub(crate) fd: SharedFd,
+    pub(crate) stash: Rc<ReadStash>,
 }
 
 impl Socket {
-    pub(crate) async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        if buf.bytes_init() == buf.bytes_total() {
-            let err = io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "read buffer has no spare capacity",
-            );
-            return (Err(err), buf);
+    pub(crate) fn new(fd: SharedFd) -> Socket {
+        Socket {
+            fd,
+            stash: Rc::default(),
         }
-        Op::new(Recv {
-            fd: self.fd.clone(),
-            buf,
-        })
-        .await
+    }
+
+    pub(crate) fn read<B: IoBufMut>(&self, buf: B) -> Read<B> {
+        Read::new(self.fd.clone(), self.stash.clone(), buf)
     }
 
     pub(crate) async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {

@@ -236,7 +236,7 @@ impl TcpStream {
 
     pub(crate) fn from_fd(fd: SharedFd) -> TcpStream {
         TcpStream {
-            socket: Socket { fd },
+            socket: Socket::new(fd),
         }
     }
 
@@ -279,9 +279,12 @@ impl TcpStream {
     /// capacity (a zero-length read would look like EOF).
     ///
     /// # Cancellation
-    /// Dropping the future cancels the read; `buf` is freed once the kernel releases it.
-    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.socket.read(buf).await
+    /// Cancel-safe: a read dropped after its bytes arrived (it lost a `select`, a `timeout`
+    /// fired) loses none of them; the stream's next read returns them first, in order. Reads
+    /// on one stream run one at a time. [`Cancellable::cancel`](corio_rt::Cancellable::cancel)
+    /// and [`timeout_or_cancel`](corio_rt::time::timeout_or_cancel) give the buffer back.
+    pub fn read<B: IoBufMut>(&self, buf: B) -> super::Read<B> {
+        self.socket.read(buf)
     }
 
     /// Writes some of `buf`'s initialised bytes; returns how many, and `buf`.
@@ -302,7 +305,8 @@ impl TcpStream {
     /// `readv(2)`'s errors; `InvalidInput` for more than 1024 buffers.
     ///
     /// # Cancellation
-    /// Dropping the future cancels the read; the buffers are freed once the kernel lets go.
+    /// Not cancel-safe: bytes that arrived for a dropped `readv` are lost (the buffers are
+    /// freed once the kernel lets go). Use [`read`](Self::read) where a read may be dropped.
     pub async fn readv<B: IoBufMut>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
         self.socket.readv(bufs).await
     }

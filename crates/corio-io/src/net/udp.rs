@@ -74,7 +74,8 @@ impl UdpSocket {
     /// `recvmsg(2)`'s; `InvalidData` if the sender's address is not IP.
     ///
     /// # Cancellation
-    /// Dropping the future cancels the receive; `buf` is freed once the kernel releases it.
+    /// Not cancel-safe: a datagram that arrived for a dropped receive is lost (as a datagram
+    /// can be on the wire); `buf` is freed once the kernel releases it.
     pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> (io::Result<(usize, SocketAddr)>, B) {
         let (res, buf) = Op::new(RecvFrom::new(self.fd.clone(), buf)).await;
         let res = res.and_then(|(n, addr)| {
@@ -110,11 +111,7 @@ impl UdpSocket {
     /// # Cancellation
     /// As [`recv_from`](Self::recv_from).
     pub async fn recv<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
-        Op::new(Recv {
-            fd: self.fd.clone(),
-            buf,
-        })
-        .await
+        Op::new(Recv::new(self.fd.clone(), buf)).await
     }
 
     /// The bound address.

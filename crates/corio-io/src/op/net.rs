@@ -10,7 +10,10 @@ use corio_rt::{Cqe, MultishotCode, OpCode};
 use io_uring::{opcode, squeue, types};
 use socket2::SockAddr;
 
-use crate::buf::{fill_from_cqe, init_from, spare_of, BufRing, IoBuf, IoBufMut, RingBuf};
+use crate::buf::{
+    fill_from_cqe, init_from, last_filled, spare_of, BufRing, IoBuf, IoBufMut, RingBuf,
+};
+use crate::net::ReadStash;
 
 /// An fd shared by a socket and its ops in flight: it closes when the last of them lets go,
 /// so an orphaned op never sees its fd number reused.
@@ -82,6 +85,40 @@ unsafe impl OpCode for Connect {
 pub(crate) struct Recv<B> {
     pub(crate) fd: SharedFd,
     pub(crate) buf: B,
+    /// The stream's stash, for a read that must not lose bytes if dropped (net/stash.rs);
+    /// `None` for datagram sockets.
+    stash: Option<Rc<ReadStash>>,
+    /// Whether this op is counted in the stash's reads in flight.
+    counted: bool,
+}
+
+impl<B> Recv<B> {
+    /// A receive whose bytes are lost if its future is dropped (datagrams).
+    pub(crate) fn new(fd: SharedFd, buf: B) -> Recv<B> {
+        Recv {
+            fd,
+            buf,
+            stash: None,
+            counted: false,
+        }
+    }
+
+    /// A stream read whose bytes go to `stash` if its future is dropped.
+    pub(crate) fn kept(fd: SharedFd, buf: B, stash: Rc<ReadStash>) -> Recv<B> {
+        Recv {
+            fd,
+            buf,
+            stash: Some(stash),
+            counted: false,
+        }
+    }
+
+    fn end(&mut self, abandoned: &[u8]) {
+        if let (Some(stash), true) = (&self.stash, self.counted) {
+            self.counted = false;
+            stash.end(abandoned);
+        }
+    }
 }
 
 // SAFETY: the SQE points into `buf`'s spare capacity, stable heap storage the op owns.
@@ -90,13 +127,26 @@ unsafe impl<B: IoBufMut> OpCode for Recv<B> {
     type Output = (io::Result<usize>, B);
 
     fn sqe(&mut self) -> squeue::Entry {
+        if let (Some(stash), false) = (&self.stash, self.counted) {
+            self.counted = true;
+            stash.begin();
+        }
         let (ptr, len) = spare_of(&mut self.buf);
         opcode::Recv::new(types::Fd(self.fd.as_raw_fd()), ptr, len).build()
     }
 
     fn complete(mut self, cqe: Cqe) -> Self::Output {
+        self.end(&[]);
         let res = fill_from_cqe(&mut self.buf, &cqe);
         (res, self.buf)
+    }
+
+    fn abandoned(mut self, cqe: Cqe) {
+        // Nobody will see this read's result: its bytes go to the stream's next read.
+        let n = fill_from_cqe(&mut self.buf, &cqe).unwrap_or(0);
+        if let (Some(stash), true) = (self.stash.take(), self.counted) {
+            stash.end(last_filled(&self.buf, n));
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Time on a core: `sleep`, `sleep_until`, `timeout` and `interval`.
+//! Time on a core: `sleep`, `sleep_until`, `timeout`, `timeout_or_cancel` and `interval`.
 //!
 //! Timers live in the core's deadline store (`time/wheel.rs`); the loop bounds its wait in
 //! `io_uring_enter` by the earliest deadline (the `EXT_ARG` timeout), so no timer thread exists. A timer fires at or
@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::context;
+use crate::op::Cancellable;
 use wheel::TimerKey;
 
 /// Waits until `duration` has passed (`Duration::MAX` waits, in effect, forever).
@@ -185,6 +186,85 @@ impl<F: Future> Future for Timeout<F> {
         Pin::new(&mut this.sleep)
             .poll(cx)
             .map(|()| Err(Elapsed(())))
+    }
+}
+
+/// Runs the op `op` for at most `duration`; when time runs out, cancels it and gives back what
+/// it holds instead of dropping it: `Err(TimedOut)` carries the op's output after the cancel,
+/// the buffer it was lent and, if the op completed as the deadline passed, its real result (a
+/// read's bytes are then in the buffer, not lost).
+///
+/// Use it where [`timeout`] would drop a buffer you want back. `op` is any [`Cancellable`]:
+/// an [`Op`](crate::Op), or corio-io's socket and file reads.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// corio_rt::block_on(async {
+///     let slow = corio_rt::time::sleep(Duration::from_millis(1));
+///     slow.await;
+///     match corio_rt::time::timeout_or_cancel(Duration::from_secs(1), corio_rt::nop()).await {
+///         Ok(result) => result.unwrap(),
+///         Err(timed_out) => drop(timed_out.into_inner()),
+///     }
+/// });
+/// ```
+pub fn timeout_or_cancel<F: Cancellable>(duration: Duration, op: F) -> TimeoutOrCancel<F> {
+    TimeoutOrCancel {
+        op,
+        sleep: sleep(duration),
+        cancelling: false,
+    }
+}
+
+/// The future of [`timeout_or_cancel`].
+#[must_use = "a timeout does nothing until awaited"]
+pub struct TimeoutOrCancel<F> {
+    op: F,
+    sleep: Sleep,
+    cancelling: bool,
+}
+
+/// The deadline of [`timeout_or_cancel`] passed: the op was cancelled, and this is its output.
+#[derive(Debug)]
+pub struct TimedOut<T>(T);
+
+impl<T> TimedOut<T> {
+    /// The op's output after the cancel (its buffer, and its result: `ECANCELED`, or what it
+    /// did if it completed first).
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> fmt::Display for TimedOut<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for TimedOut<T> {}
+
+impl<F: Cancellable> Future for TimeoutOrCancel<F> {
+    type Output = Result<F::Output, TimedOut<F::Output>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(output) = Pin::new(&mut this.op).poll(cx) {
+            return Poll::Ready(if this.cancelling {
+                Err(TimedOut(output))
+            } else {
+                Ok(output)
+            });
+        }
+        if this.cancelling || Pin::new(&mut this.sleep).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.cancelling = true;
+        this.op.start_cancel();
+        Pin::new(&mut this.op)
+            .poll(cx)
+            .map(|output| Err(TimedOut(output)))
     }
 }
 
