@@ -337,6 +337,18 @@ impl Proxy {
     /// proxy may then open at most N file descriptors).
     #[track_caller]
     pub fn start_limited(upstreams: &[u16], extra: &[&str], nofile: Option<u32>) -> Proxy {
+        Proxy::start_env(upstreams, extra, nofile, &[])
+    }
+
+    /// As [`Proxy::start_limited`], with environment variables set for the proxy (such as
+    /// `CORIO_FAULTS`, corio's fault plan).
+    #[track_caller]
+    pub fn start_env(
+        upstreams: &[u16],
+        extra: &[&str],
+        nofile: Option<u32>,
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let path = db_proxy_path();
         let mut cmd = match nofile {
             Some(n) => {
@@ -351,6 +363,7 @@ impl Proxy {
             cmd.arg("--upstream").arg(format!("127.0.0.1:{port}"));
         }
         cmd.args(extra);
+        cmd.envs(env.iter().copied());
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -873,5 +886,57 @@ mod tests {
             encode(&["SET", "k", ""]),
             b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other example servers
+
+/// An example server (`echo`, say) started with its `listening on ADDR` line read, killed and
+/// reaped on drop.
+pub struct ExampleServer {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl ExampleServer {
+    /// Starts example `name` with `args` and `env`, and waits (20 s) for `listening on ADDR`.
+    #[track_caller]
+    pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> ExampleServer {
+        let mut cmd = Command::new(example_path(name));
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = spawn(&mut cmd, name, "check that `cargo build --example` works");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut server = ExampleServer {
+            child,
+            addr: SocketAddr::from((LOOPBACK, 0)),
+        };
+        let (line_tx, line_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = line_tx.send(reader.read_line(&mut line).map(|_| line));
+            let _ = io::copy(&mut reader, &mut io::sink());
+        });
+        let line = match line_rx.recv_timeout(PROXY_START_TIMEOUT) {
+            Ok(Ok(line)) => line,
+            other => panic!("{name} printed no `listening on` line: {other:?}"),
+        };
+        server.addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{name}'s first line is {line:?}"));
+        server
+    }
+}
+
+impl Drop for ExampleServer {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child);
     }
 }
