@@ -197,6 +197,25 @@ fn db_proxy_under_transparent_faults_answers_every_request_exactly() {
     let proxy = Proxy::start_env(&[], &[], None, &[("CORIO_FAULTS", TRANSPARENT)]);
     let (ok, failed) = set_get_round(&proxy, false);
     assert_eq!((ok, failed), (2_000, 0));
+    // INFO's runtime section shows the ring's counters, the injected faults among them.
+    let Reply::Bulk(Some(info)) = proxy.conn().cmd(&["INFO", "runtime"]) else {
+        panic!("INFO runtime is not a bulk string")
+    };
+    let info = String::from_utf8(info).unwrap();
+    let field = |name: &str| -> u64 {
+        let line = info
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{info}"));
+        line[name.len() + 1..].parse().unwrap()
+    };
+    assert!(field("corio_sqes_submitted") > 4_000, "{info}");
+    assert!(field("corio_faults_injected") > 100, "{info}");
+    assert!(info.contains("core1_runtime:ticks="), "{info}");
+    assert!(
+        !info.contains("# Clients"),
+        "INFO runtime shows only that section"
+    );
 }
 
 /// Sends `requests` pipelined on a fresh connection and returns the replies that came back

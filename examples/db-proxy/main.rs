@@ -135,6 +135,23 @@ impl Proxy {
                 slots.end - 1
             );
         }
+        info += "# Runtime\r\n";
+        let mut total = corio::rt::Metrics::default();
+        for c in cores {
+            total.merge(&c.runtime);
+        }
+        for (name, value) in total.fields() {
+            info += &format!("corio_{name}:{value}\r\n");
+        }
+        for c in cores {
+            let fields: Vec<String> = c
+                .runtime
+                .fields()
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            info += &format!("core{}_runtime:{}\r\n", c.core, fields.join(","));
+        }
         info += "# Latency\r\n";
         for i in 0..self.upstreams.len() {
             let mut merged: Option<hdrhistogram::Histogram<u64>> = None;

@@ -32,6 +32,8 @@ pub(crate) struct Snapshot {
     pub(crate) errors: u64,
     /// Upstream reply latency in microseconds, by shard.
     pub(crate) latency: Vec<Histogram<u64>>,
+    /// The core's runtime counters (ring, executor, loop).
+    pub(crate) runtime: corio::rt::Metrics,
 }
 
 /// Records one upstream reply of `shard` that took `elapsed`.
@@ -85,5 +87,6 @@ pub(crate) fn snapshot(core: CoreId) -> Snapshot {
         requests: c.requests.get(),
         errors: c.errors.get(),
         latency: LATENCY.with(|l| l.borrow().clone()),
+        runtime: corio::rt::metrics(),
     })
 }

@@ -843,52 +843,6 @@ pub fn shard_of(key: &str, nshards: usize) -> usize {
     usize::from(key_slot(key.as_bytes())) * nshards / usize::from(SLOTS)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc16_and_slots_match_redis_cluster() {
-        assert_eq!(crc16(b"123456789"), 0x31C3);
-        assert_eq!(key_slot(b"foo"), 12182);
-        assert_eq!(key_slot(b"bar"), 5061);
-        // Hash tags: only the first non-empty {...} counts.
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-        assert_eq!(key_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") & 16383);
-        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
-        assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
-        assert_eq!(key_slot(b"{foo"), crc16(b"{foo") & 16383);
-        assert_eq!((shard_of("foo", 2), shard_of("bar", 2)), (1, 0));
-    }
-
-    #[test]
-    fn replies_parse_whole_and_wait_for_the_rest() {
-        let wire = b"*3\r\n+OK\r\n$5\r\nhello\r\n*2\r\n:-7\r\n$-1\r\n-ERR x\r\n";
-        let first = Reply::Array(Some(vec![
-            Reply::ok(),
-            Reply::bulk("hello"),
-            Reply::Array(Some(vec![Reply::Integer(-7), Reply::Bulk(None)])),
-        ]));
-        let first_len = wire.len() - b"-ERR x\r\n".len();
-        for cut in 0..first_len {
-            assert_eq!(parse_reply(&wire[..cut]), Ok(None), "cut at {cut}");
-        }
-        assert_eq!(parse_reply(wire), Ok(Some((first, first_len))));
-        let rest = &wire[first_len..];
-        assert_eq!(
-            parse_reply(rest),
-            Ok(Some((Reply::Error("ERR x".into()), rest.len())))
-        );
-        assert_eq!(parse_reply(b"$0\r\n\r\n"), Ok(Some((Reply::bulk(""), 6))));
-        assert_eq!(parse_reply(b"*-1\r\n"), Ok(Some((Reply::Array(None), 5))));
-        assert!(parse_reply(b"?x\r\n").is_err());
-        assert_eq!(
-            encode(&["SET", "k", ""]),
-            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Other example servers
 
@@ -938,5 +892,51 @@ impl ExampleServer {
 impl Drop for ExampleServer {
     fn drop(&mut self) {
         kill_and_reap(&mut self.child);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc16_and_slots_match_redis_cluster() {
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        // Hash tags: only the first non-empty {...} counts.
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") & 16383);
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+        assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"{foo"), crc16(b"{foo") & 16383);
+        assert_eq!((shard_of("foo", 2), shard_of("bar", 2)), (1, 0));
+    }
+
+    #[test]
+    fn replies_parse_whole_and_wait_for_the_rest() {
+        let wire = b"*3\r\n+OK\r\n$5\r\nhello\r\n*2\r\n:-7\r\n$-1\r\n-ERR x\r\n";
+        let first = Reply::Array(Some(vec![
+            Reply::ok(),
+            Reply::bulk("hello"),
+            Reply::Array(Some(vec![Reply::Integer(-7), Reply::Bulk(None)])),
+        ]));
+        let first_len = wire.len() - b"-ERR x\r\n".len();
+        for cut in 0..first_len {
+            assert_eq!(parse_reply(&wire[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(parse_reply(wire), Ok(Some((first, first_len))));
+        let rest = &wire[first_len..];
+        assert_eq!(
+            parse_reply(rest),
+            Ok(Some((Reply::Error("ERR x".into()), rest.len())))
+        );
+        assert_eq!(parse_reply(b"$0\r\n\r\n"), Ok(Some((Reply::bulk(""), 6))));
+        assert_eq!(parse_reply(b"*-1\r\n"), Ok(Some((Reply::Array(None), 5))));
+        assert!(parse_reply(b"?x\r\n").is_err());
+        assert_eq!(
+            encode(&["SET", "k", ""]),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
+        );
     }
 }

@@ -150,6 +150,12 @@ impl<T> fmt::Display for SendError<T> {
 impl<T> std::error::Error for SendError<T> {}
 
 /// The sending side; clone it to send from several tasks or cores.
+///
+/// `Send + Sync` for `T: Send`, so it may go to any core or thread:
+/// ```
+/// fn send_sync<T: Send + Sync>() {}
+/// send_sync::<corio_mesh::channel::Sender<String>>();
+/// ```
 pub struct Sender<T> {
     shared: Arc<Shared<T>>,
 }

@@ -174,10 +174,11 @@ pub struct Metrics {
     pub pokes_received: u64,
 }
 
-impl fmt::Display for Metrics {
-    /// One `name:value` line per field, as Redis's INFO prints them.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fields: [(&str, u64); 20] = [
+impl Metrics {
+    /// Every counter with its name, in a fixed order (the names Display and db-proxy's INFO
+    /// print).
+    pub fn fields(&self) -> [(&'static str, u64); 20] {
+        [
             ("ticks", self.ticks),
             ("enters", self.enters),
             ("sqes_submitted", self.sqes_submitted),
@@ -198,8 +199,14 @@ impl fmt::Display for Metrics {
             ("parked_ns", self.parked_ns),
             ("jobs_received", self.jobs_received),
             ("pokes_received", self.pokes_received),
-        ];
-        for (name, value) in fields {
+        ]
+    }
+}
+
+impl fmt::Display for Metrics {
+    /// One `name:value` line per field, as Redis's INFO prints them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, value) in self.fields() {
             writeln!(f, "{name}:{value}")?;
         }
         Ok(())

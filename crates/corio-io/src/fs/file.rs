@@ -44,6 +44,12 @@ const FD_HELD: &str = "a File holds its fd until close or drop";
 /// file.close().await?;
 /// # std::io::Result::Ok(()) }).unwrap();
 /// ```
+///
+/// A `File` is `!Send`: it belongs to the core that opened it.
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<corio_io::fs::File>();
+/// ```
 #[derive(Debug)]
 pub struct File {
     /// `None` only once `close` or `drop` has taken it.

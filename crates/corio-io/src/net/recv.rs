@@ -42,10 +42,10 @@ impl Incoming {
             match op.next().await {
                 Some(Ok(fd)) => return Ok(TcpStream::from_fd(Rc::new(fd))),
                 Some(Err(err)) => {
-                    self.op = None;
+                    op.rearm(); // at the next call
                     return Err(err);
                 }
-                None => self.op = None, // the kernel ended the multishot: re-arm
+                None => op.rearm(), // the kernel ended the multishot: go on
             }
         }
     }
@@ -98,7 +98,7 @@ impl RecvStream {
                     // kernel's own head: buffers sitting unread in other streams' queues are
                     // not in the ring), else wait until one does.
                     let returned = self.ring.returned();
-                    self.op = None;
+                    op.rearm();
                     if !self.ring.kernel_has_buffers() {
                         self.buffer_returned(returned).await;
                     }
@@ -108,7 +108,7 @@ impl RecvStream {
                     self.op = None;
                     return Some(Err(err));
                 }
-                None => self.op = None, // the kernel ended the multishot: re-arm
+                None => op.rearm(), // the kernel ended the multishot: go on
             }
         }
     }

@@ -173,6 +173,11 @@ impl AsRawFd for TcpListener {
 /// A TCP connection. Reads and writes take owned buffers and give them back.
 ///
 /// The stream is `!Send`: it belongs to the core that made it, like its ops.
+///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<corio_io::net::TcpStream>(); // !Send: it may not leave its core
+/// ```
 #[derive(Debug)]
 pub struct TcpStream {
     socket: Socket,

@@ -73,6 +73,11 @@ impl std::error::Error for JoinError {}
 ///     assert_eq!(task.await.unwrap(), 42);
 /// });
 /// ```
+///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<corio_rt::JoinHandle<u32>>(); // !Send, even for a Send output
+/// ```
 #[must_use = "dropping a JoinHandle detaches the task; call .detach() to say so"]
 pub struct JoinHandle<T> {
     task: TaskRef,

@@ -102,6 +102,12 @@ const MAX_RETRIES: u8 = 16;
 /// for it; the opcode and everything it owns stay in the driver until the kernel posts the final
 /// CQE, then [`OpCode::abandoned`] runs. [`Cancellable::cancel`] cancels it and returns its
 /// output instead.
+///
+/// An `Op` is `!Send`: it belongs to the ring it was submitted on.
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<corio_rt::Op<corio_rt::Nop>>();
+/// ```
 #[must_use = "an op does nothing until it is awaited"]
 pub struct Op<T: OpCode> {
     op: Option<Box<T>>,
