@@ -162,7 +162,9 @@ pub struct Metrics {
     pub tasks_alive: u64,
     /// Task polls.
     pub tasks_polled: u64,
-    /// Task polls that took longer than [`LONG_POLL`] (50 µs).
+    /// Task polls that took longer than [`LONG_POLL`] (50 µs): exact for long polls in
+    /// separate ticks; several in one tick's batch may count once (the batch is timed as a
+    /// whole until one is long, then each poll is timed).
     pub long_polls: u64,
     /// Nanoseconds the core spent working (ticks that did not block).
     pub busy_ns: u64,
