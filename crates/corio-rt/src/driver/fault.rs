@@ -102,7 +102,7 @@ impl FaultPlan {
     }
 
     /// Rate of reaps skipped for a tick, leaving CQEs to pile up in the CQ (and overflow it when
-    /// enough ops are in flight).
+    /// enough ops are in flight); at most 3 in a row, so completions always get through.
     pub fn cq_hold(mut self, rate: f64) -> FaultPlan {
         self.cq_hold = rate;
         self
@@ -202,7 +202,12 @@ impl fmt::Display for FaultPlan {
 pub(crate) struct Faults {
     plan: FaultPlan,
     state: u64,
+    /// Reaps skipped in a row (at most `MAX_HELD`, so completions always get through).
+    held: u8,
 }
+
+/// Reaps the CQ-hold fault may skip in a row.
+const MAX_HELD: u8 = 3;
 
 /// What to do with a single-shot op's SQE.
 pub(crate) enum Submission {
@@ -216,7 +221,11 @@ impl Faults {
     pub(crate) fn new(plan: FaultPlan) -> Faults {
         // A zero state would stay zero; mix the seed so nearby seeds differ at once.
         let state = plan.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        Faults { plan, state }
+        Faults {
+            plan,
+            state,
+            held: 0,
+        }
     }
 
     fn next(&mut self) -> u64 {
@@ -277,12 +286,25 @@ impl Faults {
         self.roll(self.plan.sq_full)
     }
 
+    /// Whether to skip this reap: at the plan's rate, and never more than `MAX_HELD` in a row.
     pub(crate) fn cq_hold(&mut self) -> bool {
-        self.roll(self.plan.cq_hold)
+        let hold = self.held < MAX_HELD && self.roll(self.plan.cq_hold);
+        self.held = if hold { self.held + 1 } else { 0 };
+        hold
     }
 
-    pub(crate) fn reorder(&mut self) -> bool {
-        self.roll(self.plan.reorder)
+    /// Shuffles a reaped batch when the plan says so (true then): a random rank per op, then a
+    /// stable sort, so ops change order and each op's own CQEs keep the kernel's order.
+    pub(crate) fn reorder(&mut self, batch: &mut [(u64, crate::driver::Cqe)]) -> bool {
+        if batch.len() < 2 || !self.roll(self.plan.reorder) {
+            return false;
+        }
+        let mut ranks = std::collections::HashMap::new();
+        for (user_data, _) in batch.iter() {
+            ranks.entry(*user_data).or_insert_with(|| self.next());
+        }
+        batch.sort_by_key(|(user_data, _)| ranks[user_data]);
+        true
     }
 }
 

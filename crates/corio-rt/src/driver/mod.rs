@@ -82,6 +82,8 @@ pub(crate) struct Driver {
     faults: Option<Faults>,
     /// CQEs the fault plan made up for ops it did not submit, delivered at the next reap.
     injected: Vec<(u64, Cqe)>,
+    /// The CQEs of one reap, as `(user_data, cqe)`; kept to reuse its allocation.
+    batch: Vec<(u64, Cqe)>,
 }
 
 impl Driver {
@@ -108,6 +110,7 @@ impl Driver {
             counters,
             faults: faults.map(Faults::new),
             injected: Vec::new(),
+            batch: Vec::new(),
         })
     }
 
@@ -164,7 +167,6 @@ impl Driver {
     pub(crate) fn submit(&mut self, sqe: squeue::Entry, slot: Slot) -> usize {
         let faultable = matches!(slot, Slot::Waiting(_));
         let id = self.slots.insert(slot);
-        self.counters.ops_in_flight.set(self.slots.len() as u64);
         let sqe = match self.faults.as_mut() {
             Some(faults) if faultable => match faults.submission(sqe) {
                 Submission::Queue(sqe) => sqe,
@@ -204,7 +206,6 @@ impl Driver {
             Slot::Orphaned(_) => unreachable!("slot {id} polled after its op was dropped"),
         };
         self.slots.remove(id);
-        self.counters.ops_in_flight.set(self.slots.len() as u64);
         Poll::Ready(ready)
     }
 
@@ -230,15 +231,12 @@ impl Driver {
         self.counters.orphaned_ops.inc();
         match self.slots.get_mut(id) {
             Slot::Done(_) => {
-                let cqe = self.slots.remove_done(id);
-                self.counters.ops_in_flight.set(self.slots.len() as u64);
-                return Some((orphan, cqe));
+                return Some((orphan, self.slots.remove_done(id)));
             }
             Slot::Multi { queue, .. } => {
                 while let Some(cqe) = queue.pop_front() {
                     if !cqe.more() {
                         self.slots.remove(id);
-                        self.counters.ops_in_flight.set(self.slots.len() as u64);
                         return Some((orphan, cqe));
                     }
                     orphan.item(cqe);
@@ -277,8 +275,8 @@ impl Driver {
             Park::Until(_) if !self.injected.is_empty() => self.enter_nowait(),
             Park::Until(timeout) => {
                 self.arm_doorbell(); // armed already by prepare_park; a no-op then
-                self.count_submit();
-                self.counters.enters.inc();
+                let to_submit = self.ring.submission().len();
+                self.count_enter(to_submit);
                 match timeout {
                     None => self.ring.submit_and_wait(1),
                     Some(timeout) => {
@@ -333,16 +331,16 @@ impl Driver {
         );
     }
 
-    fn count_submit(&mut self) {
-        let queued = self.ring.submission().len() as u64;
-        self.counters.sqes_submitted.add(queued);
+    fn count_enter(&self, to_submit: usize) {
+        self.counters.enters.inc();
+        self.counters.sqes_submitted.add(to_submit as u64);
     }
 
     /// Submits what is queued and processes completions without waiting for any.
     fn enter_nowait(&mut self) -> io::Result<usize> {
-        self.count_submit();
-        self.counters.enters.inc();
-        let to_submit = self.ring.submission().len() as u32;
+        let to_submit = self.ring.submission().len();
+        self.count_enter(to_submit);
+        let to_submit = to_submit as u32;
         // SAFETY: no extended argument is passed; the flags are valid for io_uring_enter.
         unsafe {
             self.ring.submitter().enter::<libc::sigset_t>(
@@ -382,40 +380,27 @@ impl Driver {
 
     /// Reaps, unless the fault plan holds the CQ for this tick.
     fn reap(&mut self) {
-        if self.faults.as_mut().is_some_and(Faults::cq_hold) && self.injected.is_empty() {
+        if self.faults.as_mut().is_some_and(Faults::cq_hold) {
             self.counters.faults_injected.inc();
             return;
         }
         self.reap_all();
     }
 
-    /// Moves every CQE into its slot, flushing overflowed CQEs kept by the kernel (I4).
+    /// Moves every CQE into its slot, flushing overflowed CQEs kept by the kernel (I4). The CQ
+    /// is copied into a reused batch first (16 bytes a CQE), so the fault plan can reorder it
+    /// and the slots can be updated without the ring borrowed.
     fn reap_all(&mut self) {
-        let injected = std::mem::take(&mut self.injected);
-        for (user_data, cqe) in injected {
-            self.complete(user_data, cqe);
-        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.append(&mut self.injected);
         loop {
-            if self.faults.is_some() {
-                self.reap_faulty();
-            } else {
-                let mut cq = self.ring.completion();
-                for entry in &mut cq {
-                    let cqe = Cqe::new(entry.result(), entry.flags());
-                    self.counters.cqes_reaped.inc();
-                    // `complete` needs `&mut self`; the CQ borrows only the ring's memory map.
-                    let user_data = entry.user_data();
-                    Self::complete_into(
-                        &mut self.slots,
-                        &mut self.woken,
-                        &mut self.graveyard,
-                        &mut self.doorbell_armed,
-                        &self.counters,
-                        user_data,
-                        cqe,
-                    );
-                }
-            }
+            let start = batch.len();
+            batch.extend(
+                self.ring
+                    .completion()
+                    .map(|e| (e.user_data(), Cqe::new(e.result(), e.flags()))),
+            );
+            self.counters.cqes_reaped.add((batch.len() - start) as u64);
             if !self.ring.submission().cq_overflow() {
                 break;
             }
@@ -425,68 +410,30 @@ impl Driver {
                 panic!("io_uring_enter failed while flushing CQ overflow: {err}");
             }
         }
+        if let Some(faults) = self.faults.as_mut() {
+            if faults.reorder(&mut batch) {
+                self.counters.faults_injected.inc();
+            }
+        }
+        for (user_data, cqe) in batch.drain(..) {
+            self.complete(user_data, cqe);
+        }
+        self.batch = batch;
         self.counters.ops_in_flight.set(self.slots.len() as u64);
     }
 
-    /// Reaps the CQ as a batch and, when the fault plan says so, delivers it shuffled (each
-    /// op's own CQEs keep their order).
-    fn reap_faulty(&mut self) {
-        let mut batch: Vec<(u64, Cqe)> = self
-            .ring
-            .completion()
-            .map(|e| (e.user_data(), Cqe::new(e.result(), e.flags())))
-            .collect();
-        self.counters.cqes_reaped.add(batch.len() as u64);
-        let faults = self.faults.as_mut().expect("reap_faulty runs with a plan");
-        if batch.len() > 1 && faults.reorder() {
-            self.counters.faults_injected.inc();
-            // A random rank per op, then a stable sort: ops are shuffled, each op's CQEs stay
-            // in the order the kernel posted them.
-            let mut ranks = std::collections::HashMap::new();
-            for (user_data, _) in &batch {
-                ranks
-                    .entry(*user_data)
-                    .or_insert_with(|| faults.below(u64::MAX));
-            }
-            batch.sort_by_key(|(user_data, _)| ranks[user_data]);
-        }
-        for (user_data, cqe) in batch {
-            self.complete(user_data, cqe);
-        }
-    }
-
-    fn complete(&mut self, user_data: u64, cqe: Cqe) {
-        Self::complete_into(
-            &mut self.slots,
-            &mut self.woken,
-            &mut self.graveyard,
-            &mut self.doorbell_armed,
-            &self.counters,
-            user_data,
-            cqe,
-        );
-    }
-
     /// Records one CQE: in its slot, or in the driver's own state for the reserved tags.
-    fn complete_into(
-        slots: &mut Slots,
-        woken: &mut Vec<Waker>,
-        graveyard: &mut Vec<(Box<dyn Orphan>, Cqe)>,
-        doorbell_armed: &mut bool,
-        counters: &Counters,
-        user_data: u64,
-        cqe: Cqe,
-    ) {
+    fn complete(&mut self, user_data: u64, cqe: Cqe) {
         match user_data {
             CANCEL_TAG | POKE_TAG => {}
-            DOORBELL_TAG => *doorbell_armed = false,
+            DOORBELL_TAG => self.doorbell_armed = false,
             id => {
                 if cqe.raw_result() == -libc::ENOBUFS {
-                    counters.buffers_exhausted.inc();
+                    self.counters.buffers_exhausted.inc();
                 }
-                match slots.reap(id as usize, cqe) {
-                    Reaped::Orphan(orphan, cqe) => graveyard.push((orphan, cqe)),
-                    Reaped::Wake(waker) => woken.push(waker),
+                match self.slots.reap(id as usize, cqe) {
+                    Reaped::Orphan(orphan, cqe) => self.graveyard.push((orphan, cqe)),
+                    Reaped::Wake(waker) => self.woken.push(waker),
                     Reaped::Nothing => {}
                 }
             }
@@ -557,169 +504,5 @@ fn timespec(d: Duration) -> types::Timespec {
         .nsec(d.subsec_nanos())
 }
 
-/// The driver alone: SQEs pushed by hand, ticks turned by hand, slots inspected. No executor,
-/// no thread-local, no `block_on`.
 #[cfg(test)]
-mod tests {
-    use std::os::fd::AsRawFd;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::{Poll, Waker};
-
-    use super::*;
-    use crate::testing::{pipe, serial, write_fd};
-
-    fn driver(entries: u32, faults: Option<FaultPlan>) -> Driver {
-        let doorbell = Arc::new(Doorbell::new().unwrap());
-        Driver::new(entries, doorbell, Arc::default(), faults).unwrap()
-    }
-
-    fn wait(driver: &mut Driver, id: usize) -> Cqe {
-        for _ in 0..1_000 {
-            if let Poll::Ready(cqe) = driver.poll(id, Waker::noop()) {
-                return cqe;
-            }
-            driver
-                .tick(Park::Until(Some(Duration::from_millis(10))))
-                .unwrap();
-        }
-        panic!("op {id} did not complete in 1,000 ticks");
-    }
-
-    /// An orphan that counts its final CQEs.
-    struct CountFinish(Arc<AtomicUsize>);
-    impl Orphan for CountFinish {
-        fn item(&mut self, _cqe: Cqe) {}
-        fn finish(self: Box<Self>, _cqe: Cqe) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    #[test]
-    fn a_read_completes_into_its_slot_and_frees_it() {
-        let _serial = serial();
-        let mut d = driver(8, None);
-        let (rx, tx) = pipe();
-        let mut buf = vec![0u8; 16];
-        let sqe = opcode::Read::new(types::Fd(rx.as_raw_fd()), buf.as_mut_ptr(), 16).build();
-        let id = d.submit(sqe, Slot::Waiting(None));
-        d.tick(Park::No).unwrap();
-        assert_eq!(d.poll(id, Waker::noop()), Poll::Pending);
-        write_fd(&tx, b"hello");
-        assert_eq!(wait(&mut d, id).bytes().unwrap(), 5);
-        assert_eq!(&buf[..5], b"hello");
-        assert_eq!(d.in_flight(), 0);
-        let m = d.counters.snapshot(crate::CoreId(0));
-        assert!(
-            m.sqes_submitted >= 1 && m.cqes_reaped >= 1 && m.enters >= 1,
-            "{m:?}"
-        );
-    }
-
-    #[test]
-    fn orphans_are_cancelled_and_finished_once() {
-        let _serial = serial();
-        let mut d = driver(8, None);
-        let (rx, _tx) = pipe();
-        let finished = Arc::new(AtomicUsize::new(0));
-        let mut bufs = vec![vec![0u8; 8]; 100];
-        for buf in &mut bufs {
-            let sqe = opcode::Read::new(types::Fd(rx.as_raw_fd()), buf.as_mut_ptr(), 8).build();
-            let id = d.submit(sqe, Slot::Waiting(None));
-            assert!(d
-                .orphan(id, Box::new(CountFinish(finished.clone())))
-                .is_none());
-        }
-        for _ in 0..1_000 {
-            if d.in_flight() == 0 {
-                break;
-            }
-            d.tick(Park::Until(Some(Duration::from_millis(10))))
-                .unwrap();
-        }
-        assert_eq!(d.in_flight(), 0);
-        for (orphan, cqe) in d.take_graveyard() {
-            assert_eq!(cqe.raw_result(), -libc::ECANCELED);
-            orphan.finish(cqe);
-        }
-        assert_eq!(finished.load(Ordering::SeqCst), 100);
-        let m = d.counters.snapshot(crate::CoreId(0));
-        assert_eq!((m.orphaned_ops, m.cancels), (100, 100));
-    }
-
-    #[test]
-    fn more_ops_than_the_sq_and_cq_hold_all_complete() {
-        let _serial = serial();
-        let mut d = driver(4, None); // SQ 4, CQ 8
-        let ids: Vec<usize> = (0..1_000)
-            .map(|_| d.submit(opcode::Nop::new().build(), Slot::Waiting(None)))
-            .collect();
-        for id in ids {
-            assert_eq!(wait(&mut d, id).raw_result(), 0);
-        }
-        let m = d.counters.snapshot(crate::CoreId(0));
-        assert!(m.sq_full_waits > 0, "{m:?}");
-    }
-
-    #[test]
-    fn the_fault_plan_fails_reorders_and_holds_without_losing_a_cqe() {
-        let _serial = serial();
-        let plan = FaultPlan::new(9)
-            .eintr(0.2)
-            .ecanceled(0.1)
-            .sq_full(0.2)
-            .cq_hold(0.3)
-            .reorder(1.0);
-        let mut d = driver(4, Some(plan));
-        let mut ids = Vec::new();
-        for _ in 0..500 {
-            // Waves of 4 (the SQ's size), a tick after each: held CQs pile up past 8 entries.
-            for _ in 0..4 {
-                ids.push(d.submit(opcode::Nop::new().build(), Slot::Waiting(None)));
-            }
-            d.tick(Park::No).unwrap();
-        }
-        let mut results = std::collections::BTreeMap::new();
-        for id in ids {
-            *results.entry(-wait(&mut d, id).raw_result()).or_insert(0) += 1;
-        }
-        assert_eq!(results.values().sum::<i32>(), 2_000, "{results:?}");
-        assert!(
-            results[&libc::EINTR] > 100 && results[&libc::ECANCELED] > 50,
-            "{results:?}"
-        );
-        assert!(results[&0] > 1_000, "{results:?}");
-        let m = d.counters.snapshot(crate::CoreId(0));
-        assert!(
-            m.cq_overflows > 0,
-            "holding the CQ of a small ring overflows it: {m:?}"
-        );
-        assert_eq!(d.in_flight(), 0);
-    }
-
-    #[test]
-    fn a_multishot_slot_queues_cqes_until_the_final_one() {
-        let _serial = serial();
-        let mut d = driver(8, None);
-        let ts = types::Timespec::new().nsec(100_000);
-        let sqe = opcode::Timeout::new(&ts)
-            .count(3)
-            .flags(types::TimeoutFlags::MULTISHOT)
-            .build();
-        let id = d.submit(
-            sqe,
-            Slot::Multi {
-                queue: Default::default(),
-                waker: None,
-            },
-        );
-        let mut seen = 0;
-        loop {
-            let cqe = wait(&mut d, id);
-            seen += 1;
-            if !cqe.more() {
-                break;
-            }
-        }
-        assert_eq!((seen, d.in_flight()), (3, 0));
-    }
-}
+mod tests;

@@ -5,8 +5,8 @@
 //! The queue is a mutex-guarded vector swapped out whole by the core, with a `pending` flag the
 //! core reads without the lock. The handshake with a parking core is the doorbell's (see
 //! `driver/doorbell.rs`): a sender publishes its item, then pokes only if the core has said it
-//! is parked; the core says so, then looks at `pending` once more. The race of a push with
-//! close is model-checked with loom below.
+//! is parked; the core says so, then looks at `pending` once more. It is model-checked with
+//! loom below.
 
 use std::sync::Arc;
 
@@ -62,7 +62,14 @@ impl<T> RemoteQueue<T> {
 
     /// Takes every queued item, if any was announced.
     pub(crate) fn take(&self) -> Option<Vec<T>> {
-        if !self.pending.swap(false, Ordering::SeqCst) {
+        // A compare-exchange, not a swap: the same effect (clear the flag if set), no store when
+        // it is clear, and loom models it correctly (loom 0.7 lets a concurrent store slip into
+        // a swap: tokio-rs/loom#254, #389).
+        if self
+            .pending
+            .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
             return None;
         }
         Some(std::mem::take(
@@ -165,12 +172,45 @@ impl Inbox {
     }
 }
 
-/// Model checks of the remote queue (run with `RUSTFLAGS="--cfg loom" cargo test -p corio-rt
-/// --lib --release loom`): a push racing the core's close is taken or handed back, never kept.
+/// Model checks of the remote queue against a parking core (run with `RUSTFLAGS="--cfg loom"
+/// cargo test -p corio-rt --lib --release loom`): every item pushed is taken by the core or
+/// handed back, and a core that parks has either seen the item or is poked.
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::RemoteQueue;
+    use crate::driver::doorbell::ParkFlag;
     use loom::sync::Arc;
+
+    #[test]
+    fn loom_no_item_is_lost_and_a_parked_core_is_poked() {
+        loom::model(|| {
+            let queue = Arc::new(RemoteQueue::new());
+            let flag = Arc::new(ParkFlag::new());
+            let sender = {
+                let (queue, flag) = (queue.clone(), flag.clone());
+                loom::thread::spawn(move || {
+                    queue.push(7u32).expect("open");
+                    flag.take_parked()
+                })
+            };
+            // The core: take what is there, park, look again, and block only if still empty.
+            let first = queue.take();
+            let mut got = first.clone().unwrap_or_default();
+            flag.park();
+            let blocks = got.is_empty() && !queue.has_pending();
+            if !blocks {
+                flag.unpark();
+            }
+            let poked = sender.join().unwrap();
+            assert!(
+                !blocks || poked,
+                "the core blocked with an item queued and no poke"
+            );
+            let last = queue.take();
+            got.extend(last.clone().unwrap_or_default());
+            assert_eq!(got, vec![7], "first take {first:?}, last take {last:?}");
+        });
+    }
 
     #[test]
     fn loom_a_push_racing_close_is_taken_or_handed_back() {

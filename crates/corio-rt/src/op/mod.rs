@@ -150,11 +150,12 @@ impl<T: OpCode> Future for Op<T> {
                 if this.cancelled {
                     return Poll::Ready(this.take_op().complete(Cqe::new(-libc::ECANCELED, 0)));
                 }
-                if !Submitted::supported(T::CODE) {
-                    return Poll::Ready(this.take_op().complete(Cqe::new(-libc::EOPNOTSUPP, 0)));
-                }
                 let op = this.op.as_mut().expect("Op polled after it completed");
-                this.submitted = Some(Submitted::submit(op.sqe(), false, cx.waker()));
+                this.submitted = Submitted::submit(T::CODE, false, cx.waker(), || op.sqe());
+                if this.submitted.is_none() {
+                    let unsupported = Cqe::new(-libc::EOPNOTSUPP, 0);
+                    return Poll::Ready(this.take_op().complete(unsupported));
+                }
                 return Poll::Pending;
             };
             let Poll::Ready(cqe) = submitted.poll(cx.waker()) else {

@@ -102,11 +102,11 @@ impl<T: MultishotCode> Stream for MultiOp<T> {
         }
         let op = this.op.as_mut().expect("op is held until the stream ends");
         let Some(submitted) = &this.submitted else {
-            if !Submitted::supported(T::CODE) {
+            this.submitted = Submitted::submit(T::CODE, true, cx.waker(), || op.sqe());
+            if this.submitted.is_none() {
                 this.ended = true;
                 return Poll::Ready(Some(op.item(Cqe::new(-libc::EOPNOTSUPP, 0))));
             }
-            this.submitted = Some(Submitted::submit(op.sqe(), true, cx.waker()));
             return Poll::Pending;
         };
         let Poll::Ready(cqe) = submitted.poll(cx.waker()) else {

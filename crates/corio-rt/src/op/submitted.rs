@@ -21,29 +21,33 @@ pub(crate) struct Submitted {
 }
 
 impl Submitted {
-    /// Whether the current core's ring has `code` (`IORING_OP_*`).
+    /// Queues the SQE `sqe()` builds in a new slot (`multishot` picks the slot kind), to wake
+    /// `waker` on its CQE; `None`, with `sqe` never called, if the ring lacks opcode `code`
+    /// (`IORING_OP_*`, checked against the probe). One driver lookup for both.
     ///
     /// # Panics
     /// Outside a corio core.
-    pub(crate) fn supported(code: u8) -> bool {
-        context::with_driver(|d| d.supports(code))
-    }
-
-    /// Queues `sqe` in a new slot (`multishot` picks the slot kind), to wake `waker` on its CQE.
-    ///
-    /// # Panics
-    /// Outside a corio core.
-    pub(crate) fn submit(sqe: squeue::Entry, multishot: bool, waker: &Waker) -> Submitted {
-        let slot = if multishot {
-            Slot::Multi {
-                queue: Default::default(),
-                waker: Some(waker.clone()),
+    pub(crate) fn submit(
+        code: u8,
+        multishot: bool,
+        waker: &Waker,
+        sqe: impl FnOnce() -> squeue::Entry,
+    ) -> Option<Submitted> {
+        context::with_driver(|d| {
+            if !d.supports(code) {
+                return None;
             }
-        } else {
-            Slot::Waiting(Some(waker.clone()))
-        };
-        let (id, driver) = context::with_driver(|d| (d.submit(sqe, slot), d.id()));
-        Submitted { id, driver }
+            let slot = if multishot {
+                Slot::Multi {
+                    queue: Default::default(),
+                    waker: Some(waker.clone()),
+                }
+            } else {
+                Slot::Waiting(Some(waker.clone()))
+            };
+            let id = d.submit(sqe(), slot);
+            Some(Submitted { id, driver: d.id() })
+        })
     }
 
     /// Queues `op` with nobody waiting for it: the driver owns it from now on and runs
