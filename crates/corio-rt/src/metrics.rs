@@ -146,9 +146,11 @@ counters! {
     /// separate ticks; several in one tick's batch may count once (the batch is timed as a
     /// whole until one is long, then each poll is timed).
     long_polls: Counter,
-    /// Nanoseconds the core spent working (ticks that did not block).
+    /// Nanoseconds the core spent working (between parks), by the coarse monotonic clock:
+    /// accurate over many parks, not for one.
     busy_ns: Counter,
-    /// Nanoseconds the core spent parked in `io_uring_enter`, waiting for work.
+    /// Nanoseconds the core spent parked in `io_uring_enter`, waiting for work (coarse
+    /// clock, as `busy_ns`).
     parked_ns: Counter,
     /// Jobs other threads sent to this core (`CoreHandle::execute`, `spawn_on`, ...).
     jobs_received: SharedCounter,
@@ -168,6 +170,21 @@ impl fmt::Display for Metrics {
         }
         Ok(())
     }
+}
+
+/// `CLOCK_MONOTONIC_COARSE` in nanoseconds: the time of the last timer interrupt (a few
+/// milliseconds' resolution), read from the vDSO without touching the TSC. Sums of its
+/// differences over many intervals are accurate, which is what busy and parked time need.
+pub(crate) fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the local it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 /// The calling core's counters now; all zero outside a corio core.

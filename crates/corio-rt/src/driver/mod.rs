@@ -66,24 +66,19 @@ pub(crate) struct Driver {
     ring: IoUring,
     setup: Setup,
     probe: Probe,
-    slots: Slots,
+    /// The slots and what reaping into them produces (split off so the CQ can be read while
+    /// they are updated).
+    table: Table,
     doorbell: Arc<Doorbell>,
     /// The 8 bytes the pending doorbell read writes into; boxed so it never moves (I1).
     doorbell_buf: Box<u64>,
-    doorbell_armed: bool,
-    /// Orphans whose final CQE arrived, to be finished outside the driver borrow.
-    graveyard: Vec<(Box<dyn Orphan>, Cqe)>,
     /// The next provided-buffer group id to hand out.
     next_buf_group: u16,
-    /// Wakers of ops whose CQEs were reaped, woken once the driver is no longer borrowed.
-    woken: Vec<Waker>,
     counters: Arc<Counters>,
     /// The fault plan being carried out, if any (tests only).
     faults: Option<Faults>,
     /// CQEs the fault plan made up for ops it did not submit, delivered at the next reap.
     injected: Vec<(u64, Cqe)>,
-    /// The CQEs of one reap, as `(user_data, cqe)`; kept to reuse its allocation.
-    batch: Vec<(u64, Cqe)>,
 }
 
 impl Driver {
@@ -100,17 +95,13 @@ impl Driver {
             ring: ring.uring,
             setup: ring.setup,
             probe: ring.probe,
-            slots: Slots::default(),
+            table: Table::default(),
             doorbell,
             doorbell_buf: Box::new(0),
-            doorbell_armed: false,
-            graveyard: Vec::new(),
             next_buf_group: 0,
-            woken: Vec::new(),
             counters,
             faults: faults.map(Faults::new),
             injected: Vec::new(),
-            batch: Vec::new(),
         })
     }
 
@@ -121,11 +112,11 @@ impl Driver {
 
     /// Moves the wakers of reaped ops into `out` (empty), to be woken outside the borrow.
     pub(crate) fn swap_woken(&mut self, out: &mut Vec<Waker>) {
-        std::mem::swap(&mut self.woken, out);
+        std::mem::swap(&mut self.table.woken, out);
     }
 
     pub(crate) fn has_woken(&self) -> bool {
-        !self.woken.is_empty()
+        !self.table.woken.is_empty()
     }
 
     /// Gets ready to block: keeps a read pending on the doorbell. Pushing it may flush a full
@@ -158,15 +149,16 @@ impl Driver {
 
     /// Ops in flight, orphans included.
     pub(crate) fn in_flight(&self) -> usize {
-        self.slots.len()
+        self.table.slots.len()
     }
 
     /// Takes a slot for a new op and queues its SQE; returns the slot id (the SQE's
     /// `user_data`). A fault plan may complete a single-shot op waited for by a future without
     /// queueing it, or shorten its transfer (see `fault.rs`).
+    #[inline]
     pub(crate) fn submit(&mut self, sqe: squeue::Entry, slot: Slot) -> usize {
         let faultable = matches!(slot, Slot::Waiting(_));
-        let id = self.slots.insert(slot);
+        let id = self.table.slots.insert(slot);
         let sqe = match self.faults.as_mut() {
             Some(faults) if faultable => match faults.submission(sqe) {
                 Submission::Queue(sqe) => sqe,
@@ -185,8 +177,9 @@ impl Driver {
     /// Polls op `id`: its next CQE if one has arrived, else `waker` is stored and woken when one
     /// does. A single-shot op's slot is freed with its CQE; a multishot op's with its final CQE
     /// (the one without `IORING_CQE_F_MORE`).
+    #[inline]
     pub(crate) fn poll(&mut self, id: usize, waker: &Waker) -> Poll<Cqe> {
-        let ready = match self.slots.get_mut(id) {
+        let ready = match self.table.slots.get_mut(id) {
             Slot::Waiting(slot_waker) => {
                 set_waker(slot_waker, waker);
                 return Poll::Pending;
@@ -205,14 +198,14 @@ impl Driver {
             Slot::Done(cqe) => *cqe,
             Slot::Orphaned(_) => unreachable!("slot {id} polled after its op was dropped"),
         };
-        self.slots.remove(id);
+        self.table.slots.remove(id);
         Poll::Ready(ready)
     }
 
     /// Asks the kernel to cancel op `id`, whose future still waits for it: its final CQE will
     /// say `ECANCELED`, or carry the op's result if it completed first.
     pub(crate) fn cancel(&mut self, id: usize) {
-        if matches!(self.slots.get_mut(id), Slot::Done(_)) {
+        if matches!(self.table.slots.get_mut(id), Slot::Done(_)) {
             return; // finished already: nothing to cancel
         }
         self.push_cancel(id as u64);
@@ -229,14 +222,14 @@ impl Driver {
         mut orphan: Box<dyn Orphan>,
     ) -> Option<(Box<dyn Orphan>, Cqe)> {
         self.counters.orphaned_ops.inc();
-        match self.slots.get_mut(id) {
+        match self.table.slots.get_mut(id) {
             Slot::Done(_) => {
-                return Some((orphan, self.slots.remove_done(id)));
+                return Some((orphan, self.table.slots.remove_done(id)));
             }
             Slot::Multi { queue, .. } => {
                 while let Some(cqe) = queue.pop_front() {
                     if !cqe.more() {
-                        self.slots.remove(id);
+                        self.table.slots.remove(id);
                         return Some((orphan, cqe));
                     }
                     orphan.item(cqe);
@@ -245,7 +238,7 @@ impl Driver {
             Slot::Waiting(_) => {}
             Slot::Orphaned(_) => unreachable!("slot {id} orphaned twice"),
         }
-        *self.slots.get_mut(id) = Slot::Orphaned(orphan);
+        *self.table.slots.get_mut(id) = Slot::Orphaned(orphan);
         self.push_cancel(id as u64);
         None
     }
@@ -257,7 +250,7 @@ impl Driver {
 
     /// Orphans whose final CQE has arrived; finish them outside the driver borrow.
     pub(crate) fn take_graveyard(&mut self) -> Vec<(Box<dyn Orphan>, Cqe)> {
-        std::mem::take(&mut self.graveyard)
+        std::mem::take(&mut self.table.graveyard)
     }
 
     /// One turn of the ring: submit every queued SQE, wait as `park` allows, reap every CQE.
@@ -267,7 +260,7 @@ impl Driver {
     pub(crate) fn tick(&mut self, park: Park) -> io::Result<()> {
         let result = match park {
             Park::No => {
-                if self.slots.is_empty() && self.ring.submission().is_empty() {
+                if self.table.slots.is_empty() && self.ring.submission().is_empty() {
                     return Ok(());
                 }
                 self.enter_nowait()
@@ -367,7 +360,7 @@ impl Driver {
 
     /// Keeps a read pending on the doorbell eventfd, so a remote poke ends a wait.
     fn arm_doorbell(&mut self) {
-        if self.doorbell_armed {
+        if self.table.doorbell_armed {
             return;
         }
         let buf: *mut u64 = &mut *self.doorbell_buf;
@@ -375,7 +368,7 @@ impl Driver {
             .build()
             .user_data(DOORBELL_TAG);
         self.push_sqe(&sqe);
-        self.doorbell_armed = true;
+        self.table.doorbell_armed = true;
     }
 
     /// Reaps, unless the fault plan holds the CQ for this tick.
@@ -387,20 +380,23 @@ impl Driver {
         self.reap_all();
     }
 
-    /// Moves every CQE into its slot, flushing overflowed CQEs kept by the kernel (I4). The CQ
-    /// is copied into a reused batch first (16 bytes a CQE), so the fault plan can reorder it
-    /// and the slots can be updated without the ring borrowed.
+    /// Moves every CQE into its slot, flushing overflowed CQEs kept by the kernel (I4). Under
+    /// a fault plan the CQEs go through a batch first, which the plan may reorder.
     fn reap_all(&mut self) {
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.append(&mut self.injected);
+        if !self.injected.is_empty() {
+            for (user_data, cqe) in std::mem::take(&mut self.injected) {
+                self.table.complete(&self.counters, user_data, cqe);
+            }
+        }
         loop {
-            let start = batch.len();
-            batch.extend(
-                self.ring
-                    .completion()
-                    .map(|e| (e.user_data(), Cqe::new(e.result(), e.flags()))),
-            );
-            self.counters.cqes_reaped.add((batch.len() - start) as u64);
+            if self.faults.is_some() {
+                self.reap_batch();
+            } else {
+                for entry in self.ring.completion() {
+                    let cqe = Cqe::new(entry.result(), entry.flags());
+                    self.table.complete(&self.counters, entry.user_data(), cqe);
+                }
+            }
             if !self.ring.submission().cq_overflow() {
                 break;
             }
@@ -410,33 +406,24 @@ impl Driver {
                 panic!("io_uring_enter failed while flushing CQ overflow: {err}");
             }
         }
-        if let Some(faults) = self.faults.as_mut() {
-            if faults.reorder(&mut batch) {
-                self.counters.faults_injected.inc();
-            }
-        }
-        for (user_data, cqe) in batch.drain(..) {
-            self.complete(user_data, cqe);
-        }
-        self.batch = batch;
-        self.counters.ops_in_flight.set(self.slots.len() as u64);
+        self.counters
+            .ops_in_flight
+            .set(self.table.slots.len() as u64);
     }
 
-    /// Records one CQE: in its slot, or in the driver's own state for the reserved tags.
-    fn complete(&mut self, user_data: u64, cqe: Cqe) {
-        match user_data {
-            CANCEL_TAG | POKE_TAG => {}
-            DOORBELL_TAG => self.doorbell_armed = false,
-            id => {
-                if cqe.raw_result() == -libc::ENOBUFS {
-                    self.counters.buffers_exhausted.inc();
-                }
-                match self.slots.reap(id as usize, cqe) {
-                    Reaped::Orphan(orphan, cqe) => self.graveyard.push((orphan, cqe)),
-                    Reaped::Wake(waker) => self.woken.push(waker),
-                    Reaped::Nothing => {}
-                }
-            }
+    /// Reaps the CQ into a batch, lets the fault plan reorder it, then completes it.
+    fn reap_batch(&mut self) {
+        let mut batch: Vec<(u64, Cqe)> = self
+            .ring
+            .completion()
+            .map(|e| (e.user_data(), Cqe::new(e.result(), e.flags())))
+            .collect();
+        let faults = self.faults.as_mut().expect("a fault plan is set");
+        if faults.reorder(&mut batch) {
+            self.counters.faults_injected.inc();
+        }
+        for (user_data, cqe) in batch {
+            self.table.complete(&self.counters, user_data, cqe);
         }
     }
 
@@ -445,14 +432,14 @@ impl Driver {
     /// that never completed are leaked rather than freed (I1).
     pub(crate) fn shutdown(&mut self) -> Vec<(Box<dyn Orphan>, Cqe)> {
         self.faults = None;
-        for id in self.slots.ids() {
+        for id in self.table.slots.ids() {
             self.push_cancel(id as u64);
         }
-        if self.doorbell_armed {
+        if self.table.doorbell_armed {
             self.push_cancel(DOORBELL_TAG);
         }
         for _ in 0..100 {
-            if self.slots.is_empty() && !self.doorbell_armed {
+            if self.table.slots.is_empty() && !self.table.doorbell_armed {
                 break;
             }
             let ts = timespec(Duration::from_millis(10));
@@ -460,12 +447,46 @@ impl Driver {
             let _ = self.ring.submitter().submit_with_args(1, &args);
             self.reap_all();
         }
-        if self.doorbell_armed {
+        if self.table.doorbell_armed {
             // The kernel may still write these 8 bytes: leak them.
             std::mem::forget(std::mem::take(&mut self.doorbell_buf));
         }
-        self.slots.leak_all();
+        self.table.slots.leak_all();
         self.take_graveyard()
+    }
+}
+
+/// The slot table and what reaping into it produces.
+#[derive(Default)]
+struct Table {
+    slots: Slots,
+    /// Wakers of ops whose CQEs were reaped, woken once the driver is no longer borrowed.
+    woken: Vec<Waker>,
+    /// Orphans whose final CQE arrived, to be finished outside the driver borrow.
+    graveyard: Vec<(Box<dyn Orphan>, Cqe)>,
+    /// Whether a read is pending on the doorbell eventfd.
+    doorbell_armed: bool,
+}
+
+impl Table {
+    /// Records one CQE: in its slot, or in the driver's own state for the reserved tags.
+    #[inline(always)] // the hot path of every completion
+    fn complete(&mut self, counters: &Counters, user_data: u64, cqe: Cqe) {
+        counters.cqes_reaped.inc();
+        match user_data {
+            CANCEL_TAG | POKE_TAG => {}
+            DOORBELL_TAG => self.doorbell_armed = false,
+            id => {
+                if cqe.raw_result() == -libc::ENOBUFS {
+                    counters.buffers_exhausted.inc();
+                }
+                match self.slots.reap(id as usize, cqe) {
+                    Reaped::Orphan(orphan, cqe) => self.graveyard.push((orphan, cqe)),
+                    Reaped::Wake(waker) => self.woken.push(waker),
+                    Reaped::Nothing => {}
+                }
+            }
+        }
     }
 }
 

@@ -65,16 +65,19 @@ impl Slots {
         self.slab.len()
     }
 
+    #[inline]
     pub(crate) fn insert(&mut self, slot: Slot) -> usize {
         self.slab.insert(slot)
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self, id: usize) -> &mut Slot {
         self.slab
             .get_mut(id)
             .unwrap_or_else(|| unreachable!("I2: slot {id} is not live"))
     }
 
+    #[inline]
     pub(crate) fn remove(&mut self, id: usize) -> Slot {
         self.slab
             .try_remove(id)
@@ -109,17 +112,18 @@ impl Slots {
     }
 
     /// Records `cqe` in slot `id` and wakes whoever waits for it.
+    #[inline(always)] // the hot path of every completion (measured: out of line costs ~30 instructions)
     pub(crate) fn reap(&mut self, id: usize, cqe: Cqe) -> Reaped {
         let Some(slot) = self.slab.get_mut(id) else {
             unreachable!("I2: CQE for slot {id}, which is not live");
         };
         match slot {
-            Slot::Waiting(waker) => {
-                let waker = waker.take();
-                *slot = Slot::Done(cqe);
-                if let Some(waker) = waker {
-                    return Reaped::Wake(waker);
-                }
+            Slot::Waiting(_) => {
+                // Moves the waker out of the old state, leaving nothing in it to drop.
+                let Slot::Waiting(waker) = std::mem::replace(slot, Slot::Done(cqe)) else {
+                    unreachable!("matched Waiting above")
+                };
+                return waker.map_or(Reaped::Nothing, Reaped::Wake);
             }
             Slot::Multi { queue, waker } => {
                 queue.push_back(cqe);

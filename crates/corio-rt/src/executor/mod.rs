@@ -81,22 +81,19 @@ impl Executor {
         self.tasks.borrow().len()
     }
 
-    /// Polls up to `budget` ready tasks, counting polls and those longer than
-    /// [`LONG_POLL`](crate::metrics::LONG_POLL).
+    /// Polls up to `budget` ready tasks and returns how many it polled.
     ///
-    /// The clock is read twice per batch (a clock read costs about 26 ns here, a poll of a
-    /// task that only yields about 60 ns): a batch under `LONG_POLL` had no long poll. After a
-    /// batch over it, the next batches time each poll until one stays under it again. A long
-    /// batch timed as a whole counts as one long poll, even if several of its polls were long:
-    /// the count is exact for long polls in separate ticks and a lower bound otherwise.
-    pub(crate) fn run(&self, budget: usize) {
-        if self.run_queue.borrow().is_empty() {
-            return;
-        }
-        let counters = &self.inbox.counters;
+    /// Long polls (over [`LONG_POLL`](crate::metrics::LONG_POLL)) are counted from the clock
+    /// readings the loop takes anyway: the loop times each batch as a whole
+    /// ([`batch_ended`](Self::batch_ended)); after a batch over `LONG_POLL`, the next batches
+    /// time each poll (a clock read per poll, about 26 ns here against a yield's 60 ns poll)
+    /// until one stays under it. A long batch timed as a whole counts as one long poll, even
+    /// if several of its polls were long: exact for long polls in separate ticks, a lower
+    /// bound otherwise.
+    pub(crate) fn run(&self, budget: usize) -> u64 {
         let precise = self.time_each_poll.get();
-        let batch_start = Instant::now();
-        let mut start = batch_start;
+        let counters = &self.inbox.counters;
+        let mut start = if precise { Some(Instant::now()) } else { None };
         let mut polled = 0;
         for _ in 0..budget {
             let Some(task) = self.run_queue.borrow_mut().pop_front() else {
@@ -108,23 +105,24 @@ impl Executor {
                 self.forget(&task);
             }
             polled += 1;
-            if precise {
+            if let Some(started) = start {
                 let now = Instant::now();
-                if now.duration_since(start) > crate::metrics::LONG_POLL {
+                if now.duration_since(started) > crate::metrics::LONG_POLL {
                     counters.long_polls.inc();
                 }
-                start = now;
+                start = Some(now);
             }
         }
-        if polled == 0 {
-            return;
-        }
         counters.tasks_polled.add(polled);
-        let long_batch = batch_start.elapsed() > crate::metrics::LONG_POLL;
-        if long_batch && !precise {
-            counters.long_polls.inc();
+        polled
+    }
+
+    /// The loop's timing of the last batch of polls: whether it took longer than `LONG_POLL`.
+    pub(crate) fn batch_ended(&self, long: bool) {
+        if long && !self.time_each_poll.get() {
+            self.inbox.counters.long_polls.inc();
         }
-        self.time_each_poll.set(long_batch);
+        self.time_each_poll.set(long);
     }
 
     /// Moves remotely woken tasks to the run queue and runs the jobs sent to this core.

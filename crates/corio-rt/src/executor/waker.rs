@@ -8,6 +8,7 @@ use super::task::TaskRef;
 use crate::context;
 
 /// Wakes the task `task` refers to, consuming the reference.
+#[inline]
 pub(crate) fn wake(task: TaskRef) {
     if task.mark_scheduled() {
         schedule(task);

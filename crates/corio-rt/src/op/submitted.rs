@@ -72,6 +72,7 @@ impl Submitted {
     ///
     /// # Panics
     /// On another core than the one the op was submitted on.
+    #[inline]
     pub(crate) fn poll(&self, waker: &Waker) -> Poll<Cqe> {
         context::with_driver(|d| {
             assert_eq!(

@@ -66,6 +66,10 @@ impl Wheel {
         due
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.timers.is_empty()
+    }
+
     pub(crate) fn clear(&mut self) {
         self.timers.clear();
     }
