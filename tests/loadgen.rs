@@ -115,6 +115,9 @@ fn open_loop_charges_a_stall_to_every_request_it_delayed() {
     // Open loop at 2,000 req/s: half the requests are due during the stall and wait on average
     // 0.5 s, so p90 is about 0.8 s. Closed loop hides it: only the 4 requests caught in the
     // stall are slow, among thousands.
+    // Build (or find) the binary first: the stall is timed from `start`, and a build or a
+    // wait for another test's build after it would move the stall out of the run.
+    example_path("loadgen");
     for (mode, rate) in [("open", Some("2000")), ("closed", None)] {
         let start = Instant::now();
         let server = stalling_echo(
@@ -158,6 +161,7 @@ fn open_loop_that_falls_behind_ends_on_time_and_counts_what_it_never_sent() {
     // each connection has its one request (pipeline 1) stuck, so the ~1,000 requests due until
     // the end cannot be sent: they are counted as unsent, not forgotten, and the run ends once
     // the stuck replies come (no request timeout: 5 s).
+    example_path("loadgen"); // built before the clock starts (see above)
     let start = Instant::now();
     let server = stalling_echo(
         start + Duration::from_millis(500),
@@ -192,6 +196,7 @@ fn open_loop_that_falls_behind_ends_on_time_and_counts_what_it_never_sent() {
 fn closed_loop_recovers_after_its_requests_time_out() {
     // A 200 ms request timeout against a 1 s stall: the stalled connections time out (and
     // reconnect into the stall again); after it, the run goes on at full speed.
+    example_path("loadgen"); // built before the clock starts (see above)
     let start = Instant::now();
     let server = stalling_echo(
         start + Duration::from_millis(500),
