@@ -11,11 +11,13 @@
 
 use std::fmt;
 use std::future::poll_fn;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Waker};
+use std::task::Poll;
 
 use crossbeam_channel::{TryRecvError, TrySendError};
+
+use crate::waiters::Waiters;
 
 /// Creates a channel holding at most `capacity` messages (at least 1).
 ///
@@ -58,10 +60,8 @@ pub fn channel<T: Send>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         rx,
         senders: AtomicUsize::new(1),
         receiver_alive: AtomicBool::new(true),
-        receiver_waiting: AtomicBool::new(false),
-        receiver_waker: Mutex::new(None),
-        senders_waiting: AtomicBool::new(false),
-        sender_wakers: Mutex::new(Vec::new()),
+        receiver_waiter: Waiters::default(),
+        sender_waiters: Waiters::default(),
         undelivered: Mutex::new(Vec::new()),
     });
     (
@@ -77,10 +77,10 @@ struct Shared<T> {
     rx: crossbeam_channel::Receiver<T>,
     senders: AtomicUsize,
     receiver_alive: AtomicBool,
-    receiver_waiting: AtomicBool,
-    receiver_waker: Mutex<Option<Waker>>,
-    senders_waiting: AtomicBool,
-    sender_wakers: Mutex<Vec<Waker>>,
+    /// The receiver's task, while it waits for a message.
+    receiver_waiter: Waiters,
+    /// The senders' tasks, while they wait for room.
+    sender_waiters: Waiters,
     /// Messages still queued when the receiver was dropped, for the senders to take back.
     undelivered: Mutex<Vec<T>>,
 }
@@ -99,35 +99,12 @@ impl<T> Shared<T> {
 
     /// After a push: wake the receiver if it registered (Dekker with its re-check).
     fn wake_receiver(&self) {
-        fence(Ordering::SeqCst);
-        // A plain load first: while messages stream, nobody waits and the flag's cache line
-        // stays shared instead of bouncing between the cores on every message.
-        if self.receiver_waiting.load(Ordering::SeqCst)
-            && self.receiver_waiting.swap(false, Ordering::SeqCst)
-        {
-            let waker = self
-                .receiver_waker
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        }
+        self.receiver_waiter.wake();
     }
 
     /// After a pop (or the receiver's drop): wake every waiting sender.
     fn wake_senders(&self) {
-        fence(Ordering::SeqCst);
-        if self.senders_waiting.load(Ordering::SeqCst)
-            && self.senders_waiting.swap(false, Ordering::SeqCst)
-        {
-            let wakers =
-                std::mem::take(&mut *self.sender_wakers.lock().unwrap_or_else(|e| e.into_inner()));
-            for waker in wakers {
-                waker.wake();
-            }
-        }
+        self.sender_waiters.wake();
     }
 }
 
@@ -186,16 +163,7 @@ impl<T: Send> Sender<T> {
                     }
                 }
                 // Full: register, then look once more (the receiver may have just made room).
-                let mut wakers = shared
-                    .sender_wakers
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    wakers.push(cx.waker().clone());
-                }
-                drop(wakers);
-                shared.senders_waiting.store(true, Ordering::SeqCst);
-                fence(Ordering::SeqCst);
+                shared.sender_waiters.register(cx.waker());
                 if shared.tx.is_full() && shared.receiver_alive.load(Ordering::SeqCst) {
                     return Poll::Pending;
                 }
@@ -254,8 +222,7 @@ impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         if self.shared.senders.fetch_sub(1, Ordering::SeqCst) == 1 {
             // The last sender: a waiting receiver must see the end of the stream.
-            self.shared.receiver_waiting.store(true, Ordering::SeqCst);
-            self.shared.wake_receiver();
+            self.shared.receiver_waiter.wake_all();
         }
     }
 }
@@ -297,12 +264,7 @@ impl<T: Send> Receiver<T> {
                         Err(_) => Poll::Ready(None),
                     };
                 }
-                *shared
-                    .receiver_waker
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
-                shared.receiver_waiting.store(true, Ordering::SeqCst);
-                fence(Ordering::SeqCst);
+                shared.receiver_waiter.register_sole(cx.waker());
                 if shared.rx.is_empty() && shared.senders.load(Ordering::SeqCst) > 0 {
                     return Poll::Pending;
                 }
@@ -341,8 +303,7 @@ impl<T> Drop for Receiver<T> {
             .unwrap_or_else(|e| e.into_inner());
         undelivered.extend(self.shared.rx.try_iter());
         drop(undelivered);
-        self.shared.senders_waiting.store(true, Ordering::SeqCst);
-        self.shared.wake_senders();
+        self.shared.sender_waiters.wake_all();
     }
 }
 

@@ -10,11 +10,9 @@
 //! - [`Sharded`]: one `T` per core; `with(key, f)` runs `f` on the core that owns `key`.
 //!
 //! Everything travels through corio-rt's [`CoreHandle`](corio_rt::CoreHandle): a job on the
-//! target core's remote queue (drained in batches each tick) and a doorbell poke (an eventfd
-//! with a read pending in its ring) only if that core is parked.
-//!
-//! Not yet here: IORING_OP_MSG_RING as the doorbell (only the eventfd is used and measured),
-//! and loom models of the queue-and-wake handshake.
+//! target core's inbox (drained in batches each tick) and a doorbell poke only if that core is
+//! parked (an `IORING_OP_MSG_RING` from the sending core's ring, or an eventfd write). The
+//! channel's waiting handshake (`waiters.rs`) is model-checked with loom.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -22,6 +20,8 @@
 pub mod channel;
 mod sharded;
 mod spawn;
+mod sync;
+mod waiters;
 
 pub use channel::channel;
 pub use corio_rt::CoreId;
