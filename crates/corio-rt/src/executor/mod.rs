@@ -219,7 +219,9 @@ mod tests {
                 crate::yield_now().await;
             }
             let short = crate::metrics();
-            assert_eq!(short.long_polls, before.long_polls);
+            // Wall time: a batch the OS preempts for 50 µs counts too (tests run side by side
+            // on two CPUs), so allow one; 1,000 short polls counted would be a bug.
+            assert!(short.long_polls - before.long_polls <= 1, "{short:?}");
             assert!(short.tasks_polled >= before.tasks_polled);
             // A task that holds the core for 200 µs on each of 5 polls, waiting for a timer
             // between them (as a task computing between I/O does).
@@ -235,7 +237,8 @@ mod tests {
             .await
             .unwrap();
             let long = crate::metrics().long_polls - short.long_polls;
-            assert_eq!(long, 5, "long polls counted for 5");
+            // The five 200 µs polls, plus at most two preempted short batches.
+            assert!((5..=7).contains(&long), "{long} long polls counted for 5");
         });
     }
 }
