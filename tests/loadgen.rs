@@ -217,7 +217,10 @@ fn closed_loop_recovers_after_its_requests_time_out() {
 
 #[test]
 fn dropped_connections_are_counted_and_the_run_goes_on() {
-    // Each connection gets 10 replies, then the server closes it.
+    // Each connection gets 10 replies, then the server closes it: its write side first (the
+    // client reads EOF), then it drains what the client still sends until the client closes.
+    // Closing at once with a request unread would make the kernel send a reset instead, and
+    // the client would see "reset", not "closed", depending on a race.
     let server = TestServer::start(|mut stream| {
         let mut buf = [0u8; 64];
         for _ in 0..10 {
@@ -225,6 +228,9 @@ fn dropped_connections_are_counted_and_the_run_goes_on() {
                 return;
             }
         }
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+        let _ = std::io::copy(&mut stream, &mut std::io::sink());
     });
     let addr = server.addr();
     let out = loadgen(&[&addr, "-c", "4", "-d", "1s"]);
