@@ -16,7 +16,7 @@ use crate::context;
 use crate::driver::{Doorbell, Driver, FaultPlan, Park};
 use crate::executor::{Executor, Inbox, BUDGET};
 use crate::handle::CoreHandle;
-use crate::metrics::Counters;
+use crate::metrics::{Counters, LongPoll};
 use crate::time::wheel::Wheel;
 use crate::CoreId;
 
@@ -31,11 +31,12 @@ pub(crate) struct Core {
     pub(crate) peers: RefCell<Option<Arc<[CoreHandle]>>>,
     /// How long to poll for work before parking (zero: park at once).
     pub(crate) spin: Cell<Duration>,
-    /// The clock at the end of the last tick, if it was read: the start of the next batch of
-    /// polls.
-    stamp: Cell<Option<Instant>>,
+    /// The tick clock at the end of the last tick: the start of the next batch of polls.
+    stamp: Cell<u64>,
+    /// `LONG_POLL` in tick-clock ticks.
+    long_poll: LongPoll,
     /// When the current busy stretch began (the end of the last park, or the start), in
-    /// coarse-clock nanoseconds.
+    /// the metrics' clock ticks.
     busy_since: Cell<u64>,
 }
 
@@ -57,8 +58,9 @@ impl Core {
             woken: Cell::new(Vec::new()),
             peers: RefCell::new(None),
             spin: Cell::new(Duration::ZERO),
-            stamp: Cell::new(None),
-            busy_since: Cell::new(crate::metrics::coarse_now_ns()),
+            stamp: Cell::new(crate::metrics::clock_ticks()),
+            long_poll: LongPoll::default(),
+            busy_since: Cell::new(crate::metrics::clock_ticks()),
         })
     }
 
@@ -112,30 +114,24 @@ impl Core {
     /// One tick: run ready tasks (up to the budget), take remote work, turn the ring (blocking
     /// only if nothing is runnable and `ready()` is false), fire expired timers.
     ///
-    /// The precise clock is read at the end of a tick that polled tasks or has timers pending;
-    /// that reading fires the timers and also ends the batch of polls that began at the
-    /// previous one, so a batch is timed with readings taken anyway (it then includes a
-    /// non-blocking ring turn, microseconds). A tick that polled and then parks reads it once
-    /// more, before parking; a batch after a tick that did not read it reads it first. A core
-    /// that only waits for I/O reads no precise clock at all: busy and parked time use the
-    /// coarse clock (a memory read, no TSC), two readings per park.
+    /// The loop's own timing uses the metrics' tick clock (the TSC: one instruction, no system
+    /// call): read once a tick, at the end, and once more before a park. Those readings end the
+    /// batch of polls that began at the previous one (for long polls), and split the core's time
+    /// into busy and parked. The precise clock (`Instant`) is read only when timers are pending.
     fn turn(&self, ready: &dyn Fn() -> bool) {
         let counters = self.counters();
         counters.ticks.inc();
         self.executor.drain_remote();
-        if self.stamp.get().is_none() && self.executor.has_ready() {
-            self.stamp.set(Some(Instant::now()));
-        }
-        let polled = self.executor.run(BUDGET);
+        let polled = self.executor.run(BUDGET, &self.long_poll);
         self.executor.drain_remote();
         self.wake_reaped();
         let park = self.park_mode(ready);
         let parked_at = match park {
             Park::Until(_) => {
+                let now = crate::metrics::clock_ticks();
                 if polled > 0 {
-                    self.end_batch(Instant::now());
+                    self.end_batch(now);
                 }
-                let now = crate::metrics::coarse_now_ns();
                 counters
                     .busy_ns
                     .add(now.saturating_sub(self.busy_since.get()));
@@ -147,36 +143,31 @@ impl Core {
         if let Err(err) = result {
             panic!("corio {}: io_uring_enter failed: {err}", self.id());
         }
-        if let Some(parked_at) = parked_at {
-            let now = crate::metrics::coarse_now_ns();
-            counters.parked_ns.add(now.saturating_sub(parked_at));
-            self.busy_since.set(now);
+        let now = crate::metrics::clock_ticks();
+        match parked_at {
+            Some(parked_at) => {
+                counters.parked_ns.add(now.saturating_sub(parked_at));
+                self.busy_since.set(now);
+            }
+            None if polled > 0 => self.end_batch(now),
+            None => {}
         }
+        self.stamp.set(now);
         self.wake_reaped();
         let graveyard = self.driver.borrow_mut().take_graveyard();
         for (orphan, cqe) in graveyard {
             // A panicking destructor of an abandoned op's resources must not take the core down.
             let _ = catch_unwind(AssertUnwindSafe(|| orphan.finish(cqe)));
         }
-        if polled == 0 && self.timers.borrow().is_empty() {
-            self.stamp.set(None);
-            return;
+        if !self.timers.borrow().is_empty() {
+            self.fire_timers(Instant::now());
         }
-        let now = Instant::now();
-        if polled > 0 && parked_at.is_none() {
-            self.end_batch(now);
-        }
-        self.stamp.set(Some(now));
-        self.fire_timers(now);
     }
 
-    /// Times the batch of polls that began at the last clock reading.
-    fn end_batch(&self, now: Instant) {
-        if let Some(start) = self.stamp.get() {
-            // An addition and a comparison: cheaper than the subtraction of two instants.
-            self.executor
-                .batch_ended(now > start + crate::metrics::LONG_POLL);
-        }
+    /// Times the batch of polls that began at the last tick's end.
+    fn end_batch(&self, now: u64) {
+        let took = now.saturating_sub(self.stamp.get());
+        self.executor.batch_ended(took > self.long_poll.ticks());
     }
 
     /// Wakes the tasks whose ops the driver reaped, outside the driver borrow.

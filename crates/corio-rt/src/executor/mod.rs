@@ -14,7 +14,6 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use slab::Slab;
 
@@ -86,14 +85,18 @@ impl Executor {
     /// Long polls (over [`LONG_POLL`](crate::metrics::LONG_POLL)) are counted from the clock
     /// readings the loop takes anyway: the loop times each batch as a whole
     /// ([`batch_ended`](Self::batch_ended)); after a batch over `LONG_POLL`, the next batches
-    /// time each poll (a clock read per poll, about 26 ns here against a yield's 60 ns poll)
-    /// until one stays under it. A long batch timed as a whole counts as one long poll, even
-    /// if several of its polls were long: exact for long polls in separate ticks, a lower
-    /// bound otherwise.
-    pub(crate) fn run(&self, budget: usize) -> u64 {
+    /// time each poll (a tick-clock read per poll) until one stays under it. A long batch timed
+    /// as a whole counts as one long poll, even if several of its polls were long: exact for
+    /// long polls in separate ticks, a lower bound otherwise.
+    pub(crate) fn run(&self, budget: usize, long_poll: &crate::metrics::LongPoll) -> u64 {
         let precise = self.time_each_poll.get();
         let counters = &self.inbox.counters;
-        let mut start = if precise { Some(Instant::now()) } else { None };
+        let clock = crate::metrics::clock_ticks;
+        let (mut start, limit) = if precise {
+            (clock(), long_poll.ticks())
+        } else {
+            (0, u64::MAX)
+        };
         let mut polled = 0;
         for _ in 0..budget {
             let Some(task) = self.run_queue.borrow_mut().pop_front() else {
@@ -105,12 +108,12 @@ impl Executor {
                 self.forget(&task);
             }
             polled += 1;
-            if let Some(started) = start {
-                let now = Instant::now();
-                if now.duration_since(started) > crate::metrics::LONG_POLL {
+            if precise {
+                let now = clock();
+                if now.saturating_sub(start) > limit {
                     counters.long_polls.inc();
                 }
-                start = Some(now);
+                start = now;
             }
         }
         counters.tasks_polled.add(polled);
