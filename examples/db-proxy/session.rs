@@ -320,13 +320,13 @@ async fn wait(proxy: &Proxy, shard: usize, slot: &ReplySlot, deadline: Instant) 
         Ok(reply) => reply,
         Err(_) => {
             let upstream = &proxy.upstreams[shard];
-            let text = format!(
-                "ERR upstream {} timed out after {} ms",
-                upstream.addr,
+            let why = format!(
+                "timed out after {} ms",
                 proxy.config.upstream.request_timeout.as_millis()
             );
-            upstream.abort(&text);
-            Err(text)
+            // Other requests on the connection get "ERR upstream ADDR unavailable: <why>".
+            upstream.abort(&why);
+            Err(format!("ERR upstream {} {why}", upstream.addr))
         }
     }
 }

@@ -125,7 +125,7 @@ impl Upstream {
             State::Down { until, error } if Instant::now() < *until => return Err(error.clone()),
             State::Down { .. } | State::Idle => {}
         }
-        let conn = Rc::new(Conn::default());
+        let conn = Rc::new(Conn::new(&self.addr.to_string()));
         *state = State::Up(conn.clone());
         spawn(self.clone().run(conn.clone())).detach();
         Ok(conn)
@@ -143,11 +143,10 @@ impl Upstream {
                 let _ = stream.shutdown(Shutdown::Both);
                 let _ = reader.await;
                 let failed = conn.failed.borrow_mut().take();
-                failed.unwrap_or_else(|| "connection ended".to_owned())
+                failed.unwrap_or_else(|| conn.error_text("connection ended"))
             }
-            Err(err) => format!("connect failed: {err}"),
+            Err(err) => conn.error_text(&format!("connect failed: {err}")),
         };
-        let error = format!("ERR upstream {} unavailable: {error}", self.addr);
         conn.fail_all(&error);
         let backoff = self.backoff.get();
         self.backoff.set((backoff * 2).min(MAX_BACKOFF));
@@ -173,8 +172,10 @@ impl Upstream {
         Ok(stream)
     }
 
-    /// Gives up on the current connection: its pending requests fail with `why`. Called when a
-    /// request timed out, since the position of later replies in the FIFO is then unknown.
+    /// Gives up on the current connection: its pending requests fail with `why` (a reason
+    /// without prefix; they get the connection's `ERR upstream ... unavailable: why`). Called
+    /// when a request timed out, since the position of later replies in the FIFO is then
+    /// unknown.
     pub(crate) fn abort(&self, why: &str) {
         if let State::Up(conn) = &*self.state.borrow() {
             conn.abort(why);
@@ -183,19 +184,38 @@ impl Upstream {
 }
 
 /// One connection's queues.
-#[derive(Default)]
 struct Conn {
+    /// The upstream's address, for error replies.
+    upstream: String,
     /// Requests not yet written.
     out: RefCell<Vec<u8>>,
     /// Slots of written or queued requests, oldest first.
     pending: RefCell<VecDeque<Rc<ReplySlot>>>,
     writer: RefCell<Option<Waker>>,
     stream: RefCell<Option<Rc<TcpStream>>>,
-    /// Set when the connection must end; the text is the reason.
+    /// Set when the connection must end: the error reply its requests get (see `error_text`).
     failed: RefCell<Option<String>>,
 }
 
 impl Conn {
+    fn new(upstream: &str) -> Conn {
+        Conn {
+            upstream: upstream.to_owned(),
+            out: RefCell::default(),
+            pending: RefCell::default(),
+            writer: RefCell::default(),
+            stream: RefCell::default(),
+            failed: RefCell::default(),
+        }
+    }
+
+    /// The one error reply (without its `-`) for requests this connection cannot answer:
+    /// `ERR upstream ADDR unavailable: WHY`, so clients that classify errors by their first
+    /// word see `ERR`, and every request that failed the same way gets the same text.
+    fn error_text(&self, why: &str) -> String {
+        format!("ERR upstream {} unavailable: {why}", self.upstream)
+    }
+
     fn queue(&self, request: &[u8]) -> Rc<ReplySlot> {
         if let Some(error) = &*self.failed.borrow() {
             return ReplySlot::ready(Err(error.clone()));
@@ -210,10 +230,11 @@ impl Conn {
         slot
     }
 
+    /// Ends the connection for `why` (a reason without prefix, such as "write failed: ...").
     fn abort(&self, why: &str) {
         self.failed
             .borrow_mut()
-            .get_or_insert_with(|| why.to_owned());
+            .get_or_insert_with(|| self.error_text(why));
         if let Some(stream) = &*self.stream.borrow() {
             let _ = stream.shutdown(Shutdown::Both);
         }
@@ -222,6 +243,7 @@ impl Conn {
         }
     }
 
+    /// Fails every request still waiting with `error`, the connection's error reply.
     fn fail_all(&self, error: &str) {
         self.failed
             .borrow_mut()
