@@ -2,13 +2,15 @@
 //! its bytes arrived or not), or cut short by a timeout, loses no byte and reorders none; an
 //! explicit cancel gives back the buffer with whatever the read got.
 
-use std::future::Future;
+mod support;
+
 use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use corio::net::{TcpListener, TcpStream, UnixStream};
 use corio::rt::{block_on, spawn, time, yield_now, Cancellable};
+use support::{pattern, poll_once};
 
 /// A small deterministic generator (xorshift64*), so a failure can be replayed.
 struct Rng(u64);
@@ -24,20 +26,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-/// The byte at offset `i` of the streamed payload: position-dependent, so a lost or reordered
-/// chunk shows.
-fn payload_byte(i: usize) -> u8 {
-    (i as u64).wrapping_mul(2_654_435_761).rotate_right(13) as u8
-}
-
-fn payload(len: usize) -> Vec<u8> {
-    (0..len).map(payload_byte).collect()
-}
-
-fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    std::pin::Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
 }
 
 async fn tcp_pair() -> (TcpStream, TcpStream) {
@@ -78,7 +66,7 @@ fn write_in_chunks(
 fn dropped_reads_lose_no_byte_at_100k_random_points() {
     block_on(async {
         let (reader, writer) = tcp_pair().await;
-        let data = payload(3 << 20);
+        let data = pattern(3 << 20, 0);
         let writing = write_in_chunks(writer, data.clone(), 7, 2);
         let mut rng = Rng(11);
         let mut got = Vec::with_capacity(data.len());
@@ -140,7 +128,7 @@ fn dropped_reads_lose_no_byte_at_100k_random_points() {
 fn timed_out_reads_lose_no_byte_at_100k_random_deadlines() {
     block_on(async {
         let (reader, writer) = tcp_pair().await;
-        let data = payload(3 << 20);
+        let data = pattern(3 << 20, 0);
         let writing = write_in_chunks(writer, data.clone(), 3, 2);
         let mut rng = Rng(5);
         let mut got = Vec::with_capacity(data.len());
@@ -222,7 +210,7 @@ fn cancel_and_timeout_or_cancel_give_the_buffer_back() {
 fn dropped_recv_stream_nexts_lose_no_byte() {
     block_on(async {
         let (reader, writer) = tcp_pair().await;
-        let data = payload(1 << 20);
+        let data = pattern(1 << 20, 0);
         let writing = write_in_chunks(writer, data.clone(), 13, 2);
         let ring = corio::io::buf::BufRing::new(64, 512).unwrap();
         let mut received = reader.recv_stream(&ring);
@@ -260,7 +248,7 @@ fn dropped_recv_stream_nexts_lose_no_byte() {
 #[test]
 fn dropped_positional_reads_leave_the_file_readable() {
     let path = std::env::temp_dir().join(format!("corio-cancel-{}.bin", std::process::id()));
-    let data = payload(256 * 1024);
+    let data = pattern(256 * 1024, 0);
     std::fs::write(&path, &data).unwrap();
     block_on(async {
         let file = corio::fs::File::open(&path).await.unwrap();

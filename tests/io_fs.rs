@@ -5,44 +5,22 @@
 
 mod support;
 
-use std::future::Future;
 use std::io::ErrorKind;
 use std::pin::pin;
-use std::sync::{Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
 
 use corio::fs::{self, File, OpenOptions};
 use corio::io::buf::{AlignedBuf, IoBuf};
 use corio::rt::{block_on, in_flight, yield_now};
-use support::TempDir;
+use support::{pattern, poll_once, serial, TempDir};
 
 /// A mebibyte, the size of the round-trip files.
 const MIB: usize = 1 << 20;
-
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// `len` bytes that differ from any shifted copy of themselves.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
-        .collect()
-}
 
 /// How many fds this process has open.
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")
         .count()
-}
-
-/// Polls `fut` once with a waker that does nothing.
-fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
-    std::pin::Pin::new(fut).poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// Turns the loop until the ring holds no op, orphans included.
@@ -61,7 +39,7 @@ fn a_mebibyte_survives_write_fsync_close_and_reopen() {
     let _serial = serial();
     let dir = TempDir::new("fs-roundtrip");
     let path = dir.path().join("data.bin");
-    let data = pattern(MIB);
+    let data = pattern(MIB, 0);
     block_on(async {
         let file = File::create(&path).await.unwrap();
         let (res, data) = file.write_all_at(data, 0).await;
@@ -78,7 +56,7 @@ fn a_mebibyte_survives_write_fsync_close_and_reopen() {
         assert_eq!((n.unwrap(), tail.len()), (0, 0), "a read at EOF gives 0");
         file.close().await.unwrap();
     });
-    assert_eq!(std::fs::read(&path).unwrap(), pattern(MIB));
+    assert_eq!(std::fs::read(&path).unwrap(), pattern(MIB, 0));
 }
 
 #[test]
@@ -101,7 +79,7 @@ fn o_direct_round_trips_with_aligned_buffers() {
             other => other.unwrap(),
         };
         let mut out = AlignedBuf::with_capacity(MIB);
-        out.extend_from_slice(&pattern(MIB));
+        out.extend_from_slice(&pattern(MIB, 0));
         let (res, _) = file.write_all_at(out, 0).await;
         res.unwrap();
         file.sync_all().await.unwrap();
@@ -123,7 +101,10 @@ fn o_direct_round_trips_with_aligned_buffers() {
             assert_eq!(buf.as_ptr() as usize % 4096, 0);
             read_back.extend_from_slice(&buf);
         }
-        assert!(read_back == pattern(MIB), "O_DIRECT bytes read back differ");
+        assert!(
+            read_back == pattern(MIB, 0),
+            "O_DIRECT bytes read back differ"
+        );
         file.close().await.unwrap();
     });
 }
@@ -205,7 +186,7 @@ fn metadata_reports_len_type_and_fallocated_growth() {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).mode(0o640);
         let file = options.open(&path).await.unwrap();
-        let (res, _) = file.write_all_at(pattern(12_345), 0).await;
+        let (res, _) = file.write_all_at(pattern(12_345, 0), 0).await;
         res.unwrap();
         let meta = file.metadata().await.unwrap();
         assert_eq!(meta.len(), 12_345);
@@ -231,8 +212,8 @@ fn fs_read_and_write_round_trip() {
     let dir = TempDir::new("fs-helpers");
     let path = dir.path().join("helper.bin");
     block_on(async {
-        fs::write(&path, pattern(300_001)).await.unwrap();
-        assert!(fs::read(&path).await.unwrap() == pattern(300_001));
+        fs::write(&path, pattern(300_001, 0)).await.unwrap();
+        assert!(fs::read(&path).await.unwrap() == pattern(300_001, 0));
         fs::write(&path, b"".as_slice()).await.unwrap();
         assert_eq!(fs::read(&path).await.unwrap(), b"");
         // A file whose statx size is 0 but which has content.
@@ -342,7 +323,7 @@ fn dropping_a_read_in_flight_is_safe_and_frees_the_fd_afterwards() {
     let _serial = serial();
     let dir = TempDir::new("fs-cancel");
     let path = dir.path().join("data.bin");
-    std::fs::write(&path, pattern(MIB)).unwrap();
+    std::fs::write(&path, pattern(MIB, 0)).unwrap();
     block_on(async {
         let fds_before = open_fds();
         for _ in 0..100 {
@@ -357,7 +338,7 @@ fn dropping_a_read_in_flight_is_safe_and_frees_the_fd_afterwards() {
         let file = File::open(&path).await.unwrap();
         let (res, buf) = file.read_exact_at(Vec::with_capacity(4), 4096).await;
         res.unwrap();
-        assert_eq!(buf, pattern(4100)[4096..]);
+        assert_eq!(buf, pattern(4100, 0)[4096..]);
     });
 }
 

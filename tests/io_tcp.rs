@@ -1,15 +1,12 @@
 //! Integration tests of corio-io's TCP sockets over loopback.
 
+mod support;
+
 use std::time::Duration;
 
 use corio::net::{TcpListener, TcpStream};
 use corio::rt::{block_on, spawn, time};
-
-/// Tests here count open fds, so none may run while another opens sockets.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use support::serial;
 
 #[test]
 fn echoes_a_mebibyte_over_loopback() {

@@ -1,11 +1,10 @@
 //! Integration tests of corio-io's UDP and Unix-domain sockets, and of name resolution.
 
+mod support;
+
 use corio::net::{lookup_host, UdpSocket, UnixListener, UnixStream};
 use corio::rt::{block_on, spawn};
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
+use support::pattern;
 
 #[test]
 fn a_mebibyte_echoed_over_udp_in_datagrams() {
@@ -25,7 +24,7 @@ fn a_mebibyte_echoed_over_udp_in_datagrams() {
         });
         let client = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         client.connect(server_addr).unwrap();
-        let data = pattern(1 << 20);
+        let data = pattern(1 << 20, 0);
         let mut echoed = Vec::with_capacity(data.len());
         for chunk in data.chunks(8192) {
             let (sent, _) = client.send(chunk.to_vec()).await;
@@ -65,7 +64,7 @@ fn a_mebibyte_echoed_over_a_unix_socket() {
             }
         });
         let client = UnixStream::connect(&path).await.unwrap();
-        let data = pattern(1 << 20);
+        let data = pattern(1 << 20, 0);
         let mut echoed = Vec::with_capacity(data.len());
         let mut sent = 0;
         // Alternate bounded writes and reads so neither side's socket buffer fills up.

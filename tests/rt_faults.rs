@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 use support::{
-    encode, example_path, parse_reply, ExampleServer, Proxy, Reply, TempDir, IO_TIMEOUT,
+    encode, example_path, parse_reply, pattern, ExampleServer, Proxy, Reply, TempDir, IO_TIMEOUT,
 };
 
 /// Faults a correct program absorbs without a visible difference.
@@ -19,12 +19,6 @@ const TRANSPARENT: &str =
 /// The same, plus 2% of ops failed with ECANCELED: the program may fail requests, but never
 /// answers wrongly.
 const WITH_ECANCELED: &str = "seed=9,eintr=0.05,short=0.3,cq_hold=0.2,reorder=0.5,ecanceled=0.02";
-
-fn pattern(len: usize, salt: u64) -> Vec<u8> {
-    (0..len as u64)
-        .map(|i| (i.wrapping_mul(2_654_435_761) ^ salt).rotate_right(11) as u8)
-        .collect()
-}
 
 /// Sends `data` through the echo server on one connection (a writer thread, so neither side
 /// blocks on a full socket) and returns what came back before EOF or an error.

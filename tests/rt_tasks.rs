@@ -1,18 +1,16 @@
 //! Integration tests of corio-rt's executor: tasks, join handles, wake-ups from other threads,
 //! panics, and many tasks awaiting ops at once.
 
+mod support;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::task::Waker;
 
 use corio::rt::{block_on, in_flight, live_tasks, nop, spawn, yield_now, Runtime};
-
-/// One test here counts open fds, so none may run while another opens rings.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+// One test here counts open fds, so none may run while another opens rings.
+use support::serial;
 
 #[test]
 fn ten_thousand_tasks_each_awaiting_an_op_all_complete() {

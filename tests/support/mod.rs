@@ -34,6 +34,29 @@ const INSTALL_HINT: &str = "install it with `apt-get install -y redis-server red
 const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 // ---------------------------------------------------------------------------------------------
+// Small helpers every test file may need
+
+/// Serializes the tests of one test binary that count process-wide resources (open fds) or
+/// must not overlap for another reason.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `len` bytes that depend on their position and on `salt`, so a lost, repeated or reordered
+/// chunk shows in a comparison.
+pub fn pattern(len: usize, salt: u64) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) ^ salt).rotate_right(13) as u8)
+        .collect()
+}
+
+/// Polls `fut` once with a waker that does nothing (to put an op in flight, say).
+pub fn poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> std::task::Poll<F::Output> {
+    std::pin::Pin::new(fut).poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+// ---------------------------------------------------------------------------------------------
 // Ports and processes
 
 /// A loopback port that was free a moment ago: bound on `127.0.0.1:0`, read, released.
