@@ -269,3 +269,66 @@ fn dropped_positional_reads_leave_the_file_readable() {
     });
     let _ = std::fs::remove_file(&path);
 }
+
+/// A cancelled write gives back its buffer and the count the kernel took, so the bytes the
+/// peer receives are exactly the prefixes the writer was told about: no byte sent unknowingly.
+#[test]
+fn cancelled_writes_report_exactly_what_was_sent() {
+    block_on(async {
+        let (a, b) = UnixStream::pair().unwrap();
+        let data = pattern(8 << 20, 3);
+        let mut rng = Rng(29);
+        let mut told = 0usize; // bytes the writer learned were sent
+        let mut received = Vec::new();
+        let mut cancelled_with_bytes = 0;
+        for _ in 0..200 {
+            if told >= data.len() {
+                break;
+            }
+            let end = (told + 1 + rng.below(1 << 20) as usize).min(data.len());
+            let mut write = a.write(data[told..end].to_vec());
+            if poll_once(&mut write).is_ready() {
+                unreachable!("a write is submitted on its first poll");
+            }
+            // The reader takes a random amount while the write is in flight, then the write is
+            // cancelled wherever it got to.
+            let mut want = rng.below(300_000) as usize;
+            // The kernel may take only part of the write, so stop reading when nothing more
+            // comes for 2 ms (a timed-out read keeps its bytes for the next one).
+            while want > 0 {
+                let read = b.read(Vec::with_capacity(want.min(65536)));
+                let Ok((res, buf)) = time::timeout(Duration::from_millis(2), read).await else {
+                    break;
+                };
+                let n = res.unwrap();
+                received.extend_from_slice(&buf);
+                want = want.saturating_sub(n);
+                if n == 0 {
+                    break;
+                }
+            }
+            match write.cancel().await {
+                (Ok(n), _) => {
+                    told += n;
+                    cancelled_with_bytes += usize::from(n > 0);
+                }
+                (Err(e), _) => assert_eq!(e.raw_os_error(), Some(libc::ECANCELED)),
+            }
+        }
+        drop(a);
+        loop {
+            let (res, buf) = b.read(Vec::with_capacity(65536)).await;
+            if res.unwrap() == 0 {
+                break;
+            }
+            received.extend_from_slice(&buf);
+        }
+        assert_eq!(
+            received.len(),
+            told,
+            "the peer got bytes the writer was not told of"
+        );
+        assert!(received[..] == data[..told]);
+        assert!(cancelled_with_bytes > 10, "{cancelled_with_bytes}");
+    });
+}

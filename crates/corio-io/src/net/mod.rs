@@ -9,6 +9,7 @@ mod stash;
 mod tcp;
 mod udp;
 mod unix;
+mod write;
 
 pub use addr::{lookup_host, ToSocketAddrs};
 pub use copy::{copy_bidirectional, Spliceable};
@@ -18,3 +19,4 @@ pub(crate) use stash::ReadStash;
 pub use tcp::{reuseport_listeners, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixListener, UnixStream};
+pub use write::Write;

@@ -9,10 +9,11 @@ use corio_rt::{MultiOp, Op};
 use socket2::SockRef;
 
 use super::stash::{Read, ReadStash};
+use super::write::Write;
 use super::RecvStream;
 use crate::buf::{BufRing, IoBuf, IoBufMut};
 use crate::op::msg::SendVectored;
-use crate::op::net::{Send, SendZc, SharedFd};
+use crate::op::net::{SendZc, SharedFd};
 use crate::op::rw::Readv;
 
 /// A connected stream socket's fd, what its dropped reads kept, and the operations on it.
@@ -34,21 +35,16 @@ impl Socket {
         Read::new(self.fd.clone(), self.stash.clone(), buf)
     }
 
-    pub(crate) async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.write_from(buf, 0).await
+    pub(crate) fn write<B: IoBuf>(&self, buf: B) -> Write<B> {
+        self.write_from(buf, 0)
     }
 
     pub(crate) async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
         write_all_with(buf, |buf, pos| self.write_from(buf, pos)).await
     }
 
-    async fn write_from<B: IoBuf>(&self, buf: B, pos: usize) -> (io::Result<usize>, B) {
-        Op::new(Send {
-            fd: self.fd.clone(),
-            buf,
-            pos,
-        })
-        .await
+    fn write_from<B: IoBuf>(&self, buf: B, pos: usize) -> Write<B> {
+        Write::new(self.fd.clone(), buf, pos)
     }
 
     /// One zero-copy send from `pos`; `buf` comes back once the kernel has let go of it.

@@ -298,9 +298,10 @@ impl TcpStream {
     /// `send(2)`'s errors, e.g. `BrokenPipe` when the peer has gone (never a SIGPIPE).
     ///
     /// # Cancellation
-    /// Dropping the future cancels the write; some bytes may have been sent.
-    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
-        self.socket.write(buf).await
+    /// Dropping the future cancels the write; a prefix of `buf` may have been sent.
+    /// [`Cancellable::cancel`](corio_rt::Cancellable::cancel) returns how much, with `buf`.
+    pub fn write<B: IoBuf>(&self, buf: B) -> super::Write<B> {
+        self.socket.write(buf)
     }
 
     /// Scatter read (`readv(2)`): fills the spare capacity of each buffer in turn; returns the
