@@ -9,7 +9,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use corio::io::buf::BufRing;
@@ -53,29 +52,35 @@ fn run(args: Args) -> std::io::Result<()> {
     let listeners = reuseport_listeners(SocketAddr::new(args.host, args.port), cores)?;
     println!("listening on {}", listeners[0].local_addr()?);
     std::io::stdout().flush()?;
-    let listeners: Arc<Vec<Mutex<Option<std::net::TcpListener>>>> =
-        Arc::new(listeners.into_iter().map(|l| Mutex::new(Some(l))).collect());
     let runtime = corio::Runtime::builder().cores(cores).build()?;
     let (buffers, size) = (args.buffers, args.buffer_size);
-    let results = runtime.run(move |core| {
-        let listener = listeners[core.0].lock().unwrap().take();
-        async move {
-            let listener = TcpListener::from_std(listener.expect("one listener per core"))?;
-            let ring = BufRing::new(buffers, size)?;
-            let mut incoming = listener.incoming();
-            loop {
-                match incoming.next().await {
-                    Ok(stream) => corio::spawn(echo(stream, ring.clone())).detach(),
-                    Err(err) => {
-                        eprintln!("echo: accept on {core}: {err}");
-                        corio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    }
-                }
+    // A core that cannot start (out of fds for its ring, say) ends the run with its error
+    // instead of leaving the others serving without it.
+    runtime.try_run_with(listeners, move |core, listener| {
+        serve(core, listener, buffers, size)
+    })?;
+    Ok(())
+}
+
+/// Accepts connections on one core's listener, each echoed by its own task.
+async fn serve(
+    core: corio::CoreId,
+    listener: std::net::TcpListener,
+    buffers: u16,
+    size: u32,
+) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let ring = BufRing::new(buffers, size)?;
+    let mut incoming = listener.incoming();
+    loop {
+        match incoming.next().await {
+            Ok(stream) => corio::spawn(echo(stream, ring.clone())).detach(),
+            Err(err) => {
+                eprintln!("echo: accept on {core}: {err}");
+                corio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
-    });
-    results.into_iter().collect::<std::io::Result<Vec<()>>>()?;
-    Ok(())
+    }
 }
 
 /// Echoes one connection until EOF or an error.

@@ -32,6 +32,11 @@ pub use corio_io::net;
 pub use corio_mesh as mesh;
 pub use corio_rt as rt;
 pub use corio_rt::{
-    block_on, current_core, join, join_all, raise_fd_limit, select, spawn, time, try_join,
-    try_join_all, yield_now, CoreId, JoinError, JoinHandle, Runtime,
+    block_on, current_core, join, join_all, pin, raise_fd_limit, select, signal, spawn, time,
+    try_join, try_join_all, yield_now, CoreId, Either, JoinError, JoinHandle, RunError, Runtime,
 };
+
+/// The README's examples, compiled as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;

@@ -20,6 +20,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod buf;
+mod error;
 pub mod fs;
 pub mod net;
 mod op;

@@ -29,6 +29,8 @@ pub(crate) struct Core {
     woken: Cell<Vec<Waker>>,
     /// Every core of this core's runtime (set at start-up; just this one under `block_on`).
     pub(crate) peers: RefCell<Option<Arc<[CoreHandle]>>>,
+    /// What the cores of this core's runtime share about runs (none under `block_on`).
+    pub(crate) runtime: RefCell<Option<Arc<crate::run::Shared>>>,
     /// How long to poll for work before parking (zero: park at once).
     pub(crate) spin: Cell<Duration>,
     /// The tick clock at the end of the last tick: the start of the next batch of polls.
@@ -57,6 +59,7 @@ impl Core {
             timers: RefCell::new(Wheel::default()),
             woken: Cell::new(Vec::new()),
             peers: RefCell::new(None),
+            runtime: RefCell::new(None),
             spin: Cell::new(Duration::ZERO),
             stamp: Cell::new(crate::metrics::clock_ticks()),
             long_poll: LongPoll::default(),

@@ -50,7 +50,9 @@ mod limits;
 mod metrics;
 mod op;
 mod register;
+mod run;
 mod runtime;
+pub mod signal;
 mod sync;
 #[cfg(test)]
 mod testing;
@@ -69,4 +71,6 @@ pub use op::{nop, submit_detached, Cancellable, Cqe, MultiOp, MultishotCode, Nop
 pub use register::{
     buf_ring_head, register_buf_ring, register_buffers, unregister_buf_ring, unregister_buffers,
 };
+pub use run::{stop, RunError, StopHandle};
 pub use runtime::{Builder, CoreId, Runtime};
+pub use std::pin::pin;

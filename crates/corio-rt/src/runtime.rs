@@ -1,23 +1,21 @@
 //! The runtime: one thread per core, each pinned to its CPU and running its own event loop,
 //! built by [`Builder`], fed futures by [`Runtime::run`], and joined on shutdown.
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
-
-use futures_util::FutureExt;
 
 use crate::core::Core;
 use crate::driver::{FaultPlan, Poke};
 use crate::executor::{Inbox, Job};
 use crate::handle::CoreHandle;
 use crate::metrics::Metrics;
+use crate::run::{self, Outcome, RunError, Shared, StopHandle};
+use crate::JoinError;
 
 /// The index of a core in a [`Runtime`]: `0..cores`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -190,7 +188,10 @@ impl Builder {
                 .ok_or_else(|| io::Error::other("cannot list the CPUs to pin cores to"))?,
             (None, false) => Vec::new(),
         };
-        let mut runtime = Runtime { cores: Vec::new() };
+        let mut runtime = Runtime {
+            cores: Vec::new(),
+            shared: Arc::new(Shared::default()),
+        };
         for index in 0..self.cores {
             let cpu = cpus.get(index % cpus.len().max(1)).copied();
             let faults = faults.clone().map(|plan| plan.for_core(index));
@@ -205,8 +206,11 @@ impl Builder {
             .map(|core| CoreHandle::new(core.inbox.clone()))
             .collect();
         for core in &runtime.cores {
-            let peers = peers.clone();
-            let job: Job = Box::new(move || crate::handle::set_peers(peers));
+            let (peers, shared) = (peers.clone(), runtime.shared.clone());
+            let job: Job = Box::new(move || {
+                crate::handle::set_peers(peers);
+                crate::context::with_core(|core| *core.runtime.borrow_mut() = Some(shared));
+            });
             if core.inbox.push_job(job).is_err() {
                 return Err(io::Error::other("a core stopped during start-up"));
             }
@@ -264,6 +268,15 @@ impl Builder {
     }
 }
 
+/// Core `core`'s value from a `run_with` list; each core takes its own exactly once per run.
+fn take<V>(values: &[std::sync::Mutex<Option<V>>], core: CoreId) -> V {
+    values[core.0]
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take()
+        .unwrap_or_else(|| unreachable!("each core's factory runs once per run"))
+}
+
 struct CoreThread {
     inbox: Arc<Inbox>,
     thread: Option<thread::JoinHandle<()>>,
@@ -275,6 +288,7 @@ struct CoreThread {
 /// cancelled) and joins every thread.
 pub struct Runtime {
     cores: Vec<CoreThread>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Runtime {
@@ -294,54 +308,224 @@ impl Runtime {
     /// The factory is `Send + Sync` (it crosses to each core's thread); the futures it builds
     /// may be `!Send`. Tasks they spawn keep running after `run` returns, until shutdown.
     ///
+    /// `run` does not look inside the outputs: for futures that return `Result`, use
+    /// [`try_run`](Self::try_run), which ends the run at the first `Err` (a server's core that
+    /// fails to bind would otherwise leave `run` waiting on the cores that serve).
+    ///
     /// # Panics
-    /// If a core's future panics (the panic is resumed here, after every core has finished), or
-    /// if a core has stopped.
+    /// At once if a core's future (or the factory) panics: the other cores' futures are
+    /// cancelled, then the panic is resumed here (the panic hook has already printed it, naming
+    /// the core's thread). Also if the run was ended by [`stop`](crate::rt::stop) before every
+    /// core finished (use `try_run` to handle that), or if a core has shut down.
     pub fn run<F, Fut>(&self, factory: F) -> Vec<Fut::Output>
     where
         F: Fn(CoreId) -> Fut + Send + Sync + 'static,
         Fut: Future + 'static,
         Fut::Output: Send + 'static,
     {
-        type Outcome<T> = (usize, Result<T, Box<dyn Any + Send>>);
-        let factory = Arc::new(factory);
-        let (tx, rx) = crossbeam_channel::unbounded::<Outcome<Fut::Output>>();
-        for core in &self.cores {
-            let (factory, tx) = (factory.clone(), tx.clone());
-            let id = core.inbox.core;
-            let job: Job = Box::new(move || {
-                match std::panic::catch_unwind(AssertUnwindSafe(|| factory(id))) {
-                    Ok(future) => crate::spawn(async move {
-                        let output = AssertUnwindSafe(future).catch_unwind().await;
-                        let _ = tx.send((id.0, output));
-                    })
-                    .detach(),
-                    Err(payload) => {
-                        let _ = tx.send((id.0, Err(payload)));
-                    }
-                }
-            });
-            if core.inbox.push_job(job).is_err() {
-                panic!("{id} has shut down");
+        let (mut outcomes, first_failure) = run::drive(self, factory, |_| false, true);
+        // The panic explains the cancellations it caused: resume it first.
+        if let Some(index) = first_failure {
+            if let Outcome::Panicked(payload) = outcomes.swap_remove(index) {
+                std::panic::resume_unwind(payload);
             }
         }
-        drop(tx);
-        let mut outputs: Vec<Option<Fut::Output>> = (0..self.cores.len()).map(|_| None).collect();
-        let mut panic = None;
-        for _ in 0..self.cores.len() {
-            match rx.recv() {
-                Ok((index, Ok(output))) => outputs[index] = Some(output),
-                Ok((_, Err(payload))) => panic = panic.or(Some(payload)),
-                Err(_) => panic!("a core stopped before its future finished"),
+        let stopped = self.stop_handle().is_stopped();
+        let mut outputs = Vec::with_capacity(outcomes.len());
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Outcome::Done(output) => outputs.push(output),
+                _ if stopped => panic!(
+                    "Runtime::run: the runtime was stopped before core {index} finished \
+                     (try_run returns RunError::Stopped instead)"
+                ),
+                _ => panic!("Runtime::run: core {index} shut down before its future finished"),
             }
-        }
-        if let Some(payload) = panic {
-            std::panic::resume_unwind(payload);
         }
         outputs
+    }
+
+    /// Runs `factory(core)` on every core, as [`run`](Self::run) does, for futures that return
+    /// `Result`: the first core whose future returns `Err` or panics ends the run at once. The
+    /// other cores' futures are cancelled (dropped on their cores), and `try_run` returns which
+    /// core failed and why. With every core `Ok`, the outputs in core order.
+    ///
+    /// # Errors
+    /// - [`RunError::Failed`] with the first core's `Err`;
+    /// - [`RunError::Panicked`] with the first panic's message;
+    /// - [`RunError::Stopped`] if [`stop`](crate::rt::stop) or a [`StopHandle`] ended the run
+    ///   before every core finished, or a core had shut down.
+    ///
+    /// # Examples
+    /// A server on every core whose core 1 cannot start: the run ends with core 1's error while
+    /// core 0 would serve forever.
+    /// ```
+    /// use std::io;
+    /// let rt = corio::Runtime::builder().cores(2).pin(false).build()?;
+    /// let result = rt.try_run(|core| async move {
+    ///     if core.0 == 1 {
+    ///         return Err(io::Error::new(io::ErrorKind::AddrInUse, "cannot bind"));
+    ///     }
+    ///     std::future::pending::<io::Result<()>>().await
+    /// });
+    /// let err = result.unwrap_err();
+    /// assert_eq!(err.core(), Some(corio::CoreId(1)));
+    /// assert_eq!(err.to_string(), "core 1 failed: cannot bind");
+    /// # io::Result::Ok(())
+    /// ```
+    pub fn try_run<F, Fut, T, E>(&self, factory: F) -> Result<Vec<T>, RunError<E>>
+    where
+        F: Fn(CoreId) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (mut outcomes, first_failure) = run::drive(self, factory, Result::is_err, true);
+        if let Some(index) = first_failure {
+            let core = CoreId(index);
+            return Err(match outcomes.swap_remove(index) {
+                Outcome::Done(Err(error)) => RunError::Failed { core, error },
+                Outcome::Panicked(payload) => RunError::Panicked {
+                    core,
+                    message: run::message(payload.as_ref()),
+                },
+                _ => unreachable!("the first failure is an Err or a panic"),
+            });
+        }
+        let mut outputs = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Done(Ok(output)) => outputs.push(output),
+                _ => return Err(RunError::Stopped),
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Runs `factory(core)` on every core and lets each finish on its own: a core that fails or
+    /// panics does not stop the others. Returns each core's output or why it has none
+    /// ([`JoinError::Panic`](crate::JoinError::Panic), or
+    /// [`JoinError::Cancelled`](crate::JoinError::Cancelled) after [`stop`](crate::rt::stop)),
+    /// in core order.
+    ///
+    /// # Examples
+    /// ```
+    /// let rt = corio::Runtime::builder().cores(2).pin(false).build()?;
+    /// let results = rt.run_each(|core| async move {
+    ///     assert!(core.0 == 0, "only core 0 works");
+    ///     core.0
+    /// });
+    /// assert_eq!(*results[0].as_ref().unwrap(), 0);
+    /// assert!(results[1].as_ref().unwrap_err().is_panic());
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn run_each<F, Fut>(&self, factory: F) -> Vec<Result<Fut::Output, JoinError>>
+    where
+        F: Fn(CoreId) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: Send + 'static,
+    {
+        run::drive(self, factory, |_| false, false)
+            .0
             .into_iter()
-            .map(|o| o.expect("every core reported"))
+            .map(|outcome| match outcome {
+                Outcome::Done(output) => Ok(output),
+                Outcome::Panicked(payload) => Err(JoinError::Panic(payload)),
+                Outcome::Cancelled => Err(JoinError::Cancelled),
+            })
             .collect()
+    }
+
+    /// [`run`](Self::run) with an owned value for each core: core `i` gets `values[i]` (a
+    /// listener bound before start, a channel end, a shard of data), moved to its thread.
+    ///
+    /// # Panics
+    /// If `values` does not hold exactly one value per core; otherwise as `run`.
+    ///
+    /// # Examples
+    /// ```
+    /// let rt = corio::Runtime::builder().cores(2).pin(false).build()?;
+    /// let names = vec![String::from("left"), String::from("right")];
+    /// let lens = rt.run_with(names, |_core, name| async move { name.len() });
+    /// assert_eq!(lens, vec![4, 5]);
+    /// # std::io::Result::Ok(())
+    /// ```
+    #[track_caller]
+    pub fn run_with<V, F, Fut>(&self, values: Vec<V>, factory: F) -> Vec<Fut::Output>
+    where
+        V: Send + 'static,
+        F: Fn(CoreId, V) -> Fut + Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let values = self.per_core(values);
+        self.run(move |core| factory(core, take(&values, core)))
+    }
+
+    /// [`try_run`](Self::try_run) with an owned value for each core, as
+    /// [`run_with`](Self::run_with) hands them out.
+    ///
+    /// # Errors
+    /// As `try_run`.
+    ///
+    /// # Panics
+    /// If `values` does not hold exactly one value per core.
+    ///
+    /// # Examples
+    /// One listener per core, bound before the runtime starts so that a taken port is an error
+    /// before anything runs:
+    /// ```no_run
+    /// use corio::net::{reuseport_listeners, TcpListener};
+    /// let listeners = reuseport_listeners("127.0.0.1:7000".parse().unwrap(), 2)?;
+    /// let rt = corio::Runtime::builder().cores(2).build()?;
+    /// rt.try_run_with(listeners, |_core, listener| async move {
+    ///     let listener = TcpListener::from_std(listener)?;
+    ///     loop {
+    ///         let (stream, _peer) = listener.accept().await?;
+    ///         drop(stream);
+    ///     }
+    ///     #[allow(unreachable_code)]
+    ///     std::io::Result::Ok(())
+    /// })?;
+    /// # std::io::Result::Ok(())
+    /// ```
+    #[track_caller]
+    pub fn try_run_with<V, F, Fut, T, E>(
+        &self,
+        values: Vec<V>,
+        factory: F,
+    ) -> Result<Vec<T>, RunError<E>>
+    where
+        V: Send + 'static,
+        F: Fn(CoreId, V) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let values = self.per_core(values);
+        self.try_run(move |core| factory(core, take(&values, core)))
+    }
+
+    #[track_caller]
+    fn per_core<V>(&self, values: Vec<V>) -> Vec<std::sync::Mutex<Option<V>>> {
+        assert_eq!(
+            values.len(),
+            self.cores(),
+            "Runtime::run_with: {} values for {} cores (one value per core)",
+            values.len(),
+            self.cores()
+        );
+        values
+            .into_iter()
+            .map(|v| std::sync::Mutex::new(Some(v)))
+            .collect()
+    }
+
+    /// A handle that stops this runtime's runs from any thread; see [`stop`](crate::rt::stop).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Handles to every core, in core order, for sending them work from any thread.

@@ -27,6 +27,7 @@ pub use metadata::Metadata;
 pub use options::OpenOptions;
 
 use crate::buf::IoBuf;
+use crate::error::context;
 use crate::op::fs::{MkDirAt, RenameAt, UnlinkAt};
 
 /// How much `read` asks for at a time once the file outgrows the size statx gave.
@@ -114,7 +115,11 @@ pub async fn write<B: IoBuf>(path: impl AsRef<Path>, data: B) -> io::Result<()> 
 /// # Cancellation
 /// Dropping the future cancels the call if it has not started; the file may or may not be gone.
 pub async fn remove_file(path: impl AsRef<Path>) -> io::Result<()> {
-    Op::new(UnlinkAt::new(path.as_ref(), false)?).await
+    let path = path.as_ref();
+    let removed = async { Op::new(UnlinkAt::new(path, false)?).await };
+    removed
+        .await
+        .map_err(|err| context(err, format_args!("remove {}", path.display())))
 }
 
 /// Removes the empty directory at `path` (`rmdir(2)`).
@@ -126,7 +131,11 @@ pub async fn remove_file(path: impl AsRef<Path>) -> io::Result<()> {
 /// Dropping the future cancels the call if it has not started; the directory may or may not be
 /// gone.
 pub async fn remove_dir(path: impl AsRef<Path>) -> io::Result<()> {
-    Op::new(UnlinkAt::new(path.as_ref(), true)?).await
+    let path = path.as_ref();
+    let removed = async { Op::new(UnlinkAt::new(path, true)?).await };
+    removed
+        .await
+        .map_err(|err| context(err, format_args!("remove directory {}", path.display())))
 }
 
 /// Renames `from` to `to`, replacing `to` if it exists (`rename(2)`).
@@ -146,7 +155,14 @@ pub async fn remove_dir(path: impl AsRef<Path>) -> io::Result<()> {
 /// # std::io::Result::Ok(()) }).unwrap();
 /// ```
 pub async fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
-    Op::new(RenameAt::new(from.as_ref(), to.as_ref())?).await
+    let (from, to) = (from.as_ref(), to.as_ref());
+    let renamed = async { Op::new(RenameAt::new(from, to)?).await };
+    renamed.await.map_err(|err| {
+        context(
+            err,
+            format_args!("rename {} to {}", from.display(), to.display()),
+        )
+    })
 }
 
 /// Creates the directory `path` with mode `0o777` before the umask (`mkdir(2)`); its parent
@@ -170,5 +186,8 @@ pub async fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<
 /// # std::io::Result::Ok(()) }).unwrap();
 /// ```
 pub async fn create_dir(path: impl AsRef<Path>) -> io::Result<()> {
-    Op::new(MkDirAt::new(path.as_ref(), 0o777)?).await
+    let path = path.as_ref();
+    let made = async { Op::new(MkDirAt::new(path, 0o777)?).await };
+    made.await
+        .map_err(|err| context(err, format_args!("create directory {}", path.display())))
 }

@@ -134,14 +134,24 @@ impl OpenOptions {
     /// `InvalidInput` for a combination std rejects (no access mode; create or truncate
     /// without write access; truncate with append) or a path holding a NUL byte; otherwise
     /// `openat(2)`'s errors, e.g. `NotFound`, `PermissionDenied`, `AlreadyExists` with
-    /// [`create_new`](Self::create_new).
+    /// [`create_new`](Self::create_new). The message names the path (`open /etc/x: ...`);
+    /// the kind is the OS error's, which stays reachable as the error's `source()`.
     ///
     /// # Cancellation
     /// Dropping the future cancels the open; a file opened in the meantime is closed.
     pub async fn open(&self, path: impl AsRef<Path>) -> io::Result<File> {
-        let op = OpenAt::new(path.as_ref(), self.flags()?, self.mode)?;
-        let fd = Op::new(op).await?;
-        Ok(File::from_shared(Rc::new(fd)))
+        let path = path.as_ref();
+        let opened = async {
+            let op = OpenAt::new(path, self.flags()?, self.mode)?;
+            Op::new(op).await
+        };
+        match opened.await {
+            Ok(fd) => Ok(File::from_shared(Rc::new(fd))),
+            Err(err) => Err(crate::error::context(
+                err,
+                format_args!("open {}", path.display()),
+            )),
+        }
     }
 
     /// The `openat(2)` flags, or std's `InvalidInput` for a combination it rejects.

@@ -5,6 +5,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use corio_rt::Op;
@@ -20,17 +21,19 @@ const BACKLOG: i32 = 1024;
 
 /// A TCP listening socket.
 ///
-/// [`bind`](TcpListener::bind) sets `SO_REUSEADDR` and `SO_REUSEPORT`, so one listener per core
-/// can share a port and the kernel spreads incoming connections across them.
+/// [`bind`](TcpListener::bind) lets the cores of this process share a port (each core binds its
+/// own listener with `SO_REUSEPORT`, and the kernel spreads incoming connections across them)
+/// but refuses a port that another process already listens on, as a plain bind would; see
+/// [`bind_shared`](TcpListener::bind_shared) to share with other processes on purpose.
 ///
 /// # Examples
 /// ```no_run
-/// use corio_io::net::TcpListener;
-/// corio_rt::block_on(async {
+/// use corio::net::TcpListener;
+/// corio::block_on(async {
 ///     let listener = TcpListener::bind("127.0.0.1:6380")?;
 ///     loop {
 ///         let (stream, peer) = listener.accept().await?;
-///         corio_rt::spawn(async move {
+///         corio::spawn(async move {
 ///             let (res, buf) = stream.read(Vec::with_capacity(4096)).await;
 ///             if res.is_ok() {
 ///                 let _ = stream.write_all(buf).await;
@@ -46,29 +49,72 @@ const BACKLOG: i32 = 1024;
 #[derive(Debug)]
 pub struct TcpListener {
     fd: SharedFd,
+    /// The address this listener holds in this process's table of ports it serves.
+    claim: Option<SocketAddr>,
+}
+
+/// The addresses this process's [`TcpListener::bind`] listeners are bound to, each with how
+/// many are open: a bind to one of these joins the process's own group; any other bind first
+/// checks that no one else listens there.
+static CLAIMED: Mutex<Vec<(SocketAddr, usize)>> = Mutex::new(Vec::new());
+
+fn claimed() -> std::sync::MutexGuard<'static, Vec<(SocketAddr, usize)>> {
+    CLAIMED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl TcpListener {
-    /// Binds to the first address `addr` resolves to, with `SO_REUSEADDR` and `SO_REUSEPORT`,
+    /// Binds to the first address `addr` resolves to with `SO_REUSEADDR` and `SO_REUSEPORT`,
     /// and listens with a backlog of 1024.
+    ///
+    /// Every core of a process may bind the same address: their listeners form one group and
+    /// the kernel spreads connections across them. A port that another process listens on is
+    /// refused with `AddrInUse` (with `SO_REUSEPORT` alone, a second copy of a server would
+    /// silently take half its connections); [`bind_shared`](Self::bind_shared) joins it on
+    /// purpose. Port 0 gives each call its own free port.
     ///
     /// `addr` is resolved by the standard library; pass an IP address to avoid a blocking name
     /// lookup.
     ///
     /// # Errors
-    /// `bind(2)`'s and `listen(2)`'s errors, e.g. `AddrInUse` when a socket without
-    /// `SO_REUSEPORT` (or another user's) holds the port; `InvalidInput` if `addr` resolves to
-    /// nothing.
+    /// `AddrInUse` when another process listens on the address (or holds it without
+    /// `SO_REUSEPORT`), `PermissionDenied` for a port below 1024 without the capability, and
+    /// other `bind(2)`/`listen(2)` errors; `InvalidInput` if `addr` resolves to nothing. The
+    /// message names the address (`bind 127.0.0.1:6380: ...`).
     pub fn bind(addr: impl std::net::ToSocketAddrs) -> io::Result<TcpListener> {
         let addr = resolve(addr)?;
-        let socket =
-            socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        socket.set_reuse_port(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(BACKLOG)?;
+        let mut claimed = claimed();
+        let ours = claimed.iter().any(|&(held, _)| held == addr);
+        if !ours && addr.port() != 0 {
+            // A plain bind fails if anyone listens there, SO_REUSEPORT or not.
+            drop(std::net::TcpListener::bind(addr).map_err(|err| bind_error(err, addr))?);
+        }
+        let fd = listen(addr)?;
+        let bound = socket_addr(SockRef::from(&fd).local_addr()?)?;
+        let key = if addr.port() == 0 { bound } else { addr };
+        match claimed.iter_mut().find(|(held, _)| *held == key) {
+            Some((_, count)) => *count += 1,
+            None => claimed.push((key, 1)),
+        }
         Ok(TcpListener {
-            fd: Rc::new(socket.into()),
+            fd: Rc::new(fd),
+            claim: Some(key),
+        })
+    }
+
+    /// Binds as [`bind`](Self::bind) does but joins a port that other processes listen on
+    /// with `SO_REUSEPORT` (same user): the kernel then spreads connections across every
+    /// process's listeners. For zero-downtime restarts, where the new copy starts serving
+    /// before the old one stops.
+    ///
+    /// # Errors
+    /// As `bind`; `AddrInUse` only when a socket without `SO_REUSEPORT` holds the address.
+    pub fn bind_shared(addr: impl std::net::ToSocketAddrs) -> io::Result<TcpListener> {
+        let addr = resolve(addr)?;
+        Ok(TcpListener {
+            fd: Rc::new(listen(addr)?),
+            claim: None,
         })
     }
 
@@ -78,6 +124,7 @@ impl TcpListener {
         listener.set_nonblocking(false)?;
         Ok(TcpListener {
             fd: Rc::new(OwnedFd::from(listener)),
+            claim: None,
         })
     }
 
@@ -145,7 +192,7 @@ pub fn reuseport_listeners(
 ) -> io::Result<Vec<std::net::TcpListener>> {
     if addr.port() != 0 {
         // A plain bind fails if anyone listens there, SO_REUSEPORT or not.
-        drop(std::net::TcpListener::bind(addr)?);
+        drop(std::net::TcpListener::bind(addr).map_err(|err| bind_error(err, addr))?);
     }
     let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
@@ -153,15 +200,45 @@ pub fn reuseport_listeners(
             Some(first) => first.local_addr()?,
             None => addr,
         };
-        let socket =
-            socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        socket.set_reuse_port(true)?;
-        socket.bind(&bind_to.into())?;
-        socket.listen(BACKLOG)?;
-        listeners.push(socket.into());
+        listeners.push(listen(bind_to)?.into());
     }
     Ok(listeners)
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        if let Some(addr) = self.claim {
+            let mut claimed = claimed();
+            if let Some(at) = claimed.iter().position(|&(held, _)| held == addr) {
+                claimed[at].1 -= 1;
+                if claimed[at].1 == 0 {
+                    claimed.swap_remove(at);
+                }
+            }
+        }
+    }
+}
+
+/// A listening socket on `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`.
+fn listen(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let socket =
+        socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket
+        .bind(&addr.into())
+        .and_then(|()| socket.listen(BACKLOG))
+        .map_err(|err| bind_error(err, addr))?;
+    Ok(socket.into())
+}
+
+fn bind_error(err: io::Error, addr: SocketAddr) -> io::Error {
+    let what = if err.kind() == io::ErrorKind::AddrInUse {
+        format!("bind {addr}: another socket or process listens there")
+    } else {
+        format!("bind {addr}")
+    };
+    crate::error::context(err, what)
 }
 
 impl AsRawFd for TcpListener {
@@ -208,10 +285,17 @@ impl TcpStream {
         for addr in lookup_host(addr).await? {
             match TcpStream::connect_addr(addr).await {
                 Ok(stream) => return Ok(stream),
-                Err(err) => last_err = Some(err),
+                Err(err) => {
+                    last_err = Some(crate::error::context(
+                        err,
+                        format_args!("connect to {addr}"),
+                    ))
+                }
             }
         }
-        Err(last_err.expect("lookup_host returns at least one address"))
+        Err(last_err.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
+        }))
     }
 
     /// Like [`connect`](Self::connect), giving up after `timeout` (resolution included).
@@ -224,7 +308,12 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         corio_rt::time::timeout(timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect timed out after {timeout:?}"),
+                )
+            })?
     }
 
     async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
