@@ -20,7 +20,12 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod buf;
+mod bufread;
 mod error;
 pub mod fs;
 pub mod net;
 mod op;
+mod read;
+
+pub use bufread::{BufReader, Lines};
+pub use read::OwnedRead;

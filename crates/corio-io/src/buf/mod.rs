@@ -8,6 +8,7 @@
 mod aligned;
 mod fixed;
 mod ring;
+mod shared;
 mod slice;
 
 pub use aligned::AlignedBuf;

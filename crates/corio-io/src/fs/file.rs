@@ -120,6 +120,115 @@ impl File {
         Op::new(ReadAt { fd, buf, pos }).await
     }
 
+    /// Reads into the spare capacity of `buf` at the file's own position, and advances it, as
+    /// `read(2)` does (io_uring offset -1). This is the read for files that are streams: pipes,
+    /// FIFOs, terminals, character devices, sockets given as files, and generated files
+    /// (`/proc`, `/sys`) whose size says nothing. On a regular file it reads from the cursor
+    /// that the previous `read`/`write` left (positional reads and writes do not move it).
+    ///
+    /// Returns the byte count and `buf`; `Ok(0)` is EOF (the writer closed a pipe, Ctrl-D on a
+    /// terminal).
+    ///
+    /// # Errors
+    /// `read(2)`'s errors, e.g. `IsADirectory`; `InvalidInput` if `buf` has no spare capacity.
+    ///
+    /// # Cancellation
+    /// Not cancel-safe on a stream: a read dropped after its bytes arrived consumed them (a
+    /// pipe has no way to give them back). Await it to the end.
+    ///
+    /// # Examples
+    /// Copy stdin (a pipe, a terminal, a file) to a vector:
+    /// ```no_run
+    /// use std::os::fd::AsFd;
+    /// # corio::block_on(async {
+    /// let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
+    /// let input = corio::fs::File::from_std(stdin.into());
+    /// let mut all = Vec::new();
+    /// loop {
+    ///     let (n, buf) = input.read(Vec::with_capacity(64 * 1024)).await;
+    ///     if n? == 0 {
+    ///         break;
+    ///     }
+    ///     all.extend_from_slice(&buf);
+    /// }
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        if buf.bytes_init() == buf.bytes_total() {
+            return (Err(no_spare_capacity()), buf);
+        }
+        // Offset -1: "the file position", for files and for fds that have none.
+        let fd = self.fd().clone();
+        Op::new(ReadAt {
+            fd,
+            buf,
+            pos: u64::MAX,
+        })
+        .await
+    }
+
+    /// Writes some of `buf`'s initialised bytes at the file's own position and advances it, as
+    /// `write(2)` does (appending on a file opened with `append`); returns how many, and `buf`.
+    /// For pipes, terminals and the like; see [`read`](Self::read).
+    ///
+    /// # Errors
+    /// `write(2)`'s errors, e.g. `BrokenPipe` when a pipe's reader has gone.
+    ///
+    /// # Cancellation
+    /// Dropping the future cancels the write if it has not started; some bytes may have been
+    /// written.
+    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        let fd = self.fd().clone();
+        Op::new(WriteAt {
+            fd,
+            buf,
+            buf_pos: 0,
+            pos: u64::MAX,
+        })
+        .await
+    }
+
+    /// Writes all of `buf`'s initialised bytes at the file's own position, however many writes
+    /// it takes.
+    ///
+    /// # Errors
+    /// The first write error; `WriteZero` if a write accepts nothing.
+    ///
+    /// # Cancellation
+    /// Dropping the future cancels the write in flight; a prefix may have been written.
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        let mut op = WriteAt {
+            fd: self.fd().clone(),
+            buf,
+            buf_pos: 0,
+            pos: u64::MAX,
+        };
+        while op.buf_pos < op.buf.bytes_init() {
+            let buf_pos = op.buf_pos;
+            let fd = op.fd.clone();
+            let (res, buf) = Op::new(op).await;
+            op = WriteAt {
+                fd,
+                buf,
+                buf_pos,
+                pos: u64::MAX,
+            };
+            match res {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), op.buf),
+                Ok(n) => op.buf_pos += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return (Err(err), op.buf),
+            }
+        }
+        (Ok(()), op.buf)
+    }
+
+    /// Adopts a file opened elsewhere: `std::fs::File`, or any fd turned into one (stdin,
+    /// a pipe end, an inherited fd), e.g. `File::from_std(owned_fd.into())`.
+    pub fn from_std(file: std::fs::File) -> File {
+        File::from_shared(Rc::new(std::os::fd::OwnedFd::from(file)))
+    }
+
     /// Fills the spare capacity of `buf` completely, from `pos` bytes into the file, however
     /// many reads it takes.
     ///
