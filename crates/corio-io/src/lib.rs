@@ -21,6 +21,7 @@
 
 pub mod buf;
 mod bufread;
+pub mod compat;
 mod error;
 pub mod fs;
 pub mod net;

@@ -315,7 +315,7 @@ impl Runtime {
     /// # Panics
     /// At once if a core's future (or the factory) panics: the other cores' futures are
     /// cancelled, then the panic is resumed here (the panic hook has already printed it, naming
-    /// the core's thread). Also if the run was ended by [`stop`](crate::rt::stop) before every
+    /// the core's thread). Also if the run was ended by [`stop`](crate::stop) before every
     /// core finished (use `try_run` to handle that), or if a core has shut down.
     pub fn run<F, Fut>(&self, factory: F) -> Vec<Fut::Output>
     where
@@ -353,7 +353,7 @@ impl Runtime {
     /// # Errors
     /// - [`RunError::Failed`] with the first core's `Err`;
     /// - [`RunError::Panicked`] with the first panic's message;
-    /// - [`RunError::Stopped`] if [`stop`](crate::rt::stop) or a [`StopHandle`] ended the run
+    /// - [`RunError::Stopped`] if [`stop`](crate::stop) or a [`StopHandle`] ended the run
     ///   before every core finished, or a core had shut down.
     ///
     /// # Examples
@@ -405,7 +405,7 @@ impl Runtime {
     /// Runs `factory(core)` on every core and lets each finish on its own: a core that fails or
     /// panics does not stop the others. Returns each core's output or why it has none
     /// ([`JoinError::Panic`](crate::JoinError::Panic), or
-    /// [`JoinError::Cancelled`](crate::JoinError::Cancelled) after [`stop`](crate::rt::stop)),
+    /// [`JoinError::Cancelled`](crate::JoinError::Cancelled) after [`stop`](crate::stop)),
     /// in core order.
     ///
     /// # Examples
@@ -521,7 +521,7 @@ impl Runtime {
             .collect()
     }
 
-    /// A handle that stops this runtime's runs from any thread; see [`stop`](crate::rt::stop).
+    /// A handle that stops this runtime's runs from any thread; see [`stop`](crate::stop).
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
             shared: self.shared.clone(),

@@ -4,7 +4,7 @@
 mod addr;
 mod copy;
 mod recv;
-mod socket;
+pub(crate) mod socket;
 mod stash;
 mod tcp;
 mod udp;

@@ -63,6 +63,31 @@ impl ReadStash {
         Poll::Pending
     }
 
+    /// For the readiness path (`compat`): once no read is in flight, moves kept bytes into
+    /// `dst`; the count (0 if none are kept). `Pending` with `waker` stored while a read is in
+    /// flight.
+    #[cfg_attr(
+        not(any(feature = "tokio", feature = "futures-io", feature = "hyper")),
+        allow(dead_code)
+    )]
+    pub(crate) fn poll_take(
+        &self,
+        waker: &Waker,
+        dst: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Poll<usize> {
+        if self.poll_idle(waker).is_pending() {
+            return Poll::Pending;
+        }
+        let mut bytes = self.bytes.borrow_mut();
+        let (front, _) = bytes.as_slices();
+        let n = front.len().min(dst.len());
+        for (slot, &byte) in dst.iter_mut().zip(&front[..n]) {
+            slot.write(byte);
+        }
+        bytes.drain(..n);
+        Poll::Ready(n)
+    }
+
     /// Moves kept bytes into `buf`'s spare capacity; the count moved (0 if none are kept).
     fn take_into<B: IoBufMut>(&self, buf: &mut B) -> usize {
         let mut bytes = self.bytes.borrow_mut();

@@ -260,3 +260,24 @@ unsafe impl<B: IoBuf> MultishotCode for SendZc<B> {
         cqe
     }
 }
+
+/// Waits until the fd is ready for `events` (`POLLIN`, `POLLOUT`), once: the readiness path of
+/// the compat streams. Output: the ready events.
+pub(crate) struct PollAdd {
+    pub(crate) fd: SharedFd,
+    pub(crate) events: u32,
+}
+
+// SAFETY: the SQE holds no pointer; the fd stays open through `fd`, owned by the op (I1).
+unsafe impl OpCode for PollAdd {
+    const CODE: u8 = opcode::PollAdd::CODE;
+    type Output = io::Result<u32>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::PollAdd::new(types::Fd(self.fd.as_raw_fd()), self.events).build()
+    }
+
+    fn complete(self, cqe: Cqe) -> io::Result<u32> {
+        cqe.result()
+    }
+}

@@ -8,7 +8,6 @@ pub(crate) mod wheel;
 
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -50,18 +49,24 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
         key: None,
-        _core: PhantomData,
     }
 }
 
 /// The future of [`sleep`] and [`sleep_until`]. Dropping it cancels the timer in O(log n).
+///
+/// `Send + Sync` (what hyper's `Timer` asks of a sleep): it registers with the timer store of
+/// the core that polls it, and a sleep polled on another core than before registers there
+/// afresh (its old entry fires once, harmlessly, then is gone).
+///
+/// ```
+/// fn send_sync<T: Send + Sync>() {}
+/// send_sync::<corio::time::Sleep>();
+/// ```
 #[must_use = "a sleep does nothing until awaited"]
 pub struct Sleep {
     deadline: Instant,
     /// The registered timer, and the core (driver id) whose timer store holds it.
     key: Option<(TimerKey, u64)>,
-    /// A timer belongs to its core's timer store: `!Send`.
-    _core: PhantomData<*const ()>,
 }
 
 impl Sleep {

@@ -1,0 +1,271 @@
+//! Streams for the poll-based ecosystem: [`Compat`] gives a TCP or Unix stream tokio's
+//! `AsyncRead`/`AsyncWrite` (feature `tokio`), futures-io's (feature `futures-io`) and hyper
+//! 1.x's `rt::Read`/`rt::Write` (feature `hyper`, with `HyperExecutor` and `HyperTimer`),
+//! so hyper, tokio-rustls, tokio-util codecs and `BufReader`s run on corio unchanged.
+//!
+//! # The readiness path
+//! Those traits lend the caller's buffer for one poll only, and a caller may poll again with
+//! different bytes after `Pending` (h2 does), so no io_uring read or write may hold it. Each
+//! poll therefore makes the non-blocking syscall itself (`recv`/`send`/`sendmsg` with
+//! `MSG_DONTWAIT`) straight into or out of the caller's slice: no copy, and nothing in flight
+//! when it returns. Only when the socket would block does it arm one `IORING_OP_POLL_ADD` for
+//! readability or writability, and retry when that completes. A stream that always has data
+//! costs one syscall per poll, as under epoll; a waiting one holds no buffer.
+//!
+//! Measured against the owned-buffer alternative (one copy from a buffer the ring fills) in
+//! the compare bench's hyper rows: see the README.
+//!
+//! # Mixing with the native API
+//! Bytes a dropped native `read` left in the stream's stash are returned first. Do not run a
+//! native read or write on the same stream while a compat poll is pending on it: the order of
+//! the bytes between the two would be undefined.
+
+#[cfg(feature = "futures-io")]
+mod futures_io;
+#[cfg(feature = "hyper")]
+mod hyper;
+#[cfg(feature = "tokio")]
+mod tokio;
+
+#[cfg(feature = "hyper")]
+pub use self::hyper::{HyperExecutor, HyperTimer};
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use corio_rt::Op;
+
+use crate::net::{TcpStream, UnixStream};
+use crate::op::net::PollAdd;
+
+/// A stream a [`Compat`] can wrap: [`TcpStream`] and [`UnixStream`].
+pub trait CompatStream: sealed::Sealed {}
+impl CompatStream for TcpStream {}
+impl CompatStream for UnixStream {}
+
+// The trait is unnameable outside the crate, so its crate-private types never leak.
+#[allow(private_interfaces)]
+mod sealed {
+    use crate::net::socket::Socket;
+
+    pub trait Sealed {
+        fn socket(&self) -> &Socket;
+    }
+
+    impl Sealed for crate::net::TcpStream {
+        fn socket(&self) -> &Socket {
+            self.socket()
+        }
+    }
+
+    impl Sealed for crate::net::UnixStream {
+        fn socket(&self) -> &Socket {
+            self.socket()
+        }
+    }
+}
+
+/// A corio stream with the poll-based read and write traits of tokio, futures-io and hyper
+/// (each behind its cargo feature); see the [module docs](self) for how it reads and writes.
+///
+/// `!Send`, like the stream: it stays on its core. hyper's connection futures are therefore
+/// run with [`corio::spawn`](corio_rt::spawn) (or `HyperExecutor`), which takes `!Send`
+/// futures.
+///
+/// # Examples
+/// ```
+/// # #[cfg(feature = "tokio")]
+/// # corio::block_on(async {
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use corio::io::compat::Compat;
+/// let listener = corio::net::TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let client = corio::spawn(async move {
+///     let mut stream = Compat::new(corio::net::TcpStream::connect(addr).await?);
+///     stream.write_all(b"ping").await?;
+///     let mut reply = [0u8; 4];
+///     stream.read_exact(&mut reply).await?;
+///     std::io::Result::Ok(reply)
+/// });
+/// let (server, _) = listener.accept().await?;
+/// let mut server = Compat::new(server);
+/// let mut got = [0u8; 4];
+/// server.read_exact(&mut got).await?;
+/// server.write_all(b"pong").await?;
+/// assert_eq!(&client.await.unwrap()?, b"pong");
+/// # std::io::Result::Ok(()) }).unwrap();
+/// ```
+pub struct Compat<S: CompatStream> {
+    stream: S,
+    /// The POLL_ADD armed because a read would block, if any.
+    read_wait: Option<Op<PollAdd>>,
+    /// The POLL_ADD armed because a write would block, if any.
+    write_wait: Option<Op<PollAdd>>,
+}
+
+// With no compat feature on, only `new`, `get_ref` and `into_inner` are used.
+#[cfg_attr(
+    not(any(feature = "tokio", feature = "futures-io", feature = "hyper")),
+    allow(dead_code)
+)]
+impl<S: CompatStream> Compat<S> {
+    /// Wraps `stream`.
+    pub fn new(stream: S) -> Compat<S> {
+        Compat {
+            stream,
+            read_wait: None,
+            write_wait: None,
+        }
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The stream back (a pending readiness wait is cancelled).
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+
+    /// Receives into `dst` without blocking, or arms a readiness wait and returns `Pending`.
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut [MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        if dst.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let socket = self.stream.socket();
+        // Bytes an abandoned native read took from the kernel come first, in order.
+        match socket.stash.poll_take(cx.waker(), dst) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(n) if n > 0 => return Poll::Ready(Ok(n)),
+            Poll::Ready(_) => {}
+        }
+        let fd = socket.fd.as_raw_fd();
+        loop {
+            if let Some(wait) = &mut self.read_wait {
+                match Pin::new(wait).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    // Ready or failed (an injected fault, ECANCELED): try the syscall again.
+                    Poll::Ready(_) => self.read_wait = None,
+                }
+            }
+            // SAFETY: recv(2) writes at most `dst.len()` bytes into `dst`, which is valid for
+            // writes for that long; MaybeUninit<u8> has the layout of u8.
+            let n =
+                unsafe { libc::recv(fd, dst.as_mut_ptr().cast(), dst.len(), libc::MSG_DONTWAIT) };
+            if n >= 0 {
+                return Poll::Ready(Ok(n as usize));
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::WouldBlock => {
+                    self.read_wait = Some(self.wait(libc::POLLIN));
+                }
+                io::ErrorKind::Interrupted => {}
+                _ => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+
+    /// Sends from `bufs` without blocking, or arms a readiness wait and returns `Pending`.
+    pub(crate) fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        let fd = self.stream.socket().fd.as_raw_fd();
+        loop {
+            if let Some(wait) = &mut self.write_wait {
+                match Pin::new(wait).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(_) => self.write_wait = None,
+                }
+            }
+            let n = if bufs.len() == 1 {
+                // SAFETY: send(2) reads `len` bytes from the slice, valid for reads.
+                unsafe {
+                    libc::send(
+                        fd,
+                        bufs[0].as_ptr().cast(),
+                        bufs[0].len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                }
+            } else {
+                // IoSlice is ABI-compatible with iovec on Unix (std documents it).
+                let iovlen = bufs.len().min(libc::UIO_MAXIOV as usize);
+                // SAFETY: a zeroed msghdr is valid (null name and control, zero lengths).
+                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+                msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+                msg.msg_iovlen = iovlen as _;
+                // SAFETY: the msghdr points at `iovlen` iovecs, each valid for reads, which
+                // outlive the call; sendmsg(2) only reads them.
+                unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) }
+            };
+            if n >= 0 {
+                return Poll::Ready(Ok(n as usize));
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::WouldBlock => {
+                    self.write_wait = Some(self.wait(libc::POLLOUT));
+                }
+                io::ErrorKind::Interrupted => {}
+                _ => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+
+    /// Shuts the write side down (`shutdown(2)` with `SHUT_WR`): the peer reads EOF.
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        match self.stream.socket().shutdown(Shutdown::Write) {
+            // Already shut down or never connected: nothing more to send either way.
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        }
+    }
+
+    fn wait(&self, events: i16) -> Op<PollAdd> {
+        Op::new(PollAdd {
+            fd: self.stream.socket().fd.clone(),
+            events: events as u32,
+        })
+    }
+}
+
+impl<S: CompatStream> Unpin for Compat<S> {}
+
+impl<S: CompatStream + fmt::Debug> fmt::Debug for Compat<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compat")
+            .field("stream", &self.stream)
+            .field("waiting_to_read", &self.read_wait.is_some())
+            .field("waiting_to_write", &self.write_wait.is_some())
+            .finish()
+    }
+}
+
+impl From<TcpStream> for Compat<TcpStream> {
+    fn from(stream: TcpStream) -> Self {
+        Compat::new(stream)
+    }
+}
+
+impl From<UnixStream> for Compat<UnixStream> {
+    fn from(stream: UnixStream) -> Self {
+        Compat::new(stream)
+    }
+}
