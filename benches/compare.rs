@@ -3,7 +3,8 @@
 //! which is the reference).
 //!
 //! Sections: TCP echo servers and HTTP hello-world servers (corio, monoio, tokio
-//! current-thread-per-core, tokio multi-thread; loaded by examples/loadgen), 4 KiB random file
+//! current-thread-per-core, tokio multi-thread; loaded by examples/loadgen), hyper 1.x's
+//! server on corio (through `corio::io::compat`) and on tokio (loadgen and wrk), 4 KiB random file
 //! reads (corio, tokio::fs, pread, fio), cross-core round trips (corio-mesh, crossbeam, tokio),
 //! the Redis proxy (db-proxy, twemproxy, redis direct, loaded by loadgen), loadgen's agreement
 //! with wrk and redis-benchmark, and idle-connection memory.
@@ -146,7 +147,7 @@ fn options() -> Options {
 fn usage(msg: &str) -> ! {
     eprintln!(
         "compare: {msg}\nusage: cargo bench --bench compare -- [--quick] [--runs N] \
-         [--only echo,http,files,mesh,proxy,rss]"
+         [--only echo,http,hyper,files,mesh,proxy,rss]"
     );
     std::process::exit(2)
 }
@@ -176,6 +177,9 @@ fn main() {
         }
         if wants("http") {
             http(case_time, &mut rows);
+        }
+        if wants("hyper") {
+            hyper(case_time, &mut rows);
         }
         if let Some(file) = &file {
             files::run(file, case_time.min(Duration::from_secs(2)), &mut rows);
@@ -273,6 +277,38 @@ fn http(duration: Duration, rows: &mut Vec<Row>) {
     match load(server.addr()) {
         Ok(m) => rows.push(Row::new("agreement", &case, "loadgen", "req/s", m)),
         Err(why) => eprintln!("compare: {case}, loadgen: {why}"),
+    }
+}
+
+/// hyper 1.x's HTTP/1.1 server on each runtime (tokio current-thread, corio, tokio
+/// multi-thread), one core, 64 keep-alive connections: loaded by loadgen, then by wrk.
+fn hyper(duration: Duration, rows: &mut Vec<Row>) {
+    let conns = 64;
+    let kinds = [Kind::TokioCt, Kind::Corio, Kind::TokioMt];
+    let case = format!("hyper hello world, {conns} keep-alive conns, server on 1 core, loadgen");
+    for kind in kinds {
+        let server = Server::start(kind, App::Hyper, 1);
+        let args = [
+            server.addr().to_string(),
+            "--protocol".into(),
+            "http".into(),
+            "-c".into(),
+            conns.to_string(),
+            "-d".into(),
+            format!("{}ms", duration.as_millis()),
+        ];
+        match loadgen("1", &args) {
+            Ok(m) => rows.push(Row::new("hyper", &case, kind.name(), "req/s", m)),
+            Err(why) => eprintln!("compare: {case}, {}: {why}", kind.name()),
+        }
+    }
+    let case = format!("hyper hello world, {conns} keep-alive conns, server on 1 core, wrk");
+    for kind in kinds {
+        let server = Server::start(kind, App::Hyper, 1);
+        match wrk(server.addr(), conns, duration) {
+            Ok(m) => rows.push(Row::new("hyper", &case, kind.name(), "req/s", m)),
+            Err(why) => eprintln!("compare: {case}, {}: {why}", kind.name()),
+        }
     }
 }
 

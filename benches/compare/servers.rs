@@ -10,6 +10,10 @@
 //!   listener (tokio's thread-per-core shape).
 //! - **tokio-mt**: one multi-thread tokio runtime with a worker per CPU and one listener.
 //!
+//! The hyper app is hyper 1.x's HTTP/1.1 server with a timer (so its header-read timeout is on)
+//! answering hello world: over `corio::io::compat::Compat` with `HyperTimer` on corio, over
+//! hyper-util's `TokioIo` with `TokioTimer` on tokio (monoio has no row).
+//!
 //! Server `i` of `n` cores runs on CPU `i`. A [`Server`] listens on a free 127.0.0.1 port until
 //! dropped; to stop, it sets a flag and connects until every accept loop has seen it.
 
@@ -61,6 +65,7 @@ impl Kind {
 pub enum App {
     Echo,
     Http,
+    Hyper,
 }
 
 /// A running server; dropping it stops every thread.
@@ -221,6 +226,7 @@ fn corio_server(
                         match app {
                             App::Echo => corio::spawn(corio_echo(stream, ring.clone())).detach(),
                             App::Http => corio::spawn(corio_http(stream)).detach(),
+                            App::Hyper => corio::spawn(corio_hyper(stream)).detach(),
                         }
                     }
                     Err(err) => {
@@ -241,6 +247,40 @@ async fn corio_echo(stream: corio::net::TcpStream, ring: corio::io::buf::BufRing
             return;
         }
     }
+}
+
+/// hyper's hello world, the same service for every runtime.
+async fn hyper_hello(
+    _: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Full<hyper::body::Bytes>>, std::convert::Infallible> {
+    let mut response = hyper::Response::new(http_body_util::Full::new(
+        hyper::body::Bytes::from_static(b"Hello, World!"),
+    ));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    Ok(response)
+}
+
+async fn corio_hyper(stream: corio::net::TcpStream) {
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(corio::io::compat::HyperTimer)
+        .serve_connection(
+            corio::io::compat::Compat::new(stream),
+            hyper::service::service_fn(hyper_hello),
+        )
+        .await;
+}
+
+async fn tokio_hyper(stream: tokio::net::TcpStream) {
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            hyper::service::service_fn(hyper_hello),
+        )
+        .await;
 }
 
 async fn corio_http(stream: corio::net::TcpStream) {
@@ -283,6 +323,7 @@ fn monoio_server(listener: TcpListener, app: App, stop: &AtomicBool, ready: mpsc
                 Ok(_) if stop.load(Ordering::Acquire) => return,
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
+                    assert!(app != App::Hyper, "no hyper row for monoio");
                     monoio::spawn(monoio_conn(stream, app));
                 }
                 Err(err) => {
@@ -310,7 +351,7 @@ async fn monoio_conn(mut stream: monoio::net::TcpStream, app: App) {
         }
         let reply = match app {
             App::Echo => std::mem::take(&mut buf),
-            App::Http => {
+            App::Http | App::Hyper => {
                 pending.extend_from_slice(&buf);
                 out.clear();
                 http_answer(&mut pending, &mut out);
@@ -323,7 +364,7 @@ async fn monoio_conn(mut stream: monoio::net::TcpStream, app: App) {
         let (res, back) = stream.write_all(reply).await;
         match app {
             App::Echo => buf = back,
-            App::Http => out = back,
+            App::Http | App::Hyper => out = back,
         }
         if res.is_err() {
             return;
@@ -371,7 +412,11 @@ async fn tokio_accept(listener: TcpListener, app: App, stop: &AtomicBool, ready:
             Ok(_) if stop.load(Ordering::Acquire) => return,
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(tokio_conn(stream, app));
+                if app == App::Hyper {
+                    tokio::spawn(tokio_hyper(stream));
+                } else {
+                    tokio::spawn(tokio_conn(stream, app));
+                }
             }
             Err(err) => {
                 eprintln!("tokio server: accept: {err}");
@@ -394,7 +439,7 @@ async fn tokio_conn(mut stream: tokio::net::TcpStream, app: App) {
         };
         let reply = match app {
             App::Echo => &buf[..n],
-            App::Http => {
+            App::Http | App::Hyper => {
                 pending.extend_from_slice(&buf[..n]);
                 out.clear();
                 http_answer(&mut pending, &mut out);

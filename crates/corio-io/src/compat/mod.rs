@@ -37,12 +37,27 @@ use std::mem::MaybeUninit;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
-use corio_rt::Op;
+use corio_rt::{MultiOp, Op};
+use futures_util::Stream;
 
 use crate::net::{TcpStream, UnixStream};
-use crate::op::net::PollAdd;
+use crate::op::net::{PollAdd, PollMulti};
+
+const POLLIN: u32 = libc::POLLIN as u32;
+const POLLOUT: u32 = libc::POLLOUT as u32;
+/// Syscall attempts in one poll before it yields (readiness that keeps flapping, a wait that
+/// keeps failing transiently).
+const RETRIES: usize = 32;
+
+/// A wait that failed for a reason worth retrying: an injected or racing cancel, an interrupt.
+fn transient(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ECANCELED | libc::EINTR | libc::EAGAIN | libc::ETIME)
+    ) || err.kind() == io::ErrorKind::Interrupted
+}
 
 /// A stream a [`Compat`] can wrap: [`TcpStream`] and [`UnixStream`].
 pub trait CompatStream: sealed::Sealed {}
@@ -103,8 +118,8 @@ mod sealed {
 /// ```
 pub struct Compat<S: CompatStream> {
     stream: S,
-    /// The POLL_ADD armed because a read would block, if any.
-    read_wait: Option<Op<PollAdd>>,
+    /// The multishot POLL_ADD for readability, armed at the first read that would block.
+    readable: Option<MultiOp<PollMulti>>,
     /// The POLL_ADD armed because a write would block, if any.
     write_wait: Option<Op<PollAdd>>,
 }
@@ -119,7 +134,7 @@ impl<S: CompatStream> Compat<S> {
     pub fn new(stream: S) -> Compat<S> {
         Compat {
             stream,
-            read_wait: None,
+            readable: None,
             write_wait: None,
         }
     }
@@ -134,7 +149,7 @@ impl<S: CompatStream> Compat<S> {
         self.stream
     }
 
-    /// Receives into `dst` without blocking, or arms a readiness wait and returns `Pending`.
+    /// Receives into `dst` without blocking, or waits for readability and returns `Pending`.
     pub(crate) fn poll_recv(
         &mut self,
         cx: &mut Context<'_>,
@@ -151,29 +166,48 @@ impl<S: CompatStream> Compat<S> {
             Poll::Ready(_) => {}
         }
         let fd = socket.fd.as_raw_fd();
-        loop {
-            if let Some(wait) = &mut self.read_wait {
-                match Pin::new(wait).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    // Ready or failed (an injected fault, ECANCELED): try the syscall again.
-                    Poll::Ready(_) => self.read_wait = None,
-                }
-            }
+        for _ in 0..RETRIES {
             // SAFETY: recv(2) writes at most `dst.len()` bytes into `dst`, which is valid for
             // writes for that long; MaybeUninit<u8> has the layout of u8.
             let n =
                 unsafe { libc::recv(fd, dst.as_mut_ptr().cast(), dst.len(), libc::MSG_DONTWAIT) };
             if n >= 0 {
+                self.forget_read_edges();
                 return Poll::Ready(Ok(n as usize));
             }
             let err = io::Error::last_os_error();
             match err.kind() {
-                io::ErrorKind::WouldBlock => {
-                    self.read_wait = Some(self.wait(libc::POLLIN));
-                }
-                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock => {}
+                io::ErrorKind::Interrupted => continue,
                 _ => return Poll::Ready(Err(err)),
             }
+            // Would block: wait for the next readiness edge of the multishot poll (armed once
+            // per stream). An edge queued before the recv above only costs one more recv.
+            let fd = socket.fd.clone();
+            let readable = self
+                .readable
+                .get_or_insert_with(|| MultiOp::new(PollMulti { fd, events: POLLIN }));
+            if readable.is_ended() {
+                readable.rearm();
+            }
+            match Pin::new(readable).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(err))) if !transient(&err) => return Poll::Ready(Err(err)),
+                // An edge, a transient failure, or the op ended (re-armed next time): retry.
+                Poll::Ready(_) => {}
+            }
+        }
+        // Readiness keeps flapping: let other tasks run, then try again.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Drops the readiness edges queued while the stream was read without waiting, and stops
+    /// them waking the task until it waits again.
+    fn forget_read_edges(&mut self) {
+        if let Some(readable) = &mut self.readable {
+            let mut quiet = Context::from_waker(Waker::noop());
+            while let Poll::Ready(Some(_)) = Pin::new(&mut *readable).poll_next(&mut quiet) {}
         }
     }
 
@@ -187,10 +221,15 @@ impl<S: CompatStream> Compat<S> {
             return Poll::Ready(Ok(0));
         }
         let fd = self.stream.socket().fd.as_raw_fd();
-        loop {
+        for _ in 0..RETRIES {
             if let Some(wait) = &mut self.write_wait {
                 match Pin::new(wait).poll(cx) {
                     Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(err)) if !transient(&err) => {
+                        self.write_wait = None;
+                        return Poll::Ready(Err(err));
+                    }
+                    // Writable, or a transient failure: try the syscall again.
                     Poll::Ready(_) => self.write_wait = None,
                 }
             }
@@ -221,12 +260,19 @@ impl<S: CompatStream> Compat<S> {
             let err = io::Error::last_os_error();
             match err.kind() {
                 io::ErrorKind::WouldBlock => {
-                    self.write_wait = Some(self.wait(libc::POLLOUT));
+                    // Writes block rarely (a full socket buffer): a one-shot poll, so that the
+                    // ACKs of a busy stream post no CQEs nobody waits for.
+                    self.write_wait = Some(Op::new(PollAdd {
+                        fd: self.stream.socket().fd.clone(),
+                        events: POLLOUT,
+                    }));
                 }
                 io::ErrorKind::Interrupted => {}
                 _ => return Poll::Ready(Err(err)),
             }
         }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Shuts the write side down (`shutdown(2)` with `SHUT_WR`): the peer reads EOF.
@@ -237,13 +283,6 @@ impl<S: CompatStream> Compat<S> {
             other => other,
         }
     }
-
-    fn wait(&self, events: i16) -> Op<PollAdd> {
-        Op::new(PollAdd {
-            fd: self.stream.socket().fd.clone(),
-            events: events as u32,
-        })
-    }
 }
 
 impl<S: CompatStream> Unpin for Compat<S> {}
@@ -252,7 +291,7 @@ impl<S: CompatStream + fmt::Debug> fmt::Debug for Compat<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Compat")
             .field("stream", &self.stream)
-            .field("waiting_to_read", &self.read_wait.is_some())
+            .field("watching_reads", &self.readable.is_some())
             .field("waiting_to_write", &self.write_wait.is_some())
             .finish()
     }

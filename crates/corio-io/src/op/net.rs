@@ -281,3 +281,27 @@ unsafe impl OpCode for PollAdd {
         cqe.result()
     }
 }
+
+/// Multishot POLL_ADD (`IORING_POLL_ADD_MULTI`): a CQE each time the fd becomes ready for
+/// `events`, armed once for as long as the op lives. The compat streams' read side waits on it,
+/// so a connection's read readiness costs no SQE per wait.
+pub(crate) struct PollMulti {
+    pub(crate) fd: SharedFd,
+    pub(crate) events: u32,
+}
+
+// SAFETY: the SQE holds no pointer; the fd stays open through `fd`, owned by the op (I1).
+unsafe impl MultishotCode for PollMulti {
+    const CODE: u8 = opcode::PollAdd::CODE;
+    type Item = io::Result<u32>;
+
+    fn sqe(&mut self) -> squeue::Entry {
+        opcode::PollAdd::new(types::Fd(self.fd.as_raw_fd()), self.events)
+            .multi(true)
+            .build()
+    }
+
+    fn item(&mut self, cqe: Cqe) -> io::Result<u32> {
+        cqe.result()
+    }
+}
