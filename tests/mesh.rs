@@ -261,7 +261,7 @@ fn messages_queued_when_the_receiver_goes_are_handed_back() {
 }
 
 #[test]
-fn dropping_a_remote_handle_cancels_the_remote_task() {
+fn abort_cancels_a_remote_task_and_dropping_the_handle_detaches_it() {
     struct Flag(Arc<AtomicUsize>);
     impl Drop for Flag {
         fn drop(&mut self) {
@@ -270,14 +270,16 @@ fn dropping_a_remote_handle_cancels_the_remote_task() {
     }
     let rt = runtime();
     let dropped = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
     let seen = rt.run({
-        let dropped = dropped.clone();
+        let (dropped, finished) = (dropped.clone(), finished.clone());
         move |core| {
-            let dropped = dropped.clone();
+            let (dropped, finished) = (dropped.clone(), finished.clone());
             async move {
                 if core.0 != 0 {
-                    return 0;
+                    return (0, 0, String::new());
                 }
+                // abort(): the remote future is dropped on its core.
                 let handle = spawn_on(CoreId(1), {
                     let dropped = dropped.clone();
                     move || async move {
@@ -287,16 +289,34 @@ fn dropping_a_remote_handle_cancels_the_remote_task() {
                 });
                 // Let the remote task start, then give up on it.
                 corio::time::sleep(std::time::Duration::from_millis(5)).await;
-                drop(handle);
+                handle.abort();
+                let err = handle.await.unwrap_err().to_string();
+                // `let _ = spawn_on(..)`: the task runs to its end, as with `let _ = spawn(..)`.
+                let _ = spawn_on(CoreId(1), {
+                    let finished = finished.clone();
+                    move || async move {
+                        corio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        finished.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
                 for _ in 0..1_000 {
-                    if dropped.load(Ordering::SeqCst) == 1 {
+                    if dropped.load(Ordering::SeqCst) == 1 && finished.load(Ordering::SeqCst) == 1 {
                         break;
                     }
                     corio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }
-                dropped.load(Ordering::SeqCst)
+                (
+                    dropped.load(Ordering::SeqCst),
+                    finished.load(Ordering::SeqCst),
+                    err,
+                )
             }
         }
     });
-    assert_eq!(seen[0], 1, "the remote future was dropped on its core");
+    assert_eq!(
+        seen[0].0, 1,
+        "the aborted remote future was dropped on its core"
+    );
+    assert_eq!(seen[0].1, 1, "the detached remote task ran to its end");
+    assert_eq!(seen[0].2, "task on core 1 was aborted");
 }

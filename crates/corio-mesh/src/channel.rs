@@ -23,8 +23,8 @@ use crate::waiters::Waiters;
 ///
 /// # Examples
 /// ```
-/// let rt = corio_rt::Runtime::builder().cores(2).pin(false).build()?;
-/// let (tx, rx) = corio_mesh::channel::<u64>(64);
+/// let rt = corio::Runtime::builder().cores(2).pin(false).build()?;
+/// let (tx, rx) = corio::mesh::channel::<u64>(64);
 /// let rx = std::sync::Mutex::new(Some(rx));
 /// let tx = std::sync::Mutex::new(Some(tx));
 /// let sums = rt.run(move |core| {
@@ -131,7 +131,7 @@ impl<T> std::error::Error for SendError<T> {}
 /// `Send + Sync` for `T: Send`, so it may go to any core or thread:
 /// ```
 /// fn send_sync<T: Send + Sync>() {}
-/// send_sync::<corio_mesh::channel::Sender<String>>();
+/// send_sync::<corio::mesh::channel::Sender<String>>();
 /// ```
 pub struct Sender<T> {
     shared: Arc<Shared<T>>,

@@ -2,12 +2,15 @@
 //!
 //! The caller sends a `Send` closure; the target core calls it to build a (possibly `!Send`)
 //! future and spawns it there. The output returns through a oneshot channel that wakes the
-//! caller's task on its own core. Dropping the [`RemoteJoinHandle`] cancels the remote task.
+//! caller's task on its own core. As with [`corio_rt::JoinHandle`], dropping the
+//! [`RemoteJoinHandle`] detaches the remote task (it runs to the end, its output is dropped);
+//! [`RemoteJoinHandle::abort`] cancels it.
 
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use corio_rt::{CoreHandle, CoreId};
@@ -24,6 +27,8 @@ pub enum RemoteError {
     Shutdown(CoreId),
     /// The remote task panicked; the panic message, if it was a string.
     Panicked(CoreId, String),
+    /// The task was cancelled by [`RemoteJoinHandle::abort`].
+    Aborted(CoreId),
 }
 
 impl fmt::Display for RemoteError {
@@ -32,6 +37,7 @@ impl fmt::Display for RemoteError {
             RemoteError::NoSuchCore(core) => write!(f, "no {core} in this runtime"),
             RemoteError::Shutdown(core) => write!(f, "{core} has shut down"),
             RemoteError::Panicked(core, msg) => write!(f, "task on {core} panicked: {msg}"),
+            RemoteError::Aborted(core) => write!(f, "task on {core} was aborted"),
         }
     }
 }
@@ -40,11 +46,44 @@ impl std::error::Error for RemoteError {}
 
 /// The result of a [`spawn_on`]: await it for the remote task's output.
 ///
-/// Dropping it cancels the remote task (its future is dropped on its core at the next tick).
-#[must_use = "dropping a RemoteJoinHandle cancels the remote task"]
+/// Dropping it detaches the remote task, as dropping a [`JoinHandle`](corio_rt::JoinHandle)
+/// does: the task runs to its end on its core and its output is dropped there. To cancel the
+/// task, call [`abort`](Self::abort); [`detach`](Self::detach) says "let it run" explicitly.
+///
+/// ```
+/// fn send<T: Send>() {}
+/// send::<corio::mesh::RemoteJoinHandle<u64>>();
+/// ```
 pub struct RemoteJoinHandle<T> {
     core: CoreId,
     rx: Result<oneshot::Receiver<Result<T, String>>, RemoteError>,
+    /// Sending on it cancels the remote task; dropping it unsent lets the task run on.
+    abort: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl<T> RemoteJoinHandle<T> {
+    /// Cancels the remote task: its future is dropped on its core at the next tick (or never
+    /// starts). Awaiting the handle afterwards gives [`RemoteError::Aborted`] unless the task
+    /// had already finished.
+    pub fn abort(&self) {
+        let sender = self
+            .abort
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(sender) = sender {
+            let _ = sender.send(());
+        }
+    }
+
+    /// Lets the remote task run to its end without anyone awaiting it (what dropping the
+    /// handle does too).
+    pub fn detach(self) {}
+
+    /// The core the task runs on.
+    pub fn core(&self) -> CoreId {
+        self.core
+    }
 }
 
 impl<T> Future for RemoteJoinHandle<T> {
@@ -53,6 +92,11 @@ impl<T> Future for RemoteJoinHandle<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let core = this.core;
+        let aborted = this
+            .abort
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_none();
         let rx = match &mut this.rx {
             Ok(rx) => rx,
             Err(err) => return Poll::Ready(Err(err.clone())),
@@ -60,7 +104,9 @@ impl<T> Future for RemoteJoinHandle<T> {
         Pin::new(rx).poll(cx).map(|received| match received {
             Ok(Ok(output)) => Ok(output),
             Ok(Err(message)) => Err(RemoteError::Panicked(core, message)),
-            // The sender was dropped unsent: the job or task was dropped by a core shutting down.
+            // The sender was dropped unsent: the task was aborted, or dropped by a core
+            // shutting down.
+            Err(oneshot::Canceled) if aborted => Err(RemoteError::Aborted(core)),
             Err(oneshot::Canceled) => Err(RemoteError::Shutdown(core)),
         })
     }
@@ -89,9 +135,9 @@ impl<T> fmt::Debug for RemoteJoinHandle<T> {
 ///
 /// # Examples
 /// ```
-/// let rt = corio_rt::Runtime::builder().cores(2).pin(false).build()?;
+/// let rt = corio::Runtime::builder().cores(2).pin(false).build()?;
 /// let answers = rt.run(|_| async {
-///     corio_mesh::spawn_on(corio_rt::CoreId(1), || async { corio_rt::current_core().0 * 10 })
+///     corio::mesh::spawn_on(corio::CoreId(1), || async { corio::current_core().0 * 10 })
 ///         .await
 ///         .unwrap()
 /// });
@@ -109,6 +155,7 @@ where
         None => RemoteJoinHandle {
             core,
             rx: Err(RemoteError::NoSuchCore(core)),
+            abort: Mutex::new(None),
         },
     }
 }
@@ -122,18 +169,27 @@ where
     Fut::Output: Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
+    let (abort_tx, abort_rx) = oneshot::channel();
     let core = handle.id();
     let job = Box::new(move || {
-        corio_rt::spawn(run_remote(f, tx)).detach();
+        corio_rt::spawn(run_remote(f, tx, abort_rx)).detach();
     });
     // A refused job is dropped here with its sender: the handle reports Shutdown.
     let _ = handle.execute(job);
-    RemoteJoinHandle { core, rx: Ok(rx) }
+    RemoteJoinHandle {
+        core,
+        rx: Ok(rx),
+        abort: Mutex::new(Some(abort_tx)),
+    }
 }
 
-/// The remote side: build the future, run it unless the caller goes away, send the result.
-async fn run_remote<F, Fut>(f: F, mut tx: oneshot::Sender<Result<Fut::Output, String>>)
-where
+/// The remote side: build the future, run it unless aborted, send the result (if anyone is
+/// still there to receive it).
+async fn run_remote<F, Fut>(
+    f: F,
+    tx: oneshot::Sender<Result<Fut::Output, String>>,
+    abort: oneshot::Receiver<()>,
+) where
     F: FnOnce() -> Fut,
     Fut: Future,
 {
@@ -145,16 +201,21 @@ where
         }
     };
     let output = AssertUnwindSafe(future).catch_unwind();
-    let cancelled = tx.cancellation();
-    futures_util::pin_mut!(output, cancelled);
-    match future::select(output, cancelled).await {
+    // Only an abort cancels; a handle dropped without one (detached) lets the task run on.
+    let aborted = async {
+        if abort.await.is_err() {
+            future::pending::<()>().await;
+        }
+    };
+    futures_util::pin_mut!(output, aborted);
+    match future::select(output, aborted).await {
         Either::Left((Ok(output), _)) => {
             let _ = tx.send(Ok(output));
         }
         Either::Left((Err(payload), _)) => {
             let _ = tx.send(Err(panic_message(payload.as_ref())));
         }
-        Either::Right(((), _)) => {} // the caller dropped its handle: drop the future
+        Either::Right(((), _)) => {} // aborted: drop the future (and the sender, unsent)
     }
 }
 
@@ -176,9 +237,9 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 ///
 /// # Examples
 /// ```
-/// let rt = corio_rt::Runtime::builder().cores(2).pin(false).build()?;
+/// let rt = corio::Runtime::builder().cores(2).pin(false).build()?;
 /// let all = rt.run(|_| async {
-///     corio_mesh::run_on_all(|core| async move { core.0 }).await.unwrap()
+///     corio::mesh::run_on_all(|core| async move { core.0 }).await.unwrap()
 /// });
 /// assert_eq!(all, vec![vec![0, 1], vec![0, 1]]);
 /// # std::io::Result::Ok(())

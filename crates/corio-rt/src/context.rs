@@ -78,7 +78,7 @@ pub(crate) fn try_with_driver<R>(f: impl FnOnce(&mut Driver) -> R) -> Option<R> 
 ///
 /// # Examples
 /// ```
-/// corio_rt::block_on(async { assert_eq!(corio_rt::current_core().0, 0) });
+/// corio::block_on(async { assert_eq!(corio::current_core().0, 0) });
 /// ```
 pub fn current_core() -> CoreId {
     try_current_core().unwrap_or_else(|| panic!("corio::current_core called outside a corio core"))

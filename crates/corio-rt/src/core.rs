@@ -325,7 +325,7 @@ pub fn live_tasks() -> usize {
 ///
 /// # Examples
 /// ```
-/// let answer = corio_rt::block_on(async { 42 });
+/// let answer = corio::block_on(async { 42 });
 /// assert_eq!(answer, 42);
 /// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {

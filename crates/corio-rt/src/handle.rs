@@ -15,7 +15,7 @@ use crate::CoreId;
 ///
 /// ```
 /// fn send_sync<T: Send + Sync>() {}
-/// send_sync::<corio_rt::CoreHandle>();
+/// send_sync::<corio::rt::CoreHandle>();
 /// ```
 #[derive(Clone)]
 pub struct CoreHandle {
@@ -69,8 +69,8 @@ pub(crate) fn set_peers(peers: Arc<[CoreHandle]>) {
 ///
 /// # Examples
 /// ```
-/// let rt = corio_rt::Runtime::builder().cores(2).pin(false).build()?;
-/// let counts = rt.run(|_| async { corio_rt::peers().len() });
+/// let rt = corio::Runtime::builder().cores(2).pin(false).build()?;
+/// let counts = rt.run(|_| async { corio::rt::peers().len() });
 /// assert_eq!(counts, vec![2, 2]);
 /// # std::io::Result::Ok(())
 /// ```

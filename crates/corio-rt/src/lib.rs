@@ -25,13 +25,13 @@
 //! # Examples
 //! ```
 //! use std::time::Duration;
-//! let total = corio_rt::block_on(async {
-//!     let a = corio_rt::spawn(async { 1 });
-//!     let b = corio_rt::spawn(async {
-//!         corio_rt::time::sleep(Duration::from_millis(1)).await;
+//! let total = corio::block_on(async {
+//!     let a = corio::spawn(async { 1 });
+//!     let b = corio::spawn(async {
+//!         corio::time::sleep(Duration::from_millis(1)).await;
 //!         2
 //!     });
-//!     let (a, b) = corio_rt::join!(a, b);
+//!     let (a, b) = corio::join!(a, b);
 //!     a.unwrap() + b.unwrap()
 //! });
 //! assert_eq!(total, 3);

@@ -12,7 +12,7 @@ use std::io;
 ///
 /// # Examples
 /// ```
-/// let fds = corio_rt::raise_fd_limit()?;
+/// let fds = corio::rt::raise_fd_limit()?;
 /// assert!(fds >= 64);
 /// # std::io::Result::Ok(())
 /// ```

@@ -84,9 +84,9 @@ macro_rules! counters {
         ///
         /// # Examples
         /// ```
-        /// corio_rt::block_on(async {
-        ///     corio_rt::nop().await.unwrap();
-        ///     let m = corio_rt::metrics();
+        /// corio::block_on(async {
+        ///     corio::rt::nop().await.unwrap();
+        ///     let m = corio::rt::metrics();
         ///     assert!(m.sqes_submitted >= 1 && m.cqes_reaped >= 1);
         ///     println!("{m}");
         /// });
@@ -269,10 +269,10 @@ impl LongPoll {
 ///
 /// # Examples
 /// ```
-/// corio_rt::block_on(async {
-///     let before = corio_rt::metrics().tasks_spawned;
-///     corio_rt::spawn(async {}).await.unwrap();
-///     assert_eq!(corio_rt::metrics().tasks_spawned, before + 1);
+/// corio::block_on(async {
+///     let before = corio::rt::metrics().tasks_spawned;
+///     corio::spawn(async {}).await.unwrap();
+///     assert_eq!(corio::rt::metrics().tasks_spawned, before + 1);
 /// });
 /// ```
 pub fn metrics() -> Metrics {

@@ -31,7 +31,7 @@ impl fmt::Display for CoreId {
 ///
 /// # Examples
 /// ```
-/// let rt = corio_rt::Runtime::builder().cores(2).pin(false).ring_entries(64).build()?;
+/// let rt = corio::Runtime::builder().cores(2).pin(false).ring_entries(64).build()?;
 /// let cores = rt.run(|core| async move { core.0 });
 /// assert_eq!(cores, vec![0, 1]);
 /// # std::io::Result::Ok(())
@@ -92,7 +92,7 @@ impl Builder {
     ///
     /// # Examples
     /// ```
-    /// let rt = corio_rt::Runtime::builder().cores(1).cpus([0]).build()?;
+    /// let rt = corio::Runtime::builder().cores(1).cpus([0]).build()?;
     /// assert_eq!(rt.run(|core| async move { core.0 }), vec![0]);
     /// # std::io::Result::Ok(())
     /// ```
@@ -141,9 +141,9 @@ impl Builder {
     ///
     /// # Examples
     /// ```
-    /// let plan = corio_rt::FaultPlan::transparent(1, 0.2);
-    /// let rt = corio_rt::Runtime::builder().cores(1).pin(false).faults(plan).build()?;
-    /// assert_eq!(rt.run(|_| async { corio_rt::nop().await.is_ok() }), vec![true]);
+    /// let plan = corio::rt::FaultPlan::transparent(1, 0.2);
+    /// let rt = corio::Runtime::builder().cores(1).pin(false).faults(plan).build()?;
+    /// assert_eq!(rt.run(|_| async { corio::rt::nop().await.is_ok() }), vec![true]);
     /// # std::io::Result::Ok(())
     /// ```
     pub fn faults(&mut self, plan: FaultPlan) -> &mut Builder {
@@ -540,8 +540,8 @@ impl Runtime {
     ///
     /// # Examples
     /// ```
-    /// let rt = corio_rt::Runtime::builder().cores(2).pin(false).build()?;
-    /// rt.run(|_| async { corio_rt::nop().await.unwrap() });
+    /// let rt = corio::Runtime::builder().cores(2).pin(false).build()?;
+    /// rt.run(|_| async { corio::rt::nop().await.unwrap() });
     /// let metrics = rt.metrics();
     /// assert_eq!(metrics.len(), 2);
     /// assert!(metrics.iter().all(|m| m.cqes_reaped >= 1));

@@ -21,7 +21,7 @@ use super::{IoBuf, IoBufMut};
 ///
 /// # Examples
 /// ```
-/// use corio_io::buf::AlignedBuf;
+/// use corio::io::buf::AlignedBuf;
 /// let mut buf = AlignedBuf::with_capacity(8192);
 /// assert_eq!(buf.as_ptr() as usize % 4096, 0);
 /// buf.extend_from_slice(b"block");
@@ -46,7 +46,7 @@ impl AlignedBuf {
     ///
     /// # Examples
     /// ```
-    /// use corio_io::buf::AlignedBuf;
+    /// use corio::io::buf::AlignedBuf;
     /// let buf = AlignedBuf::new(1024, 512)?;
     /// assert_eq!((buf.as_ptr() as usize % 512, buf.capacity()), (0, 1024));
     /// assert!(AlignedBuf::new(1024, 500).is_err());

@@ -25,8 +25,8 @@ use super::{IoBuf, IoBufMut};
 ///
 /// # Examples
 /// ```
-/// corio_rt::block_on(async {
-///     let pool = corio_io::buf::FixedBufPool::new(4, 4096).unwrap();
+/// corio::block_on(async {
+///     let pool = corio::io::buf::FixedBufPool::new(4, 4096).unwrap();
 ///     let mut buf = pool.try_get().unwrap();
 ///     buf.extend_from_slice(b"hello");
 ///     assert_eq!((&buf[..], pool.free()), (&b"hello"[..], 3));

@@ -38,7 +38,7 @@ pub unsafe trait IoBuf: Unpin + 'static {
     ///
     /// # Examples
     /// ```
-    /// use corio_io::buf::IoBuf;
+    /// use corio::io::buf::IoBuf;
     /// let tail = vec![0u8; 10].into_boxed_slice().slice(2..);
     /// assert_eq!((tail.bytes_init(), tail.bytes_total()), (8, 8));
     /// ```

@@ -31,8 +31,8 @@ use io_uring::types::BufRingEntry;
 ///
 /// # Examples
 /// ```
-/// corio_rt::block_on(async {
-///     let ring = corio_io::buf::BufRing::new(64, 4096).unwrap();
+/// corio::block_on(async {
+///     let ring = corio::io::buf::BufRing::new(64, 4096).unwrap();
 ///     assert_eq!(ring.free(), 64);
 /// });
 /// ```

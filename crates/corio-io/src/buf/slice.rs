@@ -16,7 +16,7 @@ use super::{IoBuf, IoBufMut};
 ///
 /// # Examples
 /// ```
-/// use corio_io::buf::IoBuf;
+/// use corio::io::buf::IoBuf;
 /// let slice = b"hello world".to_vec().slice(6..);
 /// assert_eq!((slice.begin(), slice.end(), slice.bytes_init()), (6, 11, 5));
 /// assert_eq!(slice.into_inner(), b"hello world");

@@ -30,13 +30,13 @@ const FD_HELD: &str = "a File holds its fd until close or drop";
 ///
 /// ```compile_fail
 /// fn send<T: Send>() {}
-/// send::<corio_io::fs::File>();
+/// send::<corio::fs::File>();
 /// ```
 ///
 /// # Examples
 /// ```no_run
-/// use corio_io::fs::File;
-/// # corio_rt::block_on(async {
+/// use corio::fs::File;
+/// # corio::block_on(async {
 /// let file = File::create("greeting.txt").await?;
 /// let (res, _) = file.write_all_at(b"hello".to_vec(), 0).await;
 /// res?;
@@ -48,7 +48,7 @@ const FD_HELD: &str = "a File holds its fd until close or drop";
 /// A `File` is `!Send`: it belongs to the core that opened it.
 /// ```compile_fail
 /// fn send<T: Send>() {}
-/// send::<corio_io::fs::File>();
+/// send::<corio::fs::File>();
 /// ```
 #[derive(Debug)]
 pub struct File {
@@ -106,8 +106,8 @@ impl File {
     ///
     /// # Examples
     /// ```no_run
-    /// # corio_rt::block_on(async {
-    /// let file = corio_io::fs::File::open("log.bin").await?;
+    /// # corio::block_on(async {
+    /// let file = corio::fs::File::open("log.bin").await?;
     /// let (n, buf) = file.read_at(Vec::with_capacity(8192), 0).await;
     /// assert_eq!(buf.len(), n?);
     /// # std::io::Result::Ok(()) }).unwrap();
@@ -242,8 +242,8 @@ impl File {
     ///
     /// # Examples
     /// ```no_run
-    /// # corio_rt::block_on(async {
-    /// let file = corio_io::fs::File::open("records.bin").await?;
+    /// # corio::block_on(async {
+    /// let file = corio::fs::File::open("records.bin").await?;
     /// // The 512-byte record at index 3.
     /// let (res, record) = file.read_exact_at(Vec::with_capacity(512), 3 * 512).await;
     /// match res {
@@ -335,8 +335,8 @@ impl File {
     ///
     /// # Examples
     /// ```no_run
-    /// # corio_rt::block_on(async {
-    /// let file = corio_io::fs::File::open("packet.bin").await?;
+    /// # corio::block_on(async {
+    /// let file = corio::fs::File::open("packet.bin").await?;
     /// let bufs = vec![Vec::with_capacity(16), Vec::with_capacity(4096)]; // header, body
     /// let (n, bufs) = file.readv_at(bufs, 0).await;
     /// assert_eq!(bufs[0].len() + bufs[1].len(), n?);
@@ -361,8 +361,8 @@ impl File {
     ///
     /// # Examples
     /// ```no_run
-    /// # corio_rt::block_on(async {
-    /// let file = corio_io::fs::File::create("parts.txt").await?;
+    /// # corio::block_on(async {
+    /// let file = corio::fs::File::create("parts.txt").await?;
     /// let parts: Vec<&'static [u8]> = vec![b"head ", b"body"];
     /// let (n, _) = file.writev_at(parts, 0).await;
     /// assert_eq!(n?, 9);

@@ -22,8 +22,8 @@ impl File {
     ///
     /// # Examples
     /// ```no_run
-    /// use corio_io::{buf::FixedBufPool, fs::File};
-    /// corio_rt::block_on(async {
+    /// use corio::io::{buf::FixedBufPool, fs::File};
+    /// corio::block_on(async {
     ///     let pool = FixedBufPool::new(8, 4096)?;
     ///     let file = File::open("data.bin").await?;
     ///     let (n, buf) = file.read_fixed_at(pool.get().await, 0).await;

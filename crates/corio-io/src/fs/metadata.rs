@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 ///
 /// # Examples
 /// ```no_run
-/// # corio_rt::block_on(async {
-/// let file = corio_io::fs::File::open("data.bin").await?;
+/// # corio::block_on(async {
+/// let file = corio::fs::File::open("data.bin").await?;
 /// let meta = file.metadata().await?;
 /// println!("{} bytes, modified {:?}", meta.len(), meta.modified()?);
 /// # std::io::Result::Ok(()) }).unwrap();

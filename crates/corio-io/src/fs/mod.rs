@@ -47,8 +47,8 @@ const READ_GROWTH: usize = 64 * 1024;
 ///
 /// # Examples
 /// ```no_run
-/// # corio_rt::block_on(async {
-/// let config = corio_io::fs::read("app.toml").await?;
+/// # corio::block_on(async {
+/// let config = corio::fs::read("app.toml").await?;
 /// println!("{} bytes", config.len());
 /// # std::io::Result::Ok(()) }).unwrap();
 /// ```
@@ -96,8 +96,8 @@ fn reserve(buf: &mut Vec<u8>, more: usize) -> io::Result<()> {
 ///
 /// # Examples
 /// ```no_run
-/// # corio_rt::block_on(async {
-/// corio_io::fs::write("hello.txt", b"hello\n".as_slice()).await?;
+/// # corio::block_on(async {
+/// corio::fs::write("hello.txt", b"hello\n".as_slice()).await?;
 /// # std::io::Result::Ok(()) }).unwrap();
 /// ```
 pub async fn write<B: IoBuf>(path: impl AsRef<Path>, data: B) -> io::Result<()> {
@@ -149,9 +149,9 @@ pub async fn remove_dir(path: impl AsRef<Path>) -> io::Result<()> {
 ///
 /// # Examples
 /// ```no_run
-/// # corio_rt::block_on(async {
-/// corio_io::fs::write("state.tmp", b"v2".as_slice()).await?;
-/// corio_io::fs::rename("state.tmp", "state").await?;
+/// # corio::block_on(async {
+/// corio::fs::write("state.tmp", b"v2".as_slice()).await?;
+/// corio::fs::rename("state.tmp", "state").await?;
 /// # std::io::Result::Ok(()) }).unwrap();
 /// ```
 pub async fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
@@ -177,8 +177,8 @@ pub async fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<
 ///
 /// # Examples
 /// ```no_run
-/// use corio_io::fs;
-/// # corio_rt::block_on(async {
+/// use corio::io::fs;
+/// # corio::block_on(async {
 /// fs::create_dir("spool").await?;
 /// fs::write("spool/job", b"run".as_slice()).await?;
 /// fs::remove_file("spool/job").await?;

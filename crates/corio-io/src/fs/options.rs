@@ -17,8 +17,8 @@ use crate::op::fs::OpenAt;
 ///
 /// # Examples
 /// ```no_run
-/// use corio_io::fs::OpenOptions;
-/// # corio_rt::block_on(async {
+/// use corio::fs::OpenOptions;
+/// # corio::block_on(async {
 /// let log = OpenOptions::new().append(true).create(true).open("app.log").await?;
 /// # std::io::Result::Ok(()) }).unwrap();
 /// ```
@@ -115,8 +115,8 @@ impl OpenOptions {
     ///
     /// # Examples
     /// ```no_run
-    /// use corio_io::{buf::AlignedBuf, fs::OpenOptions};
-    /// # corio_rt::block_on(async {
+    /// use corio::io::{buf::AlignedBuf, fs::OpenOptions};
+    /// # corio::block_on(async {
     /// let file = OpenOptions::new().read(true).direct(true).open("table.db").await?;
     /// let (res, page) = file.read_exact_at(AlignedBuf::with_capacity(4096), 8192).await;
     /// res?;

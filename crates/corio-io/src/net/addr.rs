@@ -102,8 +102,8 @@ impl ToSocketAddrs for &[SocketAddr] {}
 ///
 /// # Examples
 /// ```
-/// corio_rt::block_on(async {
-///     let addrs = corio_io::net::lookup_host("localhost:6379").await.unwrap();
+/// corio::block_on(async {
+///     let addrs = corio::net::lookup_host("localhost:6379").await.unwrap();
 ///     assert!(addrs.iter().all(|a| a.port() == 6379 && a.ip().is_loopback()));
 /// });
 /// ```

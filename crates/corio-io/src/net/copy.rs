@@ -57,8 +57,8 @@ impl Spliceable for UnixStream {}
 ///
 /// # Examples
 /// ```no_run
-/// use corio_io::net::{copy_bidirectional, TcpListener, TcpStream};
-/// corio_rt::block_on(async {
+/// use corio::net::{copy_bidirectional, TcpListener, TcpStream};
+/// corio::block_on(async {
 ///     let listener = TcpListener::bind("127.0.0.1:8080")?;
 ///     let (client, _) = listener.accept().await?;
 ///     let upstream = TcpStream::connect("127.0.0.1:80").await?;

@@ -141,8 +141,8 @@ impl TcpListener {
     ///
     /// # Examples
     /// ```no_run
-    /// corio_rt::block_on(async {
-    ///     let listener = corio_io::net::TcpListener::bind("127.0.0.1:7000")?;
+    /// corio::block_on(async {
+    ///     let listener = corio::net::TcpListener::bind("127.0.0.1:7000")?;
     ///     let mut incoming = listener.incoming();
     ///     while let Ok(stream) = incoming.next().await {
     ///         drop(stream);
@@ -181,7 +181,7 @@ impl TcpListener {
 ///
 /// # Examples
 /// ```
-/// let listeners = corio_io::net::reuseport_listeners("127.0.0.1:0".parse().unwrap(), 2)?;
+/// let listeners = corio::net::reuseport_listeners("127.0.0.1:0".parse().unwrap(), 2)?;
 /// let port = listeners[0].local_addr()?.port();
 /// assert_eq!(listeners[1].local_addr()?.port(), port);
 /// # std::io::Result::Ok(())
@@ -253,7 +253,7 @@ impl AsRawFd for TcpListener {
 ///
 /// ```compile_fail
 /// fn send<T: Send>() {}
-/// send::<corio_io::net::TcpStream>(); // !Send: it may not leave its core
+/// send::<corio::net::TcpStream>(); // !Send: it may not leave its core
 /// ```
 #[derive(Debug)]
 pub struct TcpStream {
@@ -273,8 +273,8 @@ impl TcpStream {
     ///
     /// # Examples
     /// ```no_run
-    /// corio_rt::block_on(async {
-    ///     let stream = corio_io::net::TcpStream::connect("127.0.0.1:6379").await?;
+    /// corio::block_on(async {
+    ///     let stream = corio::net::TcpStream::connect("127.0.0.1:6379").await?;
     ///     stream.set_nodelay(true)?;
     ///     std::io::Result::Ok(())
     /// })?;
@@ -340,8 +340,8 @@ impl TcpStream {
     ///
     /// # Examples
     /// ```no_run
-    /// use corio_io::{buf::BufRing, net::TcpStream};
-    /// corio_rt::block_on(async {
+    /// use corio::io::{buf::BufRing, net::TcpStream};
+    /// corio::block_on(async {
     ///     let ring = BufRing::new(256, 4096)?;
     ///     let stream = TcpStream::connect("127.0.0.1:7000").await?;
     ///     let mut received = stream.recv_stream(&ring);

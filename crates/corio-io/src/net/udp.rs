@@ -17,8 +17,8 @@ use crate::op::net::{Recv, Send, SharedFd};
 ///
 /// # Examples
 /// ```
-/// use corio_io::net::UdpSocket;
-/// corio_rt::block_on(async {
+/// use corio::net::UdpSocket;
+/// corio::block_on(async {
 ///     let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
 ///     let b = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
 ///     let (sent, _) = a.send_to(&b"ping"[..], b.local_addr()?).await;

@@ -19,9 +19,9 @@ use crate::op::net::{Accept, Connect, SharedFd};
 ///
 /// # Examples
 /// ```
-/// use corio_io::net::{UnixListener, UnixStream};
+/// use corio::net::{UnixListener, UnixStream};
 /// let path = std::env::temp_dir().join(format!("corio-doc-{}.sock", std::process::id()));
-/// corio_rt::block_on(async {
+/// corio::block_on(async {
 ///     let listener = UnixListener::bind(&path)?;
 ///     let client = UnixStream::connect(&path).await?;
 ///     let server = listener.accept().await?;

@@ -37,14 +37,14 @@ use io_uring::{opcode, squeue};
 ///
 /// # Examples
 /// ```
-/// use corio_rt::{FaultPlan, Runtime};
+/// use corio::rt::{FaultPlan, Runtime};
 /// let plan = FaultPlan::new(42).eintr(0.1).short_io(0.5).reorder(0.5);
 /// let rt = Runtime::builder().cores(1).pin(false).faults(plan).build()?;
 /// let done = rt.run(|_| async {
 ///     for _ in 0..100 {
-///         corio_rt::nop().await.unwrap(); // EINTR is retried: every NOP succeeds
+///         corio::rt::nop().await.unwrap(); // EINTR is retried: every NOP succeeds
 ///     }
-///     corio_rt::metrics().faults_injected
+///     corio::rt::metrics().faults_injected
 /// });
 /// assert!(done[0] > 0);
 /// # std::io::Result::Ok(())

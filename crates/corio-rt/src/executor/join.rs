@@ -68,15 +68,15 @@ impl std::error::Error for JoinError {}
 ///
 /// # Examples
 /// ```
-/// corio_rt::block_on(async {
-///     let task = corio_rt::spawn(async { 6 * 7 });
+/// corio::block_on(async {
+///     let task = corio::spawn(async { 6 * 7 });
 ///     assert_eq!(task.await.unwrap(), 42);
 /// });
 /// ```
 ///
 /// ```compile_fail
 /// fn send<T: Send>() {}
-/// send::<corio_rt::JoinHandle<u32>>(); // !Send, even for a Send output
+/// send::<corio::rt::JoinHandle<u32>>(); // !Send, even for a Send output
 /// ```
 #[must_use = "dropping a JoinHandle detaches the task; call .detach() to say so"]
 pub struct JoinHandle<T> {

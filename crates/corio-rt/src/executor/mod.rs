@@ -173,7 +173,7 @@ impl Executor {
 ///
 /// # Examples
 /// ```
-/// corio_rt::block_on(async { corio_rt::yield_now().await });
+/// corio::block_on(async { corio::yield_now().await });
 /// ```
 pub async fn yield_now() {
     let mut yielded = false;
@@ -199,9 +199,9 @@ pub async fn yield_now() {
 /// # Examples
 /// ```
 /// use std::rc::Rc;
-/// corio_rt::block_on(async {
+/// corio::block_on(async {
 ///     let shared = Rc::new(5); // !Send is fine: the task stays on this core
-///     let task = corio_rt::spawn({ let shared = shared.clone(); async move { *shared + 1 } });
+///     let task = corio::spawn({ let shared = shared.clone(); async move { *shared + 1 } });
 ///     assert_eq!(task.await.unwrap(), 6);
 /// });
 /// ```

@@ -71,9 +71,9 @@ pub trait Cancellable: Future + Unpin {
     ///
     /// # Examples
     /// ```
-    /// use corio_rt::Cancellable;
-    /// corio_rt::block_on(async {
-    ///     let mut nop = corio_rt::nop();
+    /// use corio::rt::Cancellable;
+    /// corio::block_on(async {
+    ///     let mut nop = corio::rt::nop();
     ///     let _ = futures_util::poll!(&mut nop); // in flight now
     ///     let result = nop.cancel().await; // ECANCELED, or Ok if the NOP won the race
     ///     assert!(result.is_ok() || result.unwrap_err().raw_os_error() == Some(libc::ECANCELED));
@@ -106,7 +106,7 @@ const MAX_RETRIES: u8 = 16;
 /// An `Op` is `!Send`: it belongs to the ring it was submitted on.
 /// ```compile_fail
 /// fn send<T: Send>() {}
-/// send::<corio_rt::Op<corio_rt::Nop>>();
+/// send::<corio::rt::Op<corio::rt::Nop>>();
 /// ```
 #[must_use = "an op does nothing until it is awaited"]
 pub struct Op<T: OpCode> {

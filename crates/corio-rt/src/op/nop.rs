@@ -34,7 +34,7 @@ unsafe impl OpCode for Nop {
 ///
 /// # Examples
 /// ```
-/// corio_rt::block_on(async { corio_rt::nop().await.unwrap() });
+/// corio::block_on(async { corio::rt::nop().await.unwrap() });
 /// ```
 pub fn nop() -> Op<Nop> {
     Op::new(Nop)

@@ -24,9 +24,9 @@ use wheel::TimerKey;
 /// # Examples
 /// ```
 /// use std::time::{Duration, Instant};
-/// corio_rt::block_on(async {
+/// corio::block_on(async {
 ///     let start = Instant::now();
-///     corio_rt::time::sleep(Duration::from_millis(5)).await;
+///     corio::time::sleep(Duration::from_millis(5)).await;
 ///     assert!(start.elapsed() >= Duration::from_millis(5));
 /// });
 /// ```
@@ -157,9 +157,9 @@ impl From<Elapsed> for std::io::Error {
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// corio_rt::block_on(async {
-///     let slow = corio_rt::time::sleep(Duration::from_secs(60));
-///     assert!(corio_rt::time::timeout(Duration::from_millis(1), slow).await.is_err());
+/// corio::block_on(async {
+///     let slow = corio::time::sleep(Duration::from_secs(60));
+///     assert!(corio::time::timeout(Duration::from_millis(1), slow).await.is_err());
 /// });
 /// ```
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
@@ -205,10 +205,10 @@ impl<F: Future> Future for Timeout<F> {
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// corio_rt::block_on(async {
-///     let slow = corio_rt::time::sleep(Duration::from_millis(1));
+/// corio::block_on(async {
+///     let slow = corio::time::sleep(Duration::from_millis(1));
 ///     slow.await;
-///     match corio_rt::time::timeout_or_cancel(Duration::from_secs(1), corio_rt::nop()).await {
+///     match corio::time::timeout_or_cancel(Duration::from_secs(1), corio::rt::nop()).await {
 ///         Ok(result) => result.unwrap(),
 ///         Err(timed_out) => drop(timed_out.into_inner()),
 ///     }
@@ -284,8 +284,8 @@ impl<F: Cancellable> Future for TimeoutOrCancel<F> {
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// corio_rt::block_on(async {
-///     let mut every = corio_rt::time::interval(Duration::from_millis(1));
+/// corio::block_on(async {
+///     let mut every = corio::time::interval(Duration::from_millis(1));
 ///     for _ in 0..3 { every.tick().await; }
 /// });
 /// ```
