@@ -292,6 +292,7 @@ fn abort_cancels_a_remote_task_and_dropping_the_handle_detaches_it() {
                 handle.abort();
                 let err = handle.await.unwrap_err().to_string();
                 // `let _ = spawn_on(..)`: the task runs to its end, as with `let _ = spawn(..)`.
+                #[allow(clippy::let_underscore_future)] // exactly what a user may write
                 let _ = spawn_on(CoreId(1), {
                     let finished = finished.clone();
                     move || async move {
