@@ -29,6 +29,7 @@
 pub use corio_io as io;
 pub use corio_io::fs;
 pub use corio_io::net;
+pub use corio_macros::{main, test};
 pub use corio_mesh as mesh;
 pub use corio_rt as rt;
 pub use corio_rt::{

@@ -144,6 +144,7 @@ impl<T> fmt::Debug for RemoteJoinHandle<T> {
 /// assert_eq!(answers, vec![10, 10]);
 /// # std::io::Result::Ok(())
 /// ```
+#[track_caller]
 pub fn spawn_on<F, Fut>(core: CoreId, f: F) -> RemoteJoinHandle<Fut::Output>
 where
     F: FnOnce() -> Fut + Send + 'static,

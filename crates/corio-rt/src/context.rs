@@ -80,8 +80,12 @@ pub(crate) fn try_with_driver<R>(f: impl FnOnce(&mut Driver) -> R) -> Option<R> 
 /// ```
 /// corio::block_on(async { assert_eq!(corio::current_core().0, 0) });
 /// ```
+#[track_caller]
 pub fn current_core() -> CoreId {
-    try_current_core().unwrap_or_else(|| panic!("corio::current_core called outside a corio core"))
+    match try_current_core() {
+        Some(core) => core,
+        None => panic!("corio::current_core called outside a corio core"),
+    }
 }
 
 /// The core this thread runs, or `None` outside `block_on` and a `Runtime`'s threads.

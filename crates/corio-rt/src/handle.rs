@@ -74,12 +74,16 @@ pub(crate) fn set_peers(peers: Arc<[CoreHandle]>) {
 /// assert_eq!(counts, vec![2, 2]);
 /// # std::io::Result::Ok(())
 /// ```
+#[track_caller]
 pub fn peers() -> Arc<[CoreHandle]> {
-    crate::context::with_core(|core| {
+    let peers = crate::context::with_core(|core| {
         core.peers
             .borrow_mut()
             .get_or_insert_with(|| Arc::from(vec![CoreHandle::new(core.inbox().clone())]))
             .clone()
-    })
-    .unwrap_or_else(|| panic!("corio::peers called outside a corio core"))
+    });
+    match peers {
+        Some(peers) => peers,
+        None => panic!("corio::peers called outside a corio core"),
+    }
 }

@@ -63,7 +63,10 @@ pub use context::{current_core, try_current_core};
 pub use driver::{FaultPlan, Poke, Setup};
 pub use executor::join::{JoinError, JoinHandle};
 pub use executor::{spawn, yield_now};
-pub use future::*;
+#[doc(hidden)]
+pub use future::__private;
+pub use future::{join_all, select, try_join_all, Either};
+pub use futures_util::{join, pin_mut, try_join};
 pub use handle::{peers, CoreHandle};
 pub use limits::raise_fd_limit;
 pub use metrics::{metrics, Metrics, LONG_POLL};

@@ -205,9 +205,15 @@ pub async fn yield_now() {
 ///     assert_eq!(task.await.unwrap(), 6);
 /// });
 /// ```
+#[track_caller]
 pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
-    crate::context::with_core(|core| core.executor.spawn(future))
-        .unwrap_or_else(|| panic!("corio::spawn called outside a corio core"))
+    match crate::context::with_core(|core| core.executor.spawn(future)) {
+        Some(handle) => handle,
+        None => panic!(
+            "corio::spawn called outside a corio core: spawn from inside corio::block_on, a \
+             Runtime's future, or a task"
+        ),
+    }
 }
 
 #[cfg(test)]
