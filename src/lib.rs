@@ -4,8 +4,13 @@
 //! shared between cores unless sent as a message. The ideas are asyncio's: coroutines
 //! (`async fn`), an event loop, tasks ([`spawn`]), gathering ([`join!`]) and non-blocking I/O.
 //!
-//! This crate only re-exports: [`rt`] (corio-rt: the loop, tasks, timers, the runtime
-//! builder), [`io`], [`fs`] and [`net`] (corio-io) and [`mesh`] (corio-mesh).
+//! This crate re-exports: [`rt`] (corio-rt: the loop, tasks, timers, the runtime builder,
+//! [`signal`]), [`io`], [`fs`] and [`net`] (corio-io: sockets, files, [`io::BufReader`],
+//! [`io::OwnedRead`], and [`io::compat`] for tokio, futures-io and hyper behind the cargo
+//! features `tokio`, `futures-io`, `hyper`), [`mesh`] (corio-mesh: `spawn_on`, channels,
+//! `Sharded`), and the `#[corio::main]` / `#[corio::test]` attributes and [`select!`].
+//!
+//! New here? Read [`guide::from_asyncio`] or [`guide::from_tokio`].
 //!
 //! # Examples
 //! ```
@@ -36,6 +41,16 @@ pub use corio_rt::{
     block_on, current_core, join, join_all, pin, raise_fd_limit, select, signal, spawn, time,
     try_join, try_join_all, yield_now, CoreId, Either, JoinError, JoinHandle, RunError, Runtime,
 };
+
+/// Guides for people arriving from other async runtimes; every example in them is compiled and
+/// run as a test.
+pub mod guide {
+    #[doc = include_str!("../docs/from_asyncio.md")]
+    pub mod from_asyncio {}
+
+    #[doc = include_str!("../docs/from_tokio.md")]
+    pub mod from_tokio {}
+}
 
 /// The README's examples, compiled as doc tests so that they stay true.
 #[cfg(doctest)]
