@@ -198,3 +198,64 @@ fn hyper_http2_echo_between_two_corio_tasks() {
         assert!(results.iter().all(|&same| same), "an echoed body differs");
     });
 }
+
+#[test]
+fn eof_after_a_short_read_is_seen_every_time() {
+    use tokio::io::AsyncReadExt;
+    // A short read marks the socket empty; an EOF (or reset) that came with the last bytes
+    // must still end the read, whatever the timing.
+    corio::block_on(async {
+        for round in 0..200u64 {
+            let (a, b) = pair().await;
+            let writer = corio::spawn(async move {
+                let (res, _) = a.write_all(b"abc".to_vec()).await;
+                res.unwrap();
+                if round % 3 == 0 {
+                    corio::time::sleep(Duration::from_micros(200)).await;
+                }
+                let (res, _) = a.write_all(b"def".to_vec()).await;
+                res.unwrap();
+                if round % 2 == 0 {
+                    corio::yield_now().await;
+                }
+                drop(a);
+            });
+            let mut b = Compat::new(b);
+            let mut got = Vec::new();
+            let read = corio::time::timeout(Duration::from_secs(5), b.read_to_end(&mut got));
+            read.await.expect("EOF not seen").unwrap();
+            assert_eq!(got, b"abcdef", "round {round}");
+            writer.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn eof_whose_edge_was_queued_before_the_last_short_read_is_seen() {
+    use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+    corio::block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            std::io::Write::write_all(&mut stream, b"abcdef").unwrap();
+            // Dropped: FIN right behind the bytes.
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let mut b = Compat::new(server);
+        // One poll while nothing has come: the read arms its readiness wait.
+        let mut storage = [0u8; 64];
+        let mut buf = ReadBuf::new(&mut storage);
+        let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut b).poll_read(cx, &mut buf))).await;
+        assert!(first.is_pending());
+        // The bytes and the FIN arrive, and their readiness edges are reaped, while nobody
+        // reads.
+        peer.join().unwrap();
+        corio::time::sleep(Duration::from_millis(20)).await;
+        let mut got = Vec::new();
+        let read = corio::time::timeout(Duration::from_secs(5), b.read_to_end(&mut got));
+        read.await.expect("EOF not seen").unwrap();
+        assert_eq!(got, b"abcdef");
+    });
+}

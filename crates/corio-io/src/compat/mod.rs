@@ -47,6 +47,12 @@ use crate::op::net::{PollAdd, PollMulti};
 
 const POLLIN: u32 = libc::POLLIN as u32;
 const POLLOUT: u32 = libc::POLLOUT as u32;
+const POLLRDHUP: u32 = libc::POLLRDHUP as u32;
+
+/// Whether a readiness mask says the peer closed its side or the socket failed.
+fn closing(events: u32) -> bool {
+    events & (POLLRDHUP | libc::POLLHUP as u32 | libc::POLLERR as u32) != 0
+}
 /// Syscall attempts in one poll before it yields (readiness that keeps flapping, a wait that
 /// keeps failing transiently).
 const RETRIES: usize = 32;
@@ -120,6 +126,11 @@ pub struct Compat<S: CompatStream> {
     stream: S,
     /// The multishot POLL_ADD for readability, armed at the first read that would block.
     readable: Option<MultiOp<PollMulti>>,
+    /// The last recv came back short: the socket had no more bytes then.
+    drained: bool,
+    /// A readiness edge said the peer closed or the socket failed: from then on every poll
+    /// tries recv (EOF and errors stay readable without new edges).
+    closed: bool,
     /// The POLL_ADD armed because a write would block, if any.
     write_wait: Option<Op<PollAdd>>,
 }
@@ -135,6 +146,8 @@ impl<S: CompatStream> Compat<S> {
         Compat {
             stream,
             readable: None,
+            drained: false,
+            closed: false,
             write_wait: None,
         }
     }
@@ -166,13 +179,28 @@ impl<S: CompatStream> Compat<S> {
             Poll::Ready(_) => {}
         }
         let fd = socket.fd.as_raw_fd();
+        if self.drained {
+            // The last recv came back short, so the socket was empty then: rather than a recv
+            // that would say EAGAIN, wait for the next readiness edge (as tokio clears its
+            // readiness after a short read).
+            match self.poll_readable(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Ready(Ok(())) => self.drained = false,
+            }
+        }
         for _ in 0..RETRIES {
             // SAFETY: recv(2) writes at most `dst.len()` bytes into `dst`, which is valid for
             // writes for that long; MaybeUninit<u8> has the layout of u8.
             let n =
                 unsafe { libc::recv(fd, dst.as_mut_ptr().cast(), dst.len(), libc::MSG_DONTWAIT) };
             if n >= 0 {
+                // Edges queued so far were for bytes this recv has taken; edges for bytes that
+                // arrive later are reaped after this task yields, so none is lost.
                 self.forget_read_edges();
+                // A short read emptied the socket, unless the peer has closed or failed: then
+                // the stream stays readable (EOF, the error) with no new edge to come.
+                self.drained = n > 0 && (n as usize) < dst.len() && !self.closed;
                 return Poll::Ready(Ok(n as usize));
             }
             let err = io::Error::last_os_error();
@@ -181,20 +209,12 @@ impl<S: CompatStream> Compat<S> {
                 io::ErrorKind::Interrupted => continue,
                 _ => return Poll::Ready(Err(err)),
             }
-            // Would block: wait for the next readiness edge of the multishot poll (armed once
-            // per stream). An edge queued before the recv above only costs one more recv.
-            let fd = socket.fd.clone();
-            let readable = self
-                .readable
-                .get_or_insert_with(|| MultiOp::new(PollMulti { fd, events: POLLIN }));
-            if readable.is_ended() {
-                readable.rearm();
-            }
-            match Pin::new(readable).poll_next(cx) {
+            // Would block: wait for the next readiness edge. An edge queued before the recv
+            // above only costs one more recv.
+            match self.poll_readable(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(err))) if !transient(&err) => return Poll::Ready(Err(err)),
-                // An edge, a transient failure, or the op ended (re-armed next time): retry.
-                Poll::Ready(_) => {}
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Ready(Ok(())) => {}
             }
         }
         // Readiness keeps flapping: let other tasks run, then try again.
@@ -202,12 +222,39 @@ impl<S: CompatStream> Compat<S> {
         Poll::Pending
     }
 
+    /// Waits for the next readiness edge of the stream's multishot poll (armed at the first
+    /// wait, re-armed if the kernel ended it). `Ready(Ok)` after an edge, a transient failure,
+    /// or the op's end: time to try recv again.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let fd = self.stream.socket().fd.clone();
+        let readable = self.readable.get_or_insert_with(|| {
+            MultiOp::new(PollMulti {
+                fd,
+                events: POLLIN | POLLRDHUP,
+            })
+        });
+        if readable.is_ended() {
+            readable.rearm();
+        }
+        match Pin::new(readable).poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Err(err))) if !transient(&err) => Poll::Ready(Err(err)),
+            Poll::Ready(Some(Ok(events))) => {
+                self.closed |= closing(events);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
+    }
+
     /// Drops the readiness edges queued while the stream was read without waiting, and stops
     /// them waking the task until it waits again.
     fn forget_read_edges(&mut self) {
         if let Some(readable) = &mut self.readable {
             let mut quiet = Context::from_waker(Waker::noop());
-            while let Poll::Ready(Some(_)) = Pin::new(&mut *readable).poll_next(&mut quiet) {}
+            while let Poll::Ready(Some(edge)) = Pin::new(&mut *readable).poll_next(&mut quiet) {
+                self.closed |= edge.is_ok_and(closing);
+            }
         }
     }
 
