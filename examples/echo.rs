@@ -9,6 +9,8 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use clap::Parser;
 use corio::io::buf::BufRing;
@@ -50,27 +52,30 @@ fn run(args: Args) -> std::io::Result<()> {
         .cores
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let listeners = reuseport_listeners(SocketAddr::new(args.host, args.port), cores)?;
-    println!("listening on {}", listeners[0].local_addr()?);
-    std::io::stdout().flush()?;
+    let addr = listeners[0].local_addr()?;
     let runtime = corio::Runtime::builder().cores(cores).build()?;
     let (buffers, size) = (args.buffers, args.buffer_size);
     // A core that cannot start (out of fds for its ring, say) ends the run with its error
-    // instead of leaving the others serving without it.
+    // instead of leaving the others serving without it. The last core to be ready says
+    // "listening"; no core waits for the others (a blocked core could not be stopped).
+    let listening = Arc::new(AtomicUsize::new(0));
     runtime.try_run_with(listeners, move |core, listener| {
-        serve(core, listener, buffers, size)
+        let listening = listening.clone();
+        async move {
+            let listener = TcpListener::from_std(listener)?;
+            let ring = BufRing::new(buffers, size)?;
+            if listening.fetch_add(1, Ordering::SeqCst) + 1 == cores {
+                println!("listening on {addr}");
+                std::io::stdout().flush()?;
+            }
+            serve(core, listener, ring).await
+        }
     })?;
     Ok(())
 }
 
 /// Accepts connections on one core's listener, each echoed by its own task.
-async fn serve(
-    core: corio::CoreId,
-    listener: std::net::TcpListener,
-    buffers: u16,
-    size: u32,
-) -> std::io::Result<()> {
-    let listener = TcpListener::from_std(listener)?;
-    let ring = BufRing::new(buffers, size)?;
+async fn serve(core: corio::CoreId, listener: TcpListener, ring: BufRing) -> std::io::Result<()> {
     let mut incoming = listener.incoming();
     loop {
         match incoming.next().await {

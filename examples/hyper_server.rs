@@ -64,12 +64,15 @@ fn run(args: Args) -> std::io::Result<()> {
     })?;
     let addr = SocketAddr::new(args.host, first.port());
     let header_timeout = Duration::from_millis(args.header_timeout_ms);
-    let ready = std::sync::Arc::new(std::sync::Barrier::new(runtime.cores()));
+    // The last core to listen says so; a core that fails first ends the run with its error
+    // (no core waits for the others: a blocked core could not be stopped).
+    let cores = runtime.cores();
+    let listening = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     runtime.try_run(move |core| {
-        let ready = ready.clone();
+        let listening = listening.clone();
         async move {
             let listener = TcpListener::bind(addr)?;
-            if ready.wait().is_leader() {
+            if listening.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == cores {
                 println!("listening on {}", listener.local_addr()?);
                 use std::io::Write;
                 std::io::stdout().flush()?;

@@ -12,39 +12,28 @@ fn runtime() -> Runtime {
     Runtime::builder().cores(2).pin(false).build().unwrap()
 }
 
-/// Hands a value to the first core that asks for it (a `Sync` wrapper for `Runtime::run`).
-fn once<T>(value: T) -> Arc<Mutex<Option<T>>> {
-    Arc::new(Mutex::new(Some(value)))
-}
-
 #[test]
 fn a_million_messages_from_core_0_to_core_1_arrive_in_order() {
     const N: u64 = 1_000_000;
     let rt = runtime();
     let (tx, rx) = channel::<u64>(1024);
-    let (tx, rx) = (once(tx), once(rx));
-    let results = rt.run(move |core| {
-        // Each core takes only its own end: a sender left on core 1 would keep the stream open.
-        let (tx, rx) = match core.0 {
-            0 => (tx.lock().unwrap().take(), None),
-            _ => (None, rx.lock().unwrap().take()),
-        };
-        async move {
-            if core.0 == 0 {
-                let tx = tx.unwrap();
-                for i in 0..N {
-                    tx.send(i).await.unwrap();
-                }
-                (0, true)
-            } else {
-                let rx = rx.unwrap();
-                let (mut expected, mut in_order) = (0, true);
-                while let Some(i) = rx.recv().await {
-                    in_order &= i == expected;
-                    expected += 1;
-                }
-                (expected, in_order)
+    // Each core gets only its own end: a sender left on core 1 would keep the stream open.
+    let ends = vec![(Some(tx), None), (None, Some(rx))];
+    let results = rt.run_with(ends, move |core, (tx, rx)| async move {
+        if core.0 == 0 {
+            let tx = tx.unwrap();
+            for i in 0..N {
+                tx.send(i).await.unwrap();
             }
+            (0, true)
+        } else {
+            let rx = rx.unwrap();
+            let (mut expected, mut in_order) = (0, true);
+            while let Some(i) = rx.recv().await {
+                in_order &= i == expected;
+                expected += 1;
+            }
+            (expected, in_order)
         }
     });
     assert_eq!(results[1], (N, true));

@@ -19,7 +19,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -196,22 +196,17 @@ fn corio_server(
     ready: mpsc::Sender<()>,
 ) {
     let cores = listeners.len();
-    let listeners = Arc::new(Mutex::new(
-        listeners.into_iter().map(Some).collect::<Vec<_>>(),
-    ));
     let runtime = corio::Runtime::builder()
         .cores(cores)
         .thread_name("corio-server")
         .build()
         .expect("corio runtime");
     let stop = stop.clone();
-    let ready = Mutex::new(ready);
-    runtime.run(move |core| {
-        let listener = listeners.lock().unwrap()[core.0]
-            .take()
-            .expect("one listener per core");
+    // Each core gets its own listener and its own copy of the ready sender.
+    let per_core: Vec<_> = listeners.into_iter().map(|l| (l, ready.clone())).collect();
+    drop(ready);
+    runtime.run_with(per_core, move |_core, (listener, ready)| {
         let stop = stop.clone();
-        let ready = ready.lock().unwrap().clone();
         async move {
             let listener = corio::net::TcpListener::from_std(listener).expect("corio listener");
             let ring = corio::io::buf::BufRing::new(CORIO_BUFFERS, CORIO_BUFFER_SIZE)

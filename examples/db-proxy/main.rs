@@ -32,7 +32,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -272,19 +272,27 @@ fn run(args: Args) -> io::Result<()> {
     );
 
     let stores = embedded_stores(&runtime, backends.len())?;
-    let listeners = take_once(listeners);
-    // backends[i][core]: backend i's listener for that core.
-    let backends: Vec<_> = backends.into_iter().map(take_once).collect();
+    // What each core owns: its proxy listener and, for each embedded backend i, backend i's
+    // listener for that core (backends[i][core]).
+    let mut backends: Vec<std::vec::IntoIter<std::net::TcpListener>> =
+        backends.into_iter().map(Vec::into_iter).collect();
+    let per_core: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            let mine: Vec<_> = backends
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, per_core)| Some((i, per_core.next()?)))
+                .collect();
+            (listener, mine)
+        })
+        .collect();
     let upstream_addrs = Arc::new(upstream_addrs);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
-        let results = runtime.run(move |core| {
-            let listener = listeners[core.0].lock().unwrap().take();
-            let mine: Vec<_> = backends
-                .iter()
-                .enumerate()
-                .filter_map(|(i, per_core)| Some((i, per_core[core.0].lock().unwrap().take()?)))
-                .collect();
+        // try_run: a core that fails ends the whole proxy with that core's error, rather than
+        // leaving the other cores serving without it.
+        let results = runtime.try_run_with(per_core, move |core, (listener, mine)| {
             let upstream_addrs = upstream_addrs.clone();
             let stores = stores.clone();
             let config = config.clone();
@@ -297,7 +305,7 @@ fn run(args: Args) -> io::Result<()> {
                     };
                     spawn(backend::serve(TcpListener::from_std(listener)?, backend)).detach();
                 }
-                let listener = TcpListener::from_std(listener.expect("one listener per core"))?;
+                let listener = TcpListener::from_std(listener)?;
                 let proxy = Rc::new(Proxy {
                     core,
                     limits: resp::Limits {
@@ -315,7 +323,7 @@ fn run(args: Args) -> io::Result<()> {
                 accept_loop(listener, proxy).await
             }
         });
-        let _ = done_tx.send(results.into_iter().collect::<io::Result<Vec<()>>>());
+        let _ = done_tx.send(results.map_err(io::Error::from));
         runtime
     });
     // Wait for a signal, or for the cores to stop on their own (an error).
@@ -395,11 +403,6 @@ async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>) -> io::Result<()> 
         })
         .detach();
     }
-}
-
-/// Wraps values so each core can take its own out of a shared, `Sync` list.
-fn take_once<T>(values: Vec<T>) -> Arc<Vec<Mutex<Option<T>>>> {
-    Arc::new(values.into_iter().map(|v| Mutex::new(Some(v))).collect())
 }
 
 fn resolve(addr: &str, flag: &str) -> io::Result<SocketAddr> {
