@@ -127,3 +127,40 @@ fn errors_name_the_input_and_the_next_input_is_still_copied() {
     assert!(stderr.contains("No such file"), "{stderr}");
     assert!(stderr.contains("Is a directory"), "{stderr}");
 }
+
+#[test]
+fn a_terminal_on_stdin_is_read_line_by_line_until_ctrl_d() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty(3) writes two fds into the given ints; the other arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just opened by openpty and are owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let child = Command::new(example_path("cat"))
+        .stdin(Stdio::from(slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut terminal = std::fs::File::from(master);
+    // Two lines typed, then Ctrl-D at the start of a line: EOF for the reader.
+    terminal.write_all(b"first line\nsecond\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    terminal.write_all(&[4]).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"first line\nsecond\n");
+}

@@ -115,5 +115,21 @@ fn connect_errors_name_the_address() {
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
         assert!(err.to_string().contains("/nonexistent/corio-test"), "{err}");
+        let err = corio::net::UnixStream::connect("/nonexistent/corio.sock")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("connect to /nonexistent/corio.sock: "),
+            "{err}"
+        );
+        let err = corio::fs::rename("/nonexistent/a", "/nonexistent/b")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("rename /nonexistent/a to /nonexistent/b"),
+            "{err}"
+        );
     });
 }

@@ -46,9 +46,15 @@ impl UnixListener {
     /// `bind(2)`'s, e.g. `AddrInUse` if the path exists; `InvalidInput` for a path too long
     /// for a socket address (about 107 bytes).
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
-        let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        socket.bind(&SockAddr::unix(path)?)?;
-        socket.listen(1024)?;
+        let path = path.as_ref();
+        let listen = || {
+            let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
+            socket.bind(&SockAddr::unix(path)?)?;
+            socket.listen(1024)?;
+            io::Result::Ok(socket)
+        };
+        let socket = listen()
+            .map_err(|err| crate::error::context(err, format_args!("bind {}", path.display())))?;
         Ok(UnixListener {
             fd: Rc::new(socket.into()),
         })
@@ -94,15 +100,21 @@ impl UnixStream {
     /// # Cancellation
     /// Dropping the future cancels the connect and closes the socket.
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
-        let addr = SockAddr::unix(path)?;
-        let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        let fd: SharedFd = Rc::new(OwnedFd::from(socket));
-        Op::new(Connect {
-            fd: fd.clone(),
-            addr,
+        let path = path.as_ref();
+        let connected = async {
+            let addr = SockAddr::unix(path)?;
+            let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
+            let fd: SharedFd = Rc::new(OwnedFd::from(socket));
+            Op::new(Connect {
+                fd: fd.clone(),
+                addr,
+            })
+            .await?;
+            io::Result::Ok(UnixStream::from_fd(fd))
+        };
+        connected.await.map_err(|err| {
+            crate::error::context(err, format_args!("connect to {}", path.display()))
         })
-        .await?;
-        Ok(UnixStream::from_fd(fd))
     }
 
     /// A connected pair (`socketpair(2)`).
