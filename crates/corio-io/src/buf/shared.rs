@@ -10,59 +10,30 @@ use std::sync::Arc;
 
 use super::{IoBuf, IoBufMut};
 
-// SAFETY: the slice is a heap allocation shared by every clone; it never moves and is never
-// written while a clone (the op's) lives.
-unsafe impl IoBuf for Arc<[u8]> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
+/// `IoBuf` for a shared, immutable byte container whose bytes are all initialised.
+macro_rules! shared_io_buf {
+    ($($ty:ty: $why:literal;)+) => {$(
+        // SAFETY: see the string next to the type in the invocation below.
+        #[doc = $why]
+        unsafe impl IoBuf for $ty {
+            fn stable_ptr(&self) -> *const u8 {
+                self.as_ptr()
+            }
+            fn bytes_init(&self) -> usize {
+                self.len()
+            }
+            fn bytes_total(&self) -> usize {
+                self.len()
+            }
+        }
+    )+};
 }
 
-// SAFETY: as for `Arc<[u8]>`.
-unsafe impl IoBuf for Rc<[u8]> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
-}
-
-// SAFETY: the Vec's storage is on the heap; through the Arc it can only be read, so it never
-// reallocates while a clone lives.
-unsafe impl IoBuf for Arc<Vec<u8>> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
-}
-
-// SAFETY: `Bytes` points at heap or static memory shared by its clones, immutable while any
-// lives; moving the `Bytes` value does not move the bytes.
-unsafe impl IoBuf for bytes::Bytes {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
+shared_io_buf! {
+    Arc<[u8]>: "A heap slice shared by every clone: it never moves and is never written while one lives.";
+    Rc<[u8]>: "As `Arc<[u8]>`, on one core.";
+    Arc<Vec<u8>>: "A Vec behind an Arc can only be read, so it never reallocates while a clone lives.";
+    bytes::Bytes: "Heap or static memory shared by its clones, immutable while any lives; moving the handle does not move the bytes.";
 }
 
 // SAFETY: a `BytesMut` owns its heap storage uniquely; it reallocates only through `&mut`
