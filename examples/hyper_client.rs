@@ -1,6 +1,7 @@
 //! Concurrent HTTP/1.1 fetches with hyper's client over corio: `--connections` keep-alive
-//! connections, each sending its share of `--requests` GETs one after another, all gathered
-//! with `join_all` (asyncio's concurrent fetches, with a real HTTP client).
+//! connections spread over every core, each sending its share of `--requests` GETs one after
+//! another; each core gathers its connections with `join_all` (asyncio's concurrent fetches,
+//! with a real HTTP client), and the run gathers the cores.
 //!
 //! Run against the hyper_server example:
 //! `cargo run --release --example hyper_client -- --url http://127.0.0.1:8080/ --requests 1000`.
@@ -32,12 +33,35 @@ struct Args {
     /// Time limit for each request, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
+    /// Number of cores (connection i runs on core i % cores). Default: every CPU.
+    #[arg(long)]
+    cores: Option<usize>,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = std::sync::Arc::new(Args::parse());
+    let mut builder = corio::Runtime::builder();
+    if let Some(cores) = args.cores {
+        builder.cores(cores);
+    }
+    let runtime = match builder.build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("hyper_client: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let started = Instant::now();
-    let outcomes = corio::block_on(fetch_all(&args));
+    let cores = runtime.cores();
+    let shared = args.clone();
+    let outcomes: Vec<Result<u16, String>> = runtime
+        .run(move |core| {
+            let args = shared.clone();
+            async move { fetch_all(&args, core.0, cores).await }
+        })
+        .into_iter()
+        .flatten()
+        .collect();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut failed = false;
     for outcome in outcomes {
@@ -66,10 +90,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Every request's status, or why it failed.
-async fn fetch_all(args: &Args) -> Vec<Result<u16, String>> {
+/// The status of every request of this core's connections (`i % cores == core`), or why it
+/// failed.
+async fn fetch_all(args: &Args, core: usize, cores: usize) -> Vec<Result<u16, String>> {
     let connections = args.connections.max(1);
-    let per_connection = (0..connections).map(|i| {
+    let per_connection = (0..connections).filter(|i| i % cores == core).map(|i| {
         let share = args.requests / connections + usize::from(i < args.requests % connections);
         fetch_on_one_connection(args, share)
     });

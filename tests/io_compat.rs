@@ -259,3 +259,24 @@ fn eof_whose_edge_was_queued_before_the_last_short_read_is_seen() {
         assert_eq!(got, b"abcdef");
     });
 }
+
+#[test]
+fn unix_streams_work_through_compat_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = pattern(2 << 20, 5);
+    corio::block_on(async move {
+        let (a, b) = corio::net::UnixStream::pair().unwrap();
+        let (mut a, mut b) = (Compat::new(a), Compat::new(b));
+        let sent = data.clone();
+        let writer = corio::spawn(async move {
+            for piece in sent.chunks(70_001) {
+                a.write_all(piece).await.unwrap();
+            }
+            a.shutdown().await.unwrap();
+        });
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap();
+        assert!(got == data, "bytes differ");
+    });
+}
