@@ -133,3 +133,24 @@ fn connect_errors_name_the_address() {
         );
     });
 }
+
+#[test]
+fn a_socket_this_process_still_holds_is_joined_not_refused() {
+    let _serial = support::serial();
+    let port = support::free_port();
+    corio::block_on(async move {
+        // The listener handle is gone at once; its socket lives on in the stream.
+        let mut incoming = TcpListener::bind(("127.0.0.1", port)).unwrap().incoming();
+        let again = TcpListener::bind(("127.0.0.1", port)).expect("our own socket refused");
+        let client = std::thread::spawn(move || {
+            (0..16)
+                .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)))
+                .collect::<std::io::Result<Vec<_>>>()
+        });
+        // Either socket of the group may get each connection; one from each side is enough.
+        let (a, b) = corio::join!(incoming.next(), again.accept());
+        a.unwrap();
+        b.unwrap();
+        client.join().unwrap().unwrap();
+    });
+}

@@ -224,3 +224,38 @@ fn file_write_goes_to_a_pipe_in_order() {
     });
     drain.join().unwrap();
 }
+
+#[test]
+fn dropped_read_line_calls_lose_nothing() {
+    let expected: Vec<String> = (0..1_000)
+        .map(|i| format!("line {i} {}\n", "z".repeat(i % 40)))
+        .collect();
+    let text: String = expected.concat();
+    corio::block_on(async move {
+        let (stream, peer) = pair(move |mut s| {
+            for piece in text.as_bytes().chunks(53) {
+                s.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        })
+        .await;
+        let mut reader = BufReader::with_capacity(32, &stream);
+        let (mut got, mut dropped) = (Vec::new(), 0);
+        loop {
+            let mut line = String::new();
+            match corio::time::timeout(Duration::from_micros(30), reader.read_line(&mut line)).await
+            {
+                Ok(Ok(0)) => break,
+                Ok(Ok(_)) => got.push(line),
+                Ok(Err(err)) => panic!("{err}"),
+                Err(_) => {
+                    assert!(line.is_empty(), "a dropped call appended {line:?}");
+                    dropped += 1;
+                }
+            }
+        }
+        assert!(dropped > 10, "only {dropped} calls were dropped");
+        assert_eq!(got, expected);
+        peer.join().unwrap();
+    });
+}

@@ -280,6 +280,25 @@ fn abort_cancels_a_remote_task_and_dropping_the_handle_detaches_it() {
                 corio::time::sleep(std::time::Duration::from_millis(5)).await;
                 handle.abort();
                 let err = handle.await.unwrap_err().to_string();
+                // Aborted before it started (core 1 is kept busy meanwhile): the closure never
+                // runs.
+                spawn_on(CoreId(1), || {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    async {}
+                })
+                .detach();
+                let ran = Arc::new(AtomicUsize::new(0));
+                let early = spawn_on(CoreId(1), {
+                    let ran = ran.clone();
+                    move || {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        async {}
+                    }
+                });
+                early.abort();
+                assert!(early.await.is_err());
+                corio::time::sleep(std::time::Duration::from_millis(5)).await;
+                assert_eq!(ran.load(Ordering::SeqCst), 0, "an aborted task started");
                 // `let _ = spawn_on(..)`: the task runs to its end, as with `let _ = spawn(..)`.
                 #[allow(clippy::let_underscore_future)] // exactly what a user may write
                 let _ = spawn_on(CoreId(1), {

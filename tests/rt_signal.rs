@@ -51,4 +51,20 @@ fn signals_reach_every_core_and_each_future_waits_for_its_own() {
         corio::time::timeout(Duration::from_secs(10), new).await
     });
     assert_eq!(got.unwrap().unwrap(), SIGTERM);
+
+    // One Signal in a loop: a signal sent while nobody is in `recv` is returned by the next.
+    let got = corio::block_on(async {
+        let mut hangups = corio::signal::signal(&[corio::signal::SIGHUP]);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            raise(corio::signal::SIGHUP);
+            corio::time::sleep(Duration::from_millis(10)).await; // nobody waits now
+            let number = corio::time::timeout(Duration::from_secs(10), hangups.recv()).await;
+            seen.push(number.unwrap().unwrap());
+        }
+        // Nothing new: the next recv waits.
+        let idle = corio::time::timeout(Duration::from_millis(30), hangups.recv()).await;
+        (seen, idle.is_err())
+    });
+    assert_eq!(got, (vec![corio::signal::SIGHUP; 3], true));
 }

@@ -43,6 +43,9 @@ pub struct BufReader<R> {
     /// Bytes of `buf` already handed out.
     pos: usize,
     capacity: usize,
+    /// The start of a line whose `read_line` or `next_line` future was dropped: kept here so
+    /// that the next call goes on from it.
+    line: Vec<u8>,
 }
 
 impl<R: OwnedRead> BufReader<R> {
@@ -59,6 +62,7 @@ impl<R: OwnedRead> BufReader<R> {
             buf: Some(Vec::with_capacity(capacity)),
             pos: 0,
             capacity,
+            line: Vec::new(),
         }
     }
 
@@ -75,10 +79,11 @@ impl<R: OwnedRead> BufReader<R> {
         }
     }
 
-    /// The source and the bytes buffered but not consumed (which the source will not return
-    /// again).
+    /// The source and the bytes read from it but not consumed: a partial line a dropped
+    /// `read_line` kept, then the buffered bytes (which the source will not return again).
     pub fn into_parts(self) -> (R, Vec<u8>) {
-        let rest = self.buffer().to_vec();
+        let mut rest = self.line.clone();
+        rest.extend_from_slice(self.buffer());
         (self.inner, rest)
     }
 
@@ -165,15 +170,54 @@ impl<R: OwnedRead> BufReader<R> {
     /// Appends one line, with its `\n`, to `out`; the count appended, 0 at EOF.
     ///
     /// # Errors
-    /// `InvalidData` if the line is not UTF-8 (then nothing is appended, as with std); the
-    /// source's errors.
+    /// `InvalidData` if the line is not UTF-8 (then nothing is appended, as with std, and the
+    /// line is dropped); the source's errors.
+    ///
+    /// # Cancellation
+    /// Cancel-safe over a socket: the part of a line read by a dropped call is kept and
+    /// completed by the next call.
     pub async fn read_line(&mut self, out: &mut String) -> io::Result<usize> {
-        let mut bytes = Vec::new();
-        let n = self.read_until(b'\n', &mut bytes).await?;
-        let line = String::from_utf8(bytes)
+        self.read_line_bytes(usize::MAX).await?;
+        let line = std::mem::take(&mut self.line);
+        let n = line.len();
+        let line = String::from_utf8(line)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "line is not UTF-8"))?;
         out.push_str(&line);
         Ok(n)
+    }
+
+    /// Appends to `self.line` up to and including the next `\n` (or up to EOF), failing with
+    /// `InvalidData` once the line holds `limit` bytes without one. What was appended stays in
+    /// `self.line` if the future is dropped or fails.
+    async fn read_line_bytes(&mut self, limit: usize) -> io::Result<()> {
+        loop {
+            if self.fill_buf().await?.is_empty() {
+                return Ok(());
+            }
+            let available = match &self.buf {
+                Some(buf) => &buf[self.pos..],
+                None => &[],
+            };
+            let room = limit.saturating_sub(self.line.len());
+            match available.iter().position(|&b| b == b'\n') {
+                Some(at) if at < room => {
+                    self.line.extend_from_slice(&available[..=at]);
+                    self.pos += at + 1;
+                    return Ok(());
+                }
+                _ => {
+                    let used = available.len().min(room);
+                    self.line.extend_from_slice(&available[..used]);
+                    self.pos += used;
+                    if self.line.len() >= limit {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("no line end within {limit} bytes"),
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     /// The lines of the source, without their `\n` or `\r\n`, each at most 64 KiB unless
@@ -182,7 +226,6 @@ impl<R: OwnedRead> BufReader<R> {
         Lines {
             reader: self,
             max_len: 64 * 1024,
-            partial: Vec::new(),
         }
     }
 }
@@ -192,8 +235,6 @@ impl<R: OwnedRead> BufReader<R> {
 pub struct Lines<R> {
     reader: BufReader<R>,
     max_len: usize,
-    /// The start of a line whose `next_line` future was dropped.
-    partial: Vec<u8>,
 }
 
 impl<R: OwnedRead> Lines<R> {
@@ -215,25 +256,21 @@ impl<R: OwnedRead> Lines<R> {
     pub async fn next_line(&mut self) -> io::Result<Option<String>> {
         // Room for the longest line plus its "\r\n".
         let limit = self.max_len.saturating_add(2);
-        let already = self.partial.len();
-        let res = self
-            .reader
-            .read_until_limit(b'\n', &mut self.partial, limit.saturating_sub(already))
-            .await;
-        let mut line = std::mem::take(&mut self.partial);
-        match res {
+        match self.reader.read_line_bytes(limit).await {
             Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                self.reader.line.clear();
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("line longer than {} bytes", self.max_len),
-                ))
+                ));
             }
-            Err(err) => {
-                self.partial = line;
-                return Err(err);
-            }
-            Ok(_) if line.is_empty() => return Ok(None),
-            Ok(_) => {}
+            // The partial line stays in the reader for the next call.
+            Err(err) => return Err(err),
+            Ok(()) => {}
+        }
+        let mut line = std::mem::take(&mut self.reader.line);
+        if line.is_empty() {
+            return Ok(None);
         }
         if line.last() == Some(&b'\n') {
             line.pop();

@@ -16,8 +16,10 @@ use syn::{Expr, ItemFn, MetaNameValue, Token};
 /// - `#[corio::main(cores = N)]`: on core 0 of a `Runtime` of `N` cores (an expression);
 ///   the other cores run what `corio::mesh::spawn_on` and `Sharded` send them.
 ///
-/// `main` may return anything `main` may (`()`, `Result<(), E>`, `ExitCode`). If the runtime
-/// cannot start (io_uring blocked, say), `main` panics with the reason.
+/// `main` may return anything `main` may (`()`, `Result<(), E>`, `ExitCode`); with
+/// `cores = N` the output must also be `Send` (it comes back from core 0's thread), so use
+/// `Box<dyn Error + Send + Sync>` rather than `Box<dyn Error>`. If the runtime cannot start
+/// (io_uring blocked, say), `main` panics with the reason.
 ///
 /// ```no_run
 /// #[corio::main]
@@ -93,24 +95,24 @@ fn expand(args: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
         None => quote! { ::corio::block_on(async move #body) },
         Some(cores) => quote_spanned! {cores.span()=>
             {
-                let runtime = ::corio::Runtime::builder()
+                let __corio_runtime = ::corio::Runtime::builder()
                     .cores(#cores)
                     .build()
-                    .unwrap_or_else(|err| ::std::panic!("{}: cannot start the runtime: {}", #what, err));
-                let mut body = ::std::option::Option::Some(move || async move #body);
-                let values: ::std::vec::Vec<_> = (0..runtime.cores())
-                    .map(|core| if core == 0 { body.take() } else { ::std::option::Option::None })
+                    .unwrap_or_else(|__corio_err| ::std::panic!("{}: cannot start the runtime: {}", #what, __corio_err));
+                let mut __corio_body = ::std::option::Option::Some(move || async move #body);
+                let __corio_values: ::std::vec::Vec<_> = (0..__corio_runtime.cores())
+                    .map(|__corio_core| if __corio_core == 0 { __corio_body.take() } else { ::std::option::Option::None })
                     .collect();
-                let mut outputs = runtime.run_with(values, |_core, body| async move {
-                    match body {
-                        ::std::option::Option::Some(body) => ::std::option::Option::Some(body().await),
+                let mut __corio_outputs = __corio_runtime.run_with(__corio_values, |_core, __corio_body| async move {
+                    match __corio_body {
+                        ::std::option::Option::Some(__corio_main) => ::std::option::Option::Some(__corio_main().await),
                         ::std::option::Option::None => ::std::option::Option::None,
                     }
                 });
-                let output: #output = outputs
+                let __corio_output: #output = __corio_outputs
                     .swap_remove(0)
                     .unwrap_or_else(|| ::std::unreachable!("core 0 runs the body"));
-                output
+                __corio_output
             }
         },
     };

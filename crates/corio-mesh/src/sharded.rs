@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use corio_rt::{CoreHandle, CoreId};
 
-use crate::spawn::{run_on_all, spawn_on_handle, RemoteError};
+use crate::spawn::{spawn_on_handle, RemoteError};
 
 thread_local! {
     /// This core's instances of every live `Sharded`, by id.
@@ -112,20 +112,10 @@ impl<T: 'static> Sharded<T> {
         F: Fn(CoreId) -> T + Send + Sync + 'static,
     {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let factory = Arc::new(factory);
-        run_on_all(move |core| {
-            let factory = factory.clone();
-            async move {
-                let instance: Rc<dyn Any> = Rc::new(RefCell::new(factory(core)));
-                INSTANCES.with(|instances| instances.borrow_mut().insert(id, instance));
-            }
-        })
-        .await?;
+        let peers = corio_rt::peers();
+        build_all::<T, F>(&peers, id, factory).await?;
         Ok(Sharded {
-            inner: Arc::new(Inner {
-                id,
-                peers: corio_rt::peers(),
-            }),
+            inner: Arc::new(Inner { id, peers }),
             _t: PhantomData,
         })
     }
@@ -149,24 +139,12 @@ impl<T: 'static> Sharded<T> {
             "Sharded::new_in blocks its thread: call it outside the runtime, or Sharded::new inside"
         );
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let factory = Arc::new(factory);
         let peers: Arc<[CoreHandle]> = runtime.handles().into();
-        let built: Vec<_> = peers
-            .iter()
-            .map(|peer| {
-                let (factory, core) = (factory.clone(), peer.id());
-                spawn_on_handle(peer, move || async move {
-                    let instance: Rc<dyn Any> = Rc::new(RefCell::new(factory(core)));
-                    INSTANCES.with(|instances| instances.borrow_mut().insert(id, instance));
-                })
-            })
-            .collect();
-        let sharded = Sharded {
+        futures_executor_block_on(build_all::<T, F>(&peers, id, factory))?;
+        Ok(Sharded {
             inner: Arc::new(Inner { id, peers }),
             _t: PhantomData,
-        };
-        futures_executor_block_on(futures_util::future::try_join_all(built))?;
-        Ok(sharded)
+        })
     }
 
     /// Runs `f` with the current core's `T`, here and now: no message, no await. For work
@@ -321,6 +299,38 @@ impl<T: 'static> Sharded<T> {
         Red: FnMut(A, R) -> A,
     {
         Ok(self.for_all(map).await?.into_iter().fold(init, reduce))
+    }
+}
+
+/// Builds instance `id` on every core of `peers`. If any core fails, waits for every other
+/// build to end first, then removes the instances that were built, so none is left behind.
+async fn build_all<T: 'static, F>(
+    peers: &Arc<[CoreHandle]>,
+    id: u64,
+    factory: F,
+) -> Result<(), RemoteError>
+where
+    F: Fn(CoreId) -> T + Send + Sync + 'static,
+{
+    let factory = Arc::new(factory);
+    let builds = peers.iter().map(|peer| {
+        let (factory, core) = (factory.clone(), peer.id());
+        spawn_on_handle(peer, move || async move {
+            let instance: Rc<dyn Any> = Rc::new(RefCell::new(factory(core)));
+            INSTANCES.with(|instances| instances.borrow_mut().insert(id, instance));
+        })
+    });
+    let results = futures_util::future::join_all(builds).await;
+    match results.into_iter().find_map(Result::err) {
+        None => Ok(()),
+        Some(err) => {
+            for peer in peers.iter() {
+                let _ = peer.execute(Box::new(move || {
+                    INSTANCES.with(|instances| instances.borrow_mut().remove(&id));
+                }));
+            }
+            Err(err)
+        }
     }
 }
 

@@ -189,11 +189,15 @@ where
 async fn run_remote<F, Fut>(
     f: F,
     tx: oneshot::Sender<Result<Fut::Output, String>>,
-    abort: oneshot::Receiver<()>,
+    mut abort: oneshot::Receiver<()>,
 ) where
     F: FnOnce() -> Fut,
     Fut: Future,
 {
+    // Aborted before it started: never build or poll the future.
+    if let Ok(Some(())) = abort.try_recv() {
+        return;
+    }
     let future = match std::panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(future) => future,
         Err(payload) => {
@@ -209,14 +213,15 @@ async fn run_remote<F, Fut>(
         }
     };
     futures_util::pin_mut!(output, aborted);
-    match future::select(output, aborted).await {
-        Either::Left((Ok(output), _)) => {
+    // The abort side is polled first: an abort seen at a poll wins over an output ready then.
+    match future::select(aborted, output).await {
+        Either::Right((Ok(output), _)) => {
             let _ = tx.send(Ok(output));
         }
-        Either::Left((Err(payload), _)) => {
+        Either::Right((Err(payload), _)) => {
             let _ = tx.send(Err(panic_message(payload.as_ref())));
         }
-        Either::Right(((), _)) => {} // aborted: drop the future (and the sender, unsent)
+        Either::Left(((), _)) => {} // aborted: drop the future (and the sender, unsent)
     }
 }
 

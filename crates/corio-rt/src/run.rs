@@ -234,7 +234,9 @@ pub(crate) enum Outcome<T> {
 /// A core's future under its run's cancel flag: `None` once cancelled (the future is dropped
 /// then, on this core).
 pub(crate) struct Guarded<F> {
-    pub(crate) future: Pin<Box<F>>,
+    /// `None` once finished or cancelled: a cancelled future is dropped inside `poll`, so a
+    /// destructor that panics is caught and reported like any other panic of the core's future.
+    pub(crate) future: Option<Pin<Box<F>>>,
     pub(crate) run: Arc<RunState>,
     pub(crate) core: usize,
 }
@@ -244,6 +246,7 @@ impl<F: Future> Future for Guarded<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if self.run.is_cancelled() {
+            self.future = None;
             return Poll::Ready(None);
         }
         {
@@ -254,9 +257,15 @@ impl<F: Future> Future for Guarded<F> {
         }
         // Checked again after publishing the waker: a cancel in between has woken it or is seen.
         if self.run.is_cancelled() {
+            self.future = None;
             return Poll::Ready(None);
         }
-        self.future.as_mut().poll(cx).map(Some)
+        let Some(future) = self.future.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        self.future = None;
+        Poll::Ready(Some(output))
     }
 }
 
@@ -294,7 +303,7 @@ where
                 move || match std::panic::catch_unwind(AssertUnwindSafe(|| factory(id))) {
                     Ok(future) => crate::spawn(async move {
                         let guarded = Guarded {
-                            future: Box::pin(future),
+                            future: Some(Box::pin(future)),
                             run,
                             core: id.0,
                         };

@@ -118,12 +118,40 @@ impl Registry {
 ///
 /// Any number of these may wait at once, on any cores: each signal resolves every one of them.
 ///
+/// A future waits only for signals that arrive after it is made. To wait again and again
+/// (in a loop, or a `select!` in a loop), make one `Signal` before the loop and call
+/// [`recv`](Signal::recv) on it each time: a signal that arrives between two calls is then
+/// returned by the next one, where a fresh `ctrl_c()` per iteration would miss it.
+///
 /// # Cancel safety
-/// Dropping it loses nothing: a signal is counted whether or not anyone waits, and a new future
-/// waits only for signals that arrive after it is made.
+/// `recv` is cancel-safe: a signal that arrives while no `recv` is pending is returned by the
+/// next one. Dropping the `Signal` stops watching for this waiter.
+///
+/// # Examples
+/// ```no_run
+/// # corio::block_on(async {
+/// let mut hangups = corio::signal::signal(&[corio::signal::SIGHUP]);
+/// loop {
+///     hangups.recv().await?;
+///     println!("reloading the configuration");
+/// }
+/// # #[allow(unreachable_code)]
+/// # std::io::Result::Ok(()) }).unwrap();
+/// ```
 #[must_use = "a signal future does nothing unless awaited"]
 pub struct Signal {
     state: Result<Waiting, Option<io::Error>>,
+}
+
+impl Signal {
+    /// Waits for the next of its signals after the last one returned (or after this `Signal`
+    /// was made); the signal's number.
+    ///
+    /// # Errors
+    /// The error that kept the handler from being installed.
+    pub async fn recv(&mut self) -> io::Result<i32> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll(cx)).await
+    }
 }
 
 struct Waiting {
@@ -133,7 +161,7 @@ struct Waiting {
 }
 
 impl Signal {
-    fn new(numbers: &[i32]) -> Signal {
+    pub(crate) fn new(numbers: &[i32]) -> Signal {
         let state = (|| {
             let registry = registry()?;
             let mut watched = Vec::with_capacity(numbers.len());
@@ -183,7 +211,11 @@ impl Future for Signal {
             }
             // Read after the waker is in place: a signal delivered in between is seen here
             // or wakes the waker.
-            if slot.count.load(Ordering::SeqCst) > *since {
+            let count = slot.count.load(Ordering::SeqCst);
+            if count > *since {
+                // Seen: `recv` waits for the next one from here (several arrivals of the same
+                // signal in between count as one, as the kernel coalesces them too).
+                *since = count;
                 return Poll::Ready(Ok(*number));
             }
         }

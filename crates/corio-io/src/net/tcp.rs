@@ -87,8 +87,15 @@ impl TcpListener {
         let mut claimed = claimed();
         let ours = claimed.iter().any(|&(held, _)| held == addr);
         if !ours && addr.port() != 0 {
-            // A plain bind fails if anyone listens there, SO_REUSEPORT or not.
-            drop(std::net::TcpListener::bind(addr).map_err(|err| bind_error(err, addr))?);
+            // A plain bind fails if anyone listens there, SO_REUSEPORT or not. That someone
+            // may be this process itself, through a socket whose `TcpListener` is gone but
+            // whose fd lives on (an `incoming()` stream, an accept being cancelled): the
+            // kernel's table of listeners says whose sockets they are.
+            if let Err(err) = std::net::TcpListener::bind(addr) {
+                if err.kind() != io::ErrorKind::AddrInUse || !listeners_all_ours(addr) {
+                    return Err(bind_error(err, addr));
+                }
+            }
         }
         let fd = listen(addr)?;
         let bound = socket_addr(SockRef::from(&fd).local_addr()?)?;
@@ -217,6 +224,53 @@ impl Drop for TcpListener {
             }
         }
     }
+}
+
+/// Whether every socket listening on `addr`'s port (at least one) belongs to this process:
+/// their inodes in `/proc/net/tcp` or `tcp6` against the sockets among `/proc/self/fd`. False
+/// whenever something cannot be read.
+fn listeners_all_ours(addr: SocketAddr) -> bool {
+    let table = if addr.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let Ok(table) = std::fs::read_to_string(table) else {
+        return false;
+    };
+    let port = format!(":{:04X}", addr.port());
+    // Columns: sl local_address rem_address st ... inode (the 10th).
+    let listening: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(1)?;
+            (local.ends_with(&port) && fields.get(3) == Some(&"0A"))
+                .then(|| fields.get(9).copied())?
+        })
+        .collect();
+    if listening.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    let ours: Vec<String> = fds
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    listening
+        .iter()
+        .all(|inode| ours.iter().any(|o| o == inode))
 }
 
 /// A listening socket on `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`.
