@@ -96,14 +96,8 @@ fn explain(err: io::Error) -> io::Error {
 pub(crate) fn setup_hint(err: &io::Error) -> Option<String> {
     Some(match err.raw_os_error()? {
         libc::EPERM => {
-            let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_else(|_| "unknown".to_owned());
-            format!(
-                "io_uring is blocked (kernel.io_uring_disabled = {sysctl}): set \
-                 `sysctl kernel.io_uring_disabled=0`, or allow the io_uring syscalls in the \
-                 container's seccomp profile"
-            )
+            let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok();
+            eperm_hint(sysctl.as_deref().map(str::trim))
         }
         libc::ENOSYS => {
             "no io_uring here: the kernel was built without it, or a sandbox hides the syscall"
@@ -116,9 +110,50 @@ pub(crate) fn setup_hint(err: &io::Error) -> Option<String> {
     })
 }
 
+/// Why `io_uring_setup` said EPERM, from `kernel.io_uring_disabled` (`None`: unreadable).
+fn eperm_hint(sysctl: Option<&str>) -> String {
+    const SECCOMP: &str = "a seccomp filter blocks it (Docker's default profile does since \
+        late 2023): run with a profile that allows io_uring_setup, io_uring_enter and \
+        io_uring_register";
+    match sysctl {
+        Some("0") => format!(
+            "io_uring is enabled in the kernel (kernel.io_uring_disabled = 0), so {SECCOMP}"
+        ),
+        Some("1") => "io_uring is limited to the group in kernel.io_uring_group \
+            (kernel.io_uring_disabled = 1): run as a member of that group, or set \
+            `sysctl kernel.io_uring_disabled=0`"
+            .to_owned(),
+        Some("2") => "io_uring is disabled for every process (kernel.io_uring_disabled = 2): \
+            set `sysctl kernel.io_uring_disabled=0`"
+            .to_owned(),
+        other => format!(
+            "io_uring is blocked (kernel.io_uring_disabled = {}): set \
+             `sysctl kernel.io_uring_disabled=0` if it is not 0; otherwise {SECCOMP}",
+            other.unwrap_or("unreadable")
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eperm_names_the_sysctl_or_seccomp_as_the_setting_says() {
+        let enabled = eperm_hint(Some("0"));
+        assert!(
+            enabled.contains("seccomp") && !enabled.contains("set `sysctl"),
+            "{enabled}"
+        );
+        assert!(eperm_hint(Some("1")).contains("io_uring_group"));
+        let disabled = eperm_hint(Some("2"));
+        assert!(disabled.contains("io_uring_disabled=0") && !disabled.contains("seccomp"));
+        let unknown = eperm_hint(None);
+        assert!(
+            unknown.contains("unreadable") && unknown.contains("seccomp"),
+            "{unknown}"
+        );
+    }
 
     #[test]
     fn builds_with_best_setup_here() {
