@@ -176,11 +176,57 @@ fn printable(byte: u8) -> char {
 /// A [`ProtocolError`] as soon as the bytes seen cannot begin a valid request; never for a
 /// prefix of a valid request.
 pub(crate) fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
-    match buf.first() {
-        None => Ok(more(buf)),
-        Some(b'*') => parse_multibulk(buf, limits),
-        Some(_) => parse_inline(buf, limits),
+    parse_request_resume(buf, limits, &mut Partial::default())
+}
+
+/// How far the parse of the request at the front of a client's buffer got, kept between reads
+/// so that a request arriving in pieces is parsed once in all, not once per piece: the
+/// arguments already parsed and where the next one starts (as redis-server's
+/// `multibulklen`/`bulklen`), or how far an inline line was searched for its end.
+#[derive(Debug, Default)]
+pub(crate) struct Partial {
+    /// The `*` count, once its line was parsed.
+    count: Option<usize>,
+    /// The arguments parsed so far.
+    args: Vec<Arg>,
+    /// Where the next argument starts (after the last parsed one's CRLF).
+    pos: usize,
+    /// Bytes of an inline line already searched for its `\n`.
+    scanned: usize,
+    /// Bulk arguments looked at, complete or not: the parser's work, for tests.
+    pub(crate) bulks_examined: usize,
+}
+
+impl Partial {
+    fn reset(&mut self) {
+        self.count = None;
+        self.args = Vec::new();
+        self.pos = 0;
+        self.scanned = 0;
     }
+}
+
+/// [`parse_request`] that goes on from `partial`, the state left by the previous call on the
+/// same request (the same buffer start, more bytes). Offsets in `partial` are relative to
+/// `buf`'s start, so the caller passes the request's bytes from its first byte each time and
+/// keeps `partial` until the request completes (it is reset then, and on an error).
+///
+/// # Errors
+/// As [`parse_request`].
+pub(crate) fn parse_request_resume(
+    buf: &[u8],
+    limits: &Limits,
+    partial: &mut Partial,
+) -> Result<Parsed, ProtocolError> {
+    let parsed = match buf.first() {
+        None => Ok(more(buf)),
+        Some(b'*') => parse_multibulk(buf, limits, partial),
+        Some(_) => parse_inline(buf, limits, partial),
+    };
+    if !matches!(parsed, Ok(Parsed::Incomplete { .. })) {
+        partial.reset();
+    }
+    parsed
 }
 
 /// Incomplete, with nothing known beyond "at least one more byte".
@@ -196,30 +242,42 @@ enum Step<T> {
     Need(usize),
 }
 
-fn parse_multibulk(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
-    let too_long = ProtocolError::TooBigMultibulkCount;
-    let Some(end) = header_line(buf, 0, limits.max_inline_len, too_long)? else {
-        return Ok(more(buf));
+fn parse_multibulk(
+    buf: &[u8],
+    limits: &Limits,
+    partial: &mut Partial,
+) -> Result<Parsed, ProtocolError> {
+    let count = match partial.count {
+        Some(count) => count,
+        None => {
+            let too_long = ProtocolError::TooBigMultibulkCount;
+            let Some(end) = header_line(buf, 0, limits.max_inline_len, too_long)? else {
+                return Ok(more(buf));
+            };
+            let count = array_count(header_number(buf, 0, end), limits)?;
+            partial.count = Some(count);
+            partial.pos = end + 2;
+            partial.args = Vec::with_capacity(count.min(1024));
+            count
+        }
     };
-    let count = array_count(header_number(buf, 0, end), limits)?;
-    let mut pos = end + 2;
-    let mut args = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
-        match bulk(buf, pos, limits)? {
+    while partial.args.len() < count {
+        partial.bulks_examined += 1;
+        match bulk(buf, partial.pos, limits)? {
             Step::Done(range) => {
-                pos = range.end + 2;
-                args.push(Arg::Range(range));
+                partial.pos = range.end + 2;
+                partial.args.push(Arg::Range(range));
             }
             Step::Need(need) => return Ok(Parsed::Incomplete { need }),
         }
     }
     let request = Request {
-        args,
+        args: std::mem::take(&mut partial.args),
         inline: false,
     };
     Ok(Parsed::Complete {
         request,
-        consumed: pos,
+        consumed: partial.pos,
     })
 }
 
@@ -317,12 +375,23 @@ pub(crate) fn parse_i64(text: &[u8]) -> Option<i64> {
     }
 }
 
-fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Parsed, ProtocolError> {
+fn parse_inline(
+    buf: &[u8],
+    limits: &Limits,
+    partial: &mut Partial,
+) -> Result<Parsed, ProtocolError> {
     let window = &buf[..buf.len().min(limits.max_inline_len.saturating_add(1))];
-    let Some(newline) = window.iter().position(|&b| b == b'\n') else {
+    // Search only what earlier calls have not searched.
+    let from = partial.scanned.min(window.len());
+    let Some(newline) = window[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| from + i)
+    else {
         if buf.len() > limits.max_inline_len {
             return Err(ProtocolError::TooBigInline);
         }
+        partial.scanned = window.len();
         return Ok(more(buf));
     };
     let line = &buf[..newline];

@@ -57,11 +57,14 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
     let mut output: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut need = 0;
+    // The parse of the request at the front of `input`, kept between reads.
+    let mut partial = resp::Partial::default();
     loop {
         let mut full = false;
         if input.len() >= need {
             let consumed;
-            (consumed, need, full) = parse_batch(&input, &proxy, &mut client, &mut queue);
+            (consumed, need, full) =
+                parse_batch(&input, &proxy, &mut client, &mut queue, &mut partial);
             input.drain(..consumed);
             need = need.saturating_sub(consumed);
         }
@@ -116,13 +119,14 @@ fn parse_batch(
     proxy: &Proxy,
     client: &mut Client,
     queue: &mut VecDeque<Pending>,
+    partial: &mut resp::Partial,
 ) -> (usize, usize, bool) {
     let mut start = 0;
     while !client.closing {
         if queue.len() >= proxy.config.max_pending {
             return (start, 0, true);
         }
-        match resp::parse_request(&input[start..], &proxy.limits) {
+        match resp::parse_request_resume(&input[start..], &proxy.limits, partial) {
             Ok(Parsed::Complete { request, consumed }) => {
                 let buf = &input[start..];
                 if let Some(pending) = dispatch(proxy, client, &request, buf, &buf[..consumed]) {

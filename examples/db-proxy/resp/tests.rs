@@ -600,3 +600,62 @@ fn error_texts_match_redis_server() {
         assert_eq!(err.to_string(), format!("Protocol error: {text}"));
     }
 }
+
+#[test]
+fn a_request_trickled_in_is_parsed_in_linear_work() {
+    // 20,000 one-byte arguments, delivered one byte at a time: a parser that starts over on
+    // every read would look at ~10^9 arguments; resuming looks at each once, plus one
+    // incomplete attempt per read.
+    let limits = Limits::default();
+    let args = 20_000;
+    let mut wire = format!("*{args}\r\n").into_bytes();
+    for i in 0..args {
+        wire.extend_from_slice(format!("$1\r\n{}\r\n", i % 10).as_bytes());
+    }
+    let mut partial = Partial::default();
+    let mut complete = None;
+    for end in 1..=wire.len() {
+        match parse_request_resume(&wire[..end], &limits, &mut partial).unwrap() {
+            Parsed::Complete { request, consumed } => {
+                complete = Some((request, consumed, end));
+                break;
+            }
+            Parsed::Incomplete { need } => assert!(need > end),
+        }
+    }
+    let (request, consumed, end) = complete.expect("the request completes");
+    assert_eq!(
+        (consumed, end, request.len()),
+        (wire.len(), wire.len(), args)
+    );
+    assert_eq!(request.arg(&wire, 19_999), b"9");
+    let reads = wire.len();
+    assert!(
+        partial.bulks_examined <= args + reads,
+        "{} bulk parses for {args} arguments over {reads} reads",
+        partial.bulks_examined
+    );
+    // And the same request in one piece parses the same.
+    assert_eq!(
+        parse_request(&wire, &limits).unwrap(),
+        Parsed::Complete { request, consumed }
+    );
+}
+
+#[test]
+fn an_inline_line_trickled_in_is_searched_once() {
+    let limits = Limits::default();
+    let line = format!("SET key {}\r\n", "v".repeat(30_000));
+    let mut partial = Partial::default();
+    for end in 1..line.len() {
+        let parsed = parse_request_resume(&line.as_bytes()[..end], &limits, &mut partial);
+        assert!(matches!(parsed, Ok(Parsed::Incomplete { .. })));
+        assert_eq!(partial.scanned, end);
+    }
+    match parse_request_resume(line.as_bytes(), &limits, &mut partial).unwrap() {
+        Parsed::Complete { request, consumed } => {
+            assert_eq!((request.len(), consumed), (3, line.len()));
+        }
+        other => panic!("{other:?}"),
+    }
+}
