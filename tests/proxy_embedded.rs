@@ -502,3 +502,21 @@ fn sigterm_answers_what_is_in_flight_and_exits_0() {
         "no longer listening"
     );
 }
+
+#[test]
+fn a_request_too_big_is_refused_at_its_length_line_not_after_buffering_it() {
+    let proxy = Proxy::start_with(&[], &["--max-request-size", "1048576"]);
+    let mut big = proxy.conn();
+    // Announce a 1 MiB value (the request is then over 1 MiB) and send none of it.
+    big.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048576\r\n");
+    let reply = big.read_reply();
+    assert!(
+        reply.error_text().contains("exceeds max-request-size"),
+        "{reply:?}"
+    );
+    big.expect_closed();
+    // Other clients are served as before.
+    let mut other = proxy.conn();
+    assert_eq!(other.cmd(&["SET", "k", "v"]), Reply::ok());
+    assert_eq!(other.cmd(&["GET", "k"]), Reply::bulk("v"));
+}

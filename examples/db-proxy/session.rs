@@ -87,7 +87,9 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         if full {
             continue; // more complete requests may wait in `input`
         }
-        if input.len() >= proxy.config.max_request_bytes {
+        // Refused as soon as the request is known to be too big (a length line says so), not
+        // after buffering all of it.
+        if input.len() >= proxy.config.max_request_bytes || need > proxy.config.max_request_bytes {
             let mut out = Vec::new();
             resp::write_error(
                 &mut out,
