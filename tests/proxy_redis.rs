@@ -212,3 +212,48 @@ fn passwords_on_both_sides() {
     );
     assert_eq!(other.cmd(&["GET", "k"]), Reply::bulk("v"));
 }
+
+#[test]
+fn an_upstream_going_down_and_coming_back_is_logged_once_each() {
+    use std::io::{Read, Write};
+    let port = support::free_port();
+    let proxy = Proxy::start_with(&[port], &[]);
+    let mut client = proxy.conn();
+    // Nothing listens on the upstream's port: requests fail, retries back off.
+    for _ in 0..3 {
+        let reply = client.cmd(&["GET", "k"]);
+        assert!(reply.error_text().starts_with("ERR upstream"), "{reply:?}");
+        std::thread::sleep(std::time::Duration::from_millis(60));
+    }
+    // A stand-in upstream answers every request with a nil.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(support::IO_TIMEOUT)).unwrap();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 || stream.write_all(b"$-1\r\n").is_err() {
+                break;
+            }
+        }
+    });
+    let mut back = false;
+    for _ in 0..100 {
+        if client.cmd(&["GET", "k"]) == Reply::Bulk(None) {
+            back = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(back, "the upstream never came back: {}", proxy.stderr());
+    drop(client);
+    let log = proxy.stderr();
+    let down = log.matches("unavailable: connect failed").count();
+    assert_eq!(down, 1, "one line for the outage:\n{log}");
+    assert!(
+        log.contains(&format!("upstream 127.0.0.1:{port} is back")),
+        "{log}"
+    );
+    drop(proxy);
+    server.join().unwrap();
+}

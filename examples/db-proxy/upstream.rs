@@ -87,6 +87,8 @@ pub(crate) struct Upstream {
     config: UpstreamConfig,
     state: RefCell<State>,
     backoff: Cell<Duration>,
+    /// Whether this core has logged the upstream as down (and not yet as back).
+    logged_down: Cell<bool>,
 }
 
 enum State {
@@ -106,6 +108,7 @@ impl Upstream {
             config,
             state: RefCell::new(State::Idle),
             backoff: Cell::new(MIN_BACKOFF),
+            logged_down: Cell::new(false),
         })
     }
 
@@ -136,6 +139,9 @@ impl Upstream {
         let error = match self.connect().await {
             Ok(stream) => {
                 self.backoff.set(MIN_BACKOFF);
+                if self.logged_down.replace(false) {
+                    eprintln!("{}: upstream {} is back", self.who(), self.addr);
+                }
                 let stream = Rc::new(stream);
                 *conn.stream.borrow_mut() = Some(stream.clone());
                 let reader = spawn(read_replies(conn.clone(), stream.clone(), self.shard));
@@ -148,6 +154,10 @@ impl Upstream {
             Err(err) => conn.error_text(&format!("connect failed: {err}")),
         };
         conn.fail_all(&error);
+        // Once per outage per core: a log line per failed retry would flood.
+        if !self.logged_down.replace(true) {
+            eprintln!("{}: {error}", self.who());
+        }
         let backoff = self.backoff.get();
         self.backoff.set((backoff * 2).min(MAX_BACKOFF));
         let mut state = self.state.borrow_mut();
@@ -157,6 +167,12 @@ impl Upstream {
                 error,
             };
         }
+    }
+
+    /// Who logs: this core and shard.
+    fn who(&self) -> String {
+        let core = corio::rt::try_current_core().map_or(0, |c| c.0);
+        format!("db-proxy: core {core} shard {}", self.shard)
     }
 
     async fn connect(&self) -> io::Result<TcpStream> {
