@@ -520,3 +520,18 @@ fn a_request_too_big_is_refused_at_its_length_line_not_after_buffering_it() {
     assert_eq!(other.cmd(&["SET", "k", "v"]), Reply::ok());
     assert_eq!(other.cmd(&["GET", "k"]), Reply::bulk("v"));
 }
+
+#[test]
+fn an_idle_client_is_closed_after_the_idle_timeout_and_a_busy_one_is_not() {
+    let proxy = Proxy::start_with(&[], &["--client-idle-timeout-secs", "1"]);
+    let mut idle = proxy.conn();
+    let mut busy = proxy.conn();
+    assert_eq!(idle.cmd(&["PING"]), Reply::Simple("PONG".into()));
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1800) {
+        assert_eq!(busy.cmd(&["SET", "k", "v"]), Reply::ok());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    idle.expect_closed();
+    assert_eq!(busy.cmd(&["GET", "k"]), Reply::bulk("v"));
+}

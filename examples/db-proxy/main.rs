@@ -81,6 +81,10 @@ struct Args {
     /// is disconnected, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     client_write_timeout_ms: u64,
+    /// Close a client connection that sends nothing for this many seconds (0: never, as
+    /// redis-server's `timeout 0`), so idle connections do not hold file descriptors forever.
+    #[arg(long, default_value_t = 0)]
+    client_idle_timeout_secs: u64,
 }
 
 /// Settings every core shares (copied to each).
@@ -91,6 +95,8 @@ struct Config {
     max_request_bytes: usize,
     max_pending: usize,
     client_write_timeout: Duration,
+    /// How long a client may send nothing before it is disconnected (`None`: forever).
+    client_idle_timeout: Option<Duration>,
     /// The password clients must AUTH with, if any.
     requirepass: Option<Arc<str>>,
 }
@@ -244,6 +250,8 @@ fn run(args: Args) -> io::Result<()> {
         max_request_bytes: args.max_request_size.max(1024),
         max_pending: args.max_pending,
         client_write_timeout: Duration::from_millis(args.client_write_timeout_ms.max(1)),
+        client_idle_timeout: (args.client_idle_timeout_secs > 0)
+            .then(|| Duration::from_secs(args.client_idle_timeout_secs)),
         requirepass: args.requirepass.as_deref().map(Arc::from),
     };
 

@@ -102,7 +102,14 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         if input.capacity() - input.len() < 4096 {
             input.reserve(input.len().clamp(16 * 1024, 1 << 20));
         }
-        let (res, back) = stream.read(input).await;
+        let read = stream.read(input);
+        let (res, back) = match proxy.config.client_idle_timeout {
+            None => read.await,
+            Some(idle) => match time::timeout(idle, read).await {
+                Ok(done) => done,
+                Err(_) => break, // idle too long: close, as redis-server's `timeout` does
+            },
+        };
         input = back;
         match res {
             Ok(0) | Err(_) => break,
