@@ -75,19 +75,40 @@ fn every_core_of_one_process_shares_a_port() {
         .pin(false)
         .build()
         .unwrap();
+    // Both cores bind before any client connects, and neither closes its listener before
+    // every client has connected (a closing listener resets the connections queued on it).
+    let bound = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let connected = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let accepted = rt
-        .try_run(move |_core| async move {
-            let listener = TcpListener::bind(("127.0.0.1", port))?;
-            let addr = listener.local_addr()?;
-            // Connections are spread by the kernel; each core accepts until it has one.
-            let client = std::thread::spawn(move || {
-                (0..32)
-                    .map(|_| std::net::TcpStream::connect(addr))
-                    .collect::<std::io::Result<Vec<_>>>()
-            });
-            let (stream, _) = listener.accept().await?;
-            drop(stream);
-            client.join().unwrap().map(|streams| streams.len())
+        .try_run(move |_core| {
+            let (bound, connected) = (bound.clone(), connected.clone());
+            async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                let listener = TcpListener::bind(("127.0.0.1", port))?;
+                let addr = listener.local_addr()?;
+                bound.fetch_add(1, SeqCst);
+                let client = std::thread::spawn(move || {
+                    while bound.load(SeqCst) < 2 {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    let streams = (0..32)
+                        .map(|_| std::net::TcpStream::connect(addr))
+                        .collect::<std::io::Result<Vec<_>>>();
+                    connected.fetch_add(1, SeqCst);
+                    (streams, connected)
+                });
+                // The kernel spreads the 64 connections over both listeners: each accepts one.
+                let (stream, _) = listener.accept().await?;
+                drop(stream);
+                let (streams, connected) = client.join().unwrap();
+                for _ in 0..5_000 {
+                    if connected.load(SeqCst) == 2 {
+                        break;
+                    }
+                    corio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                streams.map(|streams| streams.len())
+            }
         })
         .unwrap();
     assert_eq!(accepted, vec![32, 32]);
