@@ -140,7 +140,22 @@ impl<T: 'static> Sharded<T> {
         );
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let peers: Arc<[CoreHandle]> = runtime.handles().into();
-        futures_executor_block_on(build_all::<T, F>(&peers, id, factory))?;
+        // Core 0 drives the build (and its clean-up on failure) while this thread waits in
+        // the runtime's own `run`.
+        let (factory, builders) = (Arc::new(factory), peers.clone());
+        let mut outcomes = runtime.run_each(move |core| {
+            let (factory, peers) = (factory.clone(), builders.clone());
+            async move {
+                if core.0 != 0 {
+                    return Ok(());
+                }
+                build_all::<T, _>(&peers, id, move |core| factory(core)).await
+            }
+        });
+        match outcomes.swap_remove(0) {
+            Ok(built) => built?,
+            Err(_) => return Err(RemoteError::Shutdown(CoreId(0))),
+        }
         Ok(Sharded {
             inner: Arc::new(Inner { id, peers }),
             _t: PhantomData,
@@ -331,29 +346,6 @@ where
             }
             Err(err)
         }
-    }
-}
-
-/// Waits for `future` on this (non-core) thread: what [`Sharded::new_in`] does while the
-/// cores build their instances.
-fn futures_executor_block_on<F: std::future::Future>(future: F) -> F::Output {
-    let thread = std::thread::current();
-    let waker = std::task::Waker::from(Arc::new(ThreadWaker(thread)));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park();
-    }
-}
-
-struct ThreadWaker(std::thread::Thread);
-
-impl std::task::Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
     }
 }
 

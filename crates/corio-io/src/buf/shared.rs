@@ -55,6 +55,9 @@ unsafe impl IoBufMut for bytes::BytesMut {
     fn stable_mut_ptr(&mut self) -> *mut u8 {
         self.as_mut_ptr()
     }
+    /// # Safety
+    /// As [`IoBufMut::set_init`]: the first `len` bytes were initialised.
+    // SAFETY: only moves the length up to bytes the caller vouches for (see below).
     unsafe fn set_init(&mut self, len: usize) {
         if len > self.len() {
             // SAFETY: the caller guarantees the first `len` bytes are initialised, and

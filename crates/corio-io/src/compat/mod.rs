@@ -232,10 +232,10 @@ impl<S: CompatStream> Compat<S> {
     /// wait, re-armed if the kernel ended it). `Ready(Ok)` after an edge, a transient failure,
     /// or the op's end: time to try recv again.
     fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let fd = self.stream.socket().fd.clone();
+        let socket = self.stream.socket();
         let readable = self.readable.get_or_insert_with(|| {
             MultiOp::new(PollMulti {
-                fd,
+                fd: socket.fd.clone(),
                 events: POLLIN | POLLRDHUP,
             })
         });
