@@ -428,8 +428,16 @@ fn reset_requires_auth_again_with_requirepass() {
 #[test]
 fn running_out_of_file_descriptors_keeps_serving_and_recovers() {
     // 64 descriptors: the proxy's own (rings, listeners, embedded backends and the connections
-    // to them) leave room for a few dozen clients, fewer than the 80 that connect.
-    let proxy = Proxy::start_limited(&[], &[], Some(64));
+    // to them) leave room for a few dozen clients, fewer than the 80 that connect. An explicit
+    // --max-clients past what fits is warned about, then accepts run out of descriptors.
+    let proxy = Proxy::start_limited(&[], &["--max-clients", "10000"], Some(64));
+    let warned = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        proxy
+            .stderr()
+            .contains("more than the open-file limit leaves room for")
+    });
+    assert!(warned, "{}", proxy.stderr());
     let mut first = proxy.conn();
     assert_eq!(first.cmd(&["SET", "k", "v"]), Reply::Simple("OK".into()));
     let mut crowd: Vec<std::net::TcpStream> = (0..80)
@@ -505,13 +513,15 @@ fn sigterm_answers_what_is_in_flight_and_exits_0() {
 
 #[test]
 fn a_request_too_big_is_refused_at_its_length_line_not_after_buffering_it() {
-    let proxy = Proxy::start_with(&[], &["--max-request-size", "1048576"]);
+    let proxy = Proxy::start_with(&[], &["--client-query-buffer-limit", "1048576"]);
     let mut big = proxy.conn();
     // Announce a 1 MiB value (the request is then over 1 MiB) and send none of it.
     big.send_raw(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048576\r\n");
     let reply = big.read_reply();
     assert!(
-        reply.error_text().contains("exceeds max-request-size"),
+        reply
+            .error_text()
+            .contains("exceeds --client-query-buffer-limit"),
         "{reply:?}"
     );
     big.expect_closed();

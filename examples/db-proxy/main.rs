@@ -17,6 +17,7 @@
 mod accept;
 mod backend;
 mod command;
+mod flow;
 mod multikey;
 mod resp;
 #[cfg(test)]
@@ -63,12 +64,28 @@ struct Args {
     #[arg(long, default_value_t = 5000)]
     request_timeout_ms: u64,
     /// Most clients connected at once, per core; more are refused with an error reply.
-    #[arg(long, default_value_t = 10_000)]
-    max_clients: usize,
-    /// Largest request in bytes (a bulk string, or a request still incomplete).
+    /// Default: what the open-file limit leaves room for, shared by the cores (said at start).
+    #[arg(long)]
+    max_clients: Option<usize>,
+    /// Most bytes one client's unparsed requests may take (redis-server's
+    /// `client-query-buffer-limit`); a request that needs more is refused at its length line.
+    #[arg(long, alias = "max-request-size", default_value_t = 1 << 30)]
+    client_query_buffer_limit: usize,
+    /// Largest bulk string argument, in bytes, inclusive (redis-server's `proto-max-bulk-len`).
     #[arg(long, default_value_t = 512 * 1024 * 1024)]
-    max_request_size: usize,
-    /// Most requests of one client parsed and in flight before their replies are written.
+    proto_max_bulk_len: usize,
+    /// Most bytes of replies the proxy holds for one client that has not read them; past it
+    /// the client is closed, as redis-server does past its output buffer limit. One reply is
+    /// never too big on its own.
+    #[arg(long, default_value_t = 1 << 30)]
+    client_output_buffer_limit: usize,
+    /// Most bytes all clients together may make the proxy hold (grown request buffers and
+    /// replies not yet written). Past it, requests wait and then get `-OOM`. 0: half of the
+    /// machine's memory.
+    #[arg(long, default_value_t = 0)]
+    max_buffer_memory: usize,
+    /// Most requests of one client in flight before their replies are written (the window
+    /// adapts below this to the size of the client's replies).
     #[arg(long, default_value_t = 1024)]
     max_pending: usize,
     /// Clients must `AUTH <password>` (or `AUTH default <password>`) before anything else.
@@ -92,7 +109,10 @@ struct Args {
 struct Config {
     upstream: UpstreamConfig,
     max_clients: usize,
-    max_request_bytes: usize,
+    /// `--client-query-buffer-limit`.
+    query_buffer_limit: usize,
+    /// `--client-output-buffer-limit`.
+    client_output_limit: usize,
     max_pending: usize,
     client_write_timeout: Duration,
     /// How long a client may send nothing before it is disconnected (`None`: forever).
@@ -122,6 +142,10 @@ impl Proxy {
         );
         info += "# Clients\r\n";
         info += &format!("connected_clients:{}\r\n", sum(|c| c.clients));
+        info += "# Memory\r\n";
+        info += &format!("used_memory_rss:{}\r\n", resident_bytes());
+        info += &format!("buffer_memory:{}\r\n", flow::used());
+        info += &format!("max_buffer_memory:{}\r\n", flow::budget());
         info += "# Stats\r\n";
         info += &format!("total_commands_processed:{}\r\n", sum(|c| c.requests));
         info += &format!("total_error_replies:{}\r\n", sum(|c| c.errors));
@@ -207,7 +231,7 @@ fn run(args: Args) -> io::Result<()> {
     if cores == 0 {
         return Err(invalid("--cores must be at least 1"));
     }
-    if args.max_pending == 0 || args.max_clients == 0 {
+    if args.max_pending == 0 || args.max_clients == Some(0) {
         return Err(invalid(
             "--max-pending and --max-clients must be at least 1",
         ));
@@ -246,14 +270,23 @@ fn run(args: Args) -> io::Result<()> {
             request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
             password: args.upstream_password.as_deref().map(Arc::from),
         },
-        max_clients: args.max_clients,
-        max_request_bytes: args.max_request_size.max(1024),
+        max_clients: max_clients(args.max_clients, cores, upstream_addrs.len()),
+        query_buffer_limit: args.client_query_buffer_limit.max(1024),
+        client_output_limit: args.client_output_buffer_limit.max(1024),
         max_pending: args.max_pending,
         client_write_timeout: Duration::from_millis(args.client_write_timeout_ms.max(1)),
         client_idle_timeout: (args.client_idle_timeout_secs > 0)
             .then(|| Duration::from_secs(args.client_idle_timeout_secs)),
         requirepass: args.requirepass.as_deref().map(Arc::from),
     };
+
+    let proto_max_bulk_len = args.proto_max_bulk_len.max(1);
+    let budget = match args.max_buffer_memory {
+        0 => physical_memory() / 2,
+        bytes => bytes,
+    };
+    flow::set_budget(budget);
+    flow::trim_thread();
 
     let stop = shutdown::install()?;
     // Duplicates of the listening sockets, to end every core's accept at shutdown.
@@ -277,6 +310,12 @@ fn run(args: Args) -> io::Result<()> {
         } else {
             " (embedded backends)"
         }
+    );
+    eprintln!(
+        "db-proxy: up to {} clients per core (open-file limit {}); buffers up to {} MiB in all",
+        config.max_clients,
+        fd_limit(),
+        budget >> 20
     );
 
     let stores = embedded_stores(&runtime, backends.len())?;
@@ -317,7 +356,7 @@ fn run(args: Args) -> io::Result<()> {
                 let proxy = Rc::new(Proxy {
                     core,
                     limits: resp::Limits {
-                        max_bulk_len: config.max_request_bytes,
+                        max_bulk_len: proto_max_bulk_len,
                         ..resp::Limits::default()
                     },
                     shards: ShardMap::new(upstream_addrs.len()),
@@ -410,6 +449,69 @@ async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>) -> io::Result<()> 
             stats::client_gone();
         })
         .detach();
+    }
+}
+
+/// This process's resident set size in bytes, from `/proc/self/statm` (0 if unreadable).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads system configuration.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}
+
+/// The soft open-file limit (after `raise_fd_limit`).
+fn fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit to the valid, exclusive pointer it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    limit.rlim_cur
+}
+
+/// Clients per core: `given`, or what the open-file limit leaves once every core's own
+/// descriptors (its ring, listener, doorbell, one connection per shard and the embedded
+/// backends') are set aside, shared by the cores. A `given` that cannot fit is kept (the
+/// operator may know better) but warned about, since clients past the limit are refused
+/// at accept.
+fn max_clients(given: Option<usize>, cores: usize, shards: usize) -> usize {
+    let reserved = 32 + cores as u64 * (shards as u64 * 2 + 8);
+    let fits = (fd_limit().saturating_sub(reserved) / cores as u64).max(1);
+    match given {
+        Some(n) => {
+            if n as u64 > fits {
+                eprintln!(
+                    "db-proxy: warning: --max-clients {n} per core is more than the open-file \
+                     limit leaves room for ({fits} per core); accepts will fail past that"
+                );
+            }
+            n
+        }
+        None => usize::try_from(fits).unwrap_or(usize::MAX),
+    }
+}
+
+/// The machine's physical memory, in bytes (1 GiB if it cannot be read).
+fn physical_memory() -> usize {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match (usize::try_from(pages), usize::try_from(size)) {
+        (Ok(pages), Ok(size)) if pages > 0 && size > 0 => pages.saturating_mul(size),
+        _ => 1 << 30,
     }
 }
 

@@ -1,25 +1,37 @@
 //! One client session: read requests, route each to its shard, answer strictly in order.
 //!
-//! The session parses every complete request in what it has read (up to `max_pending` at a
-//! time), queues each on its upstream connection (so a pipeline reaches each shard as one
-//! batch), then awaits the replies in request order and writes them back in one write. A
-//! protocol error is answered like redis-server does and ends the session; any other bad
-//! request gets an error reply and the session goes on. Nothing here can disturb another
-//! session: an upstream failure or timeout becomes an error reply for the requests it affects.
+//! The session parses the complete requests in what it has read (up to its window, see
+//! [`flow::Window`]), queues each on its upstream connection (so a pipeline reaches each shard
+//! as one batch), then awaits the replies in request order and writes them back as they come,
+//! small ones gathered into one write. A protocol error is answered like redis-server does and
+//! ends the session; any other bad request gets an error reply and the session goes on.
+//! Nothing here can disturb another session: an upstream failure or timeout becomes an error
+//! reply for the requests it affects, and what a client holds in memory is bounded
+//! ([`flow`]).
 
 use std::collections::VecDeque;
 use std::net::Shutdown;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use corio::io::buf::IoBuf;
 use corio::net::TcpStream;
 use corio::rt::time;
 
 use crate::command::{self, FanoutCmd, LocalCmd, MultiKind, Route};
+use crate::flow::{self, Held, Window};
 use crate::multikey::{self, Part};
 use crate::resp::{self, Parsed, Request};
 use crate::upstream::{Reply, ReplySlot};
 use crate::{shutdown, stats, Proxy};
+
+/// The capacity session buffers start with and shrink back to.
+const BUF_SIZE: usize = 16 * 1024;
+/// Buffers above this capacity are given back once their large contents are gone.
+const SHRINK_ABOVE: usize = 256 * 1024;
+/// Replies are gathered into one write up to this many bytes; a larger reply is written
+/// from its own buffer.
+const GATHER: usize = 64 * 1024;
 
 /// A request's place in the reply order.
 enum Pending {
@@ -39,47 +51,124 @@ enum Pending {
 }
 
 /// Per-client state that commands may change.
-#[derive(Default)]
 struct Client {
     name: Option<Vec<u8>>,
     closing: bool,
     /// Whether the client may run commands (always, unless `--requirepass` is set).
     authenticated: bool,
+    /// The bytes of replies this client holds in the proxy.
+    held: Rc<Held>,
+    /// Whether requests must be refused with `-OOM` (the process is past its budget).
+    oom: bool,
+}
+
+/// The client's input buffer, with the bytes it grew by taken from the process budget.
+struct Input {
+    buf: Vec<u8>,
+    /// Bytes of `buf`'s capacity taken from the budget (all beyond [`BUF_SIZE`]).
+    taken: usize,
+}
+
+impl Input {
+    /// Makes room for at least 4 KiB more, growing by what has arrived (never by what a length
+    /// line claims); `false` if the budget cannot cover the growth.
+    fn reserve(&mut self) -> bool {
+        if self.buf.capacity() - self.buf.len() >= 4096 {
+            return true;
+        }
+        let grow = self.buf.len().clamp(BUF_SIZE, 1 << 20);
+        if !flow::try_take(grow) {
+            return false;
+        }
+        let before = self.buf.capacity();
+        self.buf.reserve(grow);
+        // `reserve` may grow by more (doubling) or less (spare capacity) than asked.
+        let grown = self.buf.capacity() - before;
+        if grown > grow {
+            flow::take(grown - grow);
+        } else {
+            flow::give_back(grow - grown);
+        }
+        self.taken += grown;
+        true
+    }
+
+    /// Gives back the capacity of a large request once it has been consumed.
+    fn shrink(&mut self) {
+        if self.buf.capacity() > SHRINK_ABOVE && self.buf.len() < BUF_SIZE {
+            self.buf.shrink_to(BUF_SIZE);
+            self.settle();
+        }
+    }
+
+    /// Takes from or gives back to the budget what the capacity changed by, so `taken` is
+    /// the capacity beyond [`BUF_SIZE`].
+    fn settle(&mut self) {
+        let now = self.buf.capacity().saturating_sub(BUF_SIZE);
+        if now < self.taken {
+            flow::give_back(self.taken - now);
+            flow::freed(self.taken - now);
+        } else if now > self.taken {
+            flow::take(now - self.taken);
+        }
+        self.taken = now;
+    }
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        flow::give_back(self.taken);
+        flow::freed(self.buf.capacity());
+    }
 }
 
 /// Serves one client until it disconnects, sends QUIT, or breaks the protocol.
 pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
     let mut client = Client {
+        name: None,
+        closing: false,
         authenticated: proxy.config.requirepass.is_none(),
-        ..Client::default()
+        held: Held::new(proxy.config.client_output_limit),
+        oom: false,
     };
-    let mut input: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut output: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut input = Input {
+        buf: Vec::with_capacity(BUF_SIZE),
+        taken: 0,
+    };
+    let mut output: Vec<u8> = Vec::with_capacity(BUF_SIZE);
     let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut window = Window::new(proxy.config.max_pending);
     let mut need = 0;
     // The parse of the request at the front of `input`, kept between reads.
     let mut partial = resp::Partial::default();
     loop {
         let mut full = false;
-        if input.len() >= need {
+        if input.buf.len() >= need {
+            // Past the process budget, wait for clients to read what the proxy holds for
+            // them (bounded: then the requests get -OOM).
+            client.oom = flow::over_budget() && !wait_for_budget(&proxy).await;
             let consumed;
-            (consumed, need, full) =
-                parse_batch(&input, &proxy, &mut client, &mut queue, &mut partial);
-            input.drain(..consumed);
+            (consumed, need, full) = parse_batch(
+                &input.buf,
+                &proxy,
+                &mut client,
+                &mut queue,
+                &mut partial,
+                window.requests(),
+            );
+            input.buf.drain(..consumed);
+            input.shrink();
             need = need.saturating_sub(consumed);
         }
         if !queue.is_empty() {
             let _busy = shutdown::busy();
-            answer(&proxy, &mut queue, &mut output).await;
-            // A client that does not read its replies stalls this write once the socket's
-            // buffers are full; past the timeout it is disconnected (its replies, at most
-            // `max_pending` of them, are all this session ever buffers).
-            let write = stream.write_all(std::mem::take(&mut output));
-            match time::timeout(proxy.config.client_write_timeout, write).await {
-                Ok((Ok(()), back)) => output = back,
-                Ok((Err(_), _)) | Err(_) => break,
+            let sent = queue.len();
+            match answer(&proxy, &stream, &client.held, &mut queue, &mut output).await {
+                Ok(bytes) => window.update(sent, bytes),
+                // The client stalled past the write timeout, went away, or passed its
+                // output buffer limit: close it. Its replies still coming are dropped.
+                Err(()) => break,
             }
-            output.clear();
         }
         if client.closing || shutdown::draining() {
             break;
@@ -89,20 +178,22 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         }
         // Refused as soon as the request is known to be too big (a length line says so), not
         // after buffering all of it.
-        if input.len() >= proxy.config.max_request_bytes || need > proxy.config.max_request_bytes {
+        let limit = proxy.config.query_buffer_limit;
+        let refusal = if input.buf.len() >= limit || need > limit {
+            Some("ERR Protocol error: request exceeds --client-query-buffer-limit")
+        } else if !input.reserve() {
+            Some("OOM command not allowed when the proxy's buffers exceed --max-buffer-memory")
+        } else {
+            None
+        };
+        if let Some(text) = refusal {
             let mut out = Vec::new();
-            resp::write_error(
-                &mut out,
-                "ERR Protocol error: request exceeds max-request-size",
-            );
-            let _ = stream.write_all(out).await;
+            resp::write_error(&mut out, text);
+            stats::error();
+            let _ = time::timeout(proxy.config.client_write_timeout, stream.write_all(out)).await;
             break;
         }
-        // Grow by what has arrived, never by what a length line claims.
-        if input.capacity() - input.len() < 4096 {
-            input.reserve(input.len().clamp(16 * 1024, 1 << 20));
-        }
-        let read = stream.read(input);
+        let read = stream.read(std::mem::take(&mut input.buf));
         let (res, back) = match proxy.config.client_idle_timeout {
             None => read.await,
             Some(idle) => match time::timeout(idle, read).await {
@@ -110,29 +201,44 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
                 Err(_) => break, // idle too long: close, as redis-server's `timeout` does
             },
         };
-        input = back;
+        input.buf = back;
         match res {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
+    flow::freed(output.capacity());
+}
+
+/// Waits, up to the request timeout, for the process to be back within its budget; `false`
+/// if it is not.
+async fn wait_for_budget(proxy: &Proxy) -> bool {
+    let deadline = Instant::now() + proxy.config.upstream.request_timeout;
+    while flow::over_budget() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        time::sleep(Duration::from_millis(1)).await;
+    }
+    true
 }
 
 /// Parses and dispatches the complete requests at the front of `input`.
 ///
 /// Returns the bytes consumed, how long `input` must be before parsing again can make
-/// progress, and whether the batch stopped at `max_pending` (more may be ready).
+/// progress, and whether the batch stopped at `window` requests (more may be ready).
 fn parse_batch(
     input: &[u8],
     proxy: &Proxy,
     client: &mut Client,
     queue: &mut VecDeque<Pending>,
     partial: &mut resp::Partial,
+    window: usize,
 ) -> (usize, usize, bool) {
     let mut start = 0;
     while !client.closing {
-        if queue.len() >= proxy.config.max_pending {
+        if queue.len() >= window {
             return (start, 0, true);
         }
         match resp::parse_request_resume(&input[start..], &proxy.limits, partial) {
@@ -184,21 +290,28 @@ fn dispatch(
             return Some(error(&text));
         }
     };
+    if client.oom && !matches!(route, Route::Local(_)) {
+        stats::error();
+        return Some(error(
+            "OOM command not allowed when the proxy's buffers exceed --max-buffer-memory",
+        ));
+    }
+    let held = Some(&client.held);
     Some(match route {
         Route::Single { key } => {
             let shard = proxy.shards.shard_of_key(args[key]);
-            forward(proxy, shard, request, &args, raw)
+            forward(proxy, held, shard, request, &args, raw)
         }
         Route::Multi { first, step, kind } => {
             let parts = multikey::split(&args, first, step, &proxy.shards);
             if let [part] = &parts[..] {
-                forward(proxy, part.shard, request, &args, raw)
+                forward(proxy, held, part.shard, request, &args, raw)
             } else {
                 let nkeys = (args.len() - first) / step;
                 let parts = parts
                     .into_iter()
                     .map(|part| {
-                        let slot = proxy.upstreams[part.shard].send(&part.request);
+                        let slot = proxy.upstreams[part.shard].send(&part.request, held);
                         (part, slot)
                     })
                     .collect();
@@ -210,7 +323,7 @@ fn dispatch(
             resp::encode_command(&mut request, [&b"DBSIZE"[..]]);
             let parts = (0..proxy.upstreams.len())
                 .map(|shard| {
-                    let slot = proxy.upstreams[shard].send(&request);
+                    let slot = proxy.upstreams[shard].send(&request, held);
                     let part = Part {
                         shard,
                         request: Vec::new(),
@@ -272,25 +385,92 @@ fn auth(proxy: &Proxy, client: &mut Client, out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
-/// Sends a request whole to `shard`, re-encoding inline commands as multibulk.
-fn forward(proxy: &Proxy, shard: usize, request: &Request, args: &[&[u8]], raw: &[u8]) -> Pending {
+/// Sends a request whole to `shard`, re-encoding inline commands as multibulk; its reply
+/// counts against `held`.
+fn forward(
+    proxy: &Proxy,
+    held: Option<&Rc<Held>>,
+    shard: usize,
+    request: &Request,
+    args: &[&[u8]],
+    raw: &[u8],
+) -> Pending {
     let upstream = &proxy.upstreams[shard];
     let slot = if request.inline {
         let mut encoded = Vec::new();
         resp::encode_command(&mut encoded, args.iter().copied());
-        upstream.send(&encoded)
+        upstream.send(&encoded, held)
     } else {
-        upstream.send(raw)
+        upstream.send(raw, held)
     };
     Pending::Forwarded { shard, slot }
 }
 
-/// Waits for every queued reply, in order, and appends them to `output`.
-async fn answer(proxy: &Proxy, queue: &mut VecDeque<Pending>, output: &mut Vec<u8>) {
+/// Writes all of `buf` to the client; `None` if it fails or makes no progress for
+/// `--client-write-timeout-ms` (each partial write renews the timeout, so a client that reads
+/// slowly but steadily gets every byte, however long that takes).
+async fn write_out(proxy: &Proxy, stream: &TcpStream, mut buf: Vec<u8>) -> Option<Vec<u8>> {
+    let mut sent = 0;
+    while sent < buf.len() {
+        let write = stream.write(buf.slice(sent..));
+        match time::timeout(proxy.config.client_write_timeout, write).await {
+            Ok((Ok(n), back)) if n > 0 => {
+                buf = back.into_inner();
+                sent += n;
+            }
+            Ok(_) | Err(_) => return None,
+        }
+    }
+    Some(buf)
+}
+
+/// Writes what `output` has gathered, and gives back its capacity if a large reply grew it.
+async fn flush(proxy: &Proxy, stream: &TcpStream, output: &mut Vec<u8>) -> Result<(), ()> {
+    if output.is_empty() {
+        return Ok(());
+    }
+    let mut buf = write_out(proxy, stream, std::mem::take(output))
+        .await
+        .ok_or(())?;
+    buf.clear();
+    if buf.capacity() > SHRINK_ABOVE {
+        flow::freed(buf.capacity());
+        buf = Vec::with_capacity(BUF_SIZE);
+    }
+    *output = buf;
+    Ok(())
+}
+
+/// Appends `bytes` to the client's output, writing when [`GATHER`] bytes are gathered.
+async fn push(
+    proxy: &Proxy,
+    stream: &TcpStream,
+    output: &mut Vec<u8>,
+    bytes: &[u8],
+) -> Result<(), ()> {
+    output.extend_from_slice(bytes);
+    if output.len() >= GATHER {
+        flush(proxy, stream, output).await?;
+    }
+    Ok(())
+}
+
+/// Waits for every queued reply, in order, and writes them to the client as they come
+/// (small ones gathered into one write). Returns the bytes of upstream replies written (for
+/// the client's window); `Err` when the client must be closed: a write failed or stalled, or
+/// the client passed its output buffer limit.
+async fn answer(
+    proxy: &Proxy,
+    stream: &TcpStream,
+    held: &Held,
+    queue: &mut VecDeque<Pending>,
+    output: &mut Vec<u8>,
+) -> Result<usize, ()> {
     let deadline = Instant::now() + proxy.config.upstream.request_timeout;
+    let mut upstream_bytes = 0;
     while let Some(pending) = queue.pop_front() {
         match pending {
-            Pending::Ready(bytes) => output.extend_from_slice(&bytes),
+            Pending::Ready(bytes) => push(proxy, stream, output, &bytes).await?,
             Pending::Info(sections) => {
                 let cores = corio::mesh::run_on_all(|core| async move { stats::snapshot(core) });
                 match cores.await {
@@ -303,26 +483,57 @@ async fn answer(proxy: &Proxy, queue: &mut VecDeque<Pending>, output: &mut Vec<u
             }
             Pending::Forwarded { shard, slot } => {
                 let reply = wait(proxy, shard, &slot, deadline).await;
-                write_reply(output, reply);
+                if held.is_cut() {
+                    return Err(());
+                }
+                match reply {
+                    Ok(mut bytes) if bytes.len() >= GATHER => {
+                        // Large: written from its own buffer, after what was gathered.
+                        upstream_bytes += bytes.len();
+                        count_reply(&bytes);
+                        flush(proxy, stream, output).await?;
+                        let buf = bytes.take();
+                        let buf = write_out(proxy, stream, buf).await.ok_or(())?;
+                        flow::freed(buf.capacity());
+                    }
+                    Ok(bytes) => {
+                        upstream_bytes += bytes.len();
+                        count_reply(&bytes);
+                        push(proxy, stream, output, &bytes).await?;
+                    }
+                    Err(text) => {
+                        stats::error();
+                        resp::write_error(output, &text);
+                    }
+                }
             }
             Pending::Split { kind, nkeys, parts } => {
                 let mut replies = Vec::with_capacity(parts.len());
                 for (part, slot) in &parts {
-                    replies.push(wait(proxy, part.shard, slot, deadline).await);
+                    let reply = wait(proxy, part.shard, slot, deadline).await;
+                    if held.is_cut() {
+                        return Err(());
+                    }
+                    upstream_bytes += reply.as_ref().map_or(0, |r| r.len());
+                    replies.push(reply.map(|mut r| r.take()));
                 }
                 let parts: Vec<Part> = parts.into_iter().map(|(part, _)| part).collect();
                 let merged = multikey::merge(kind, &parts, &replies, nkeys);
+                drop(replies);
                 if merged.first() == Some(&b'-') {
                     stats::error();
                 }
-                output.extend_from_slice(&merged);
+                push(proxy, stream, output, &merged).await?;
             }
         }
     }
+    flush(proxy, stream, output).await?;
+    Ok(upstream_bytes)
 }
 
-/// Waits for one reply until `deadline`; on timeout the shard's connection is reset, since
-/// where later replies stand in its FIFO is no longer known.
+/// Waits for one reply until `deadline`. On timeout this request fails alone: its reply is
+/// dropped when it comes, and the connection is given up only if it is stuck
+/// ([`Upstream::timed_out`](crate::upstream::Upstream::timed_out)).
 async fn wait(proxy: &Proxy, shard: usize, slot: &ReplySlot, deadline: Instant) -> Reply {
     match time::timeout(
         deadline.saturating_duration_since(Instant::now()),
@@ -332,32 +543,23 @@ async fn wait(proxy: &Proxy, shard: usize, slot: &ReplySlot, deadline: Instant) 
     {
         Ok(reply) => reply,
         Err(_) => {
+            slot.abandon();
             let upstream = &proxy.upstreams[shard];
-            let why = format!(
-                "timed out after {} ms",
+            upstream.timed_out();
+            Err(format!(
+                "ERR upstream {} timed out after {} ms",
+                upstream.addr,
                 proxy.config.upstream.request_timeout.as_millis()
-            );
-            // Other requests on the connection get "ERR upstream ADDR unavailable: <why>".
-            upstream.abort(&why);
-            Err(format!("ERR upstream {} {why}", upstream.addr))
+            ))
         }
     }
 }
 
-fn write_reply(output: &mut Vec<u8>, reply: Reply) {
-    match reply {
-        Ok(bytes) => {
-            // An upstream's error reply (WRONGTYPE, a non-integer INCR...) is an error the
-            // client got, as redis-server's total_error_replies counts it.
-            if bytes.first() == Some(&b'-') {
-                stats::error();
-            }
-            output.extend_from_slice(&bytes)
-        }
-        Err(text) => {
-            stats::error();
-            resp::write_error(output, &text);
-        }
+/// Counts an upstream's error reply (WRONGTYPE, a non-integer INCR...) as an error the client
+/// got, as redis-server's total_error_replies does.
+fn count_reply(bytes: &[u8]) {
+    if bytes.first() == Some(&b'-') {
+        stats::error();
     }
 }
 

@@ -6,10 +6,16 @@
 //! matches replies to slots in FIFO order. A slot whose client went away is still filled, then
 //! dropped, so the FIFO never shifts and no reply reaches the wrong client.
 //!
-//! When the connection fails (refused, reset, EOF, or a request that timed out, which leaves
-//! the FIFO's state unknown), every pending slot gets an error, the socket is shut down, and the
-//! upstream is *down* for a backoff (50 ms doubling to 2 s): requests made meanwhile fail at once
-//! with the last error rather than piling up. The next request after the backoff reconnects.
+//! A request that times out fails alone: its slot is abandoned (its reply, when it comes, is
+//! dropped) and the connection goes on, since other clients' requests are on it and replies
+//! still arrive in order. Only a connection that is *stuck* (nothing read from it for a whole
+//! request timeout while requests wait) is given up. Replies are counted against their
+//! client's share of memory ([`flow`](crate::flow)) as they are read.
+//!
+//! When the connection fails (refused, reset, EOF, stuck), every pending slot gets an error,
+//! the socket is shut down, and the upstream is *down* for a backoff (50 ms doubling to 2 s):
+//! requests made meanwhile fail at once with the last error rather than piling up. The next
+//! request after the backoff reconnects.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -23,10 +29,18 @@ use std::time::{Duration, Instant};
 use corio::net::TcpStream;
 use corio::rt::{spawn, time};
 
+use crate::flow::{Held, ReplyBytes};
 use crate::{resp, stats};
 
 /// The reply to one request, or the error text (without `-`) to send instead.
-pub(crate) type Reply = Result<Vec<u8>, String>;
+pub(crate) type Reply = Result<ReplyBytes, String>;
+
+/// The error a client past its output buffer limit gets (it is closed right after).
+const CUT: &str = "ERR client output buffer limit reached (--client-output-buffer-limit)";
+/// Buffers above this capacity are given back once their large contents are gone.
+const SHRINK_ABOVE: usize = 256 * 1024;
+/// The capacity connection buffers start with and shrink back to.
+const BUF_SIZE: usize = 16 * 1024;
 
 /// Where one request's reply will land.
 #[derive(Default)]
@@ -35,10 +49,26 @@ pub(crate) struct ReplySlot {
     waker: RefCell<Option<Waker>>,
     /// When the request was queued on its upstream connection (for the latency histogram).
     queued: Cell<Option<Instant>>,
+    /// The client whose share the reply counts against (none for the proxy's own requests).
+    owner: Option<Rc<Held>>,
+    /// Set when the request timed out: its reply is dropped when it comes.
+    abandoned: Cell<bool>,
 }
 
 impl ReplySlot {
+    /// Fills the slot with an upstream's reply, counted against the slot's client.
+    fn fill_bytes(&self, bytes: Vec<u8>) {
+        let reply = match &self.owner {
+            Some(held) => ReplyBytes::admit(bytes, held).ok_or_else(|| CUT.to_owned()),
+            None => Ok(ReplyBytes::unowned(bytes)),
+        };
+        self.fill(reply);
+    }
+
     fn fill(&self, reply: Reply) {
+        if self.abandoned.get() {
+            return;
+        }
         *self.reply.borrow_mut() = Some(reply);
         if let Some(waker) = self.waker.borrow_mut().take() {
             waker.wake();
@@ -50,6 +80,12 @@ impl ReplySlot {
         let slot = Rc::new(ReplySlot::default());
         slot.fill(reply);
         slot
+    }
+
+    /// Gives up on the reply (the request timed out): it is dropped when it comes.
+    pub(crate) fn abandon(&self) {
+        self.abandoned.set(true);
+        self.reply.borrow_mut().take();
     }
 
     /// Waits for the reply.
@@ -112,11 +148,28 @@ impl Upstream {
         })
     }
 
-    /// Queues one encoded request; its reply lands in the returned slot.
-    pub(crate) fn send(self: &Rc<Self>, request: &[u8]) -> Rc<ReplySlot> {
+    /// Queues one encoded request; its reply lands in the returned slot, counted against
+    /// `owner`'s share of memory (the client that sent it).
+    pub(crate) fn send(self: &Rc<Self>, request: &[u8], owner: Option<&Rc<Held>>) -> Rc<ReplySlot> {
         match self.conn() {
-            Ok(conn) => conn.queue(request),
+            Ok(conn) => conn.queue(request, owner),
             Err(error) => ReplySlot::ready(Err(error)),
+        }
+    }
+
+    /// A request on this upstream timed out (its slot is abandoned). The connection is given
+    /// up only if it is stuck: nothing was read from it for a whole request timeout while
+    /// requests waited. A slow reply behind other clients' large ones is not a reason to fail
+    /// their requests too.
+    pub(crate) fn timed_out(&self) {
+        let timeout = self.config.request_timeout;
+        if let State::Up(conn) = &*self.state.borrow() {
+            if conn.progress.get().elapsed() >= timeout {
+                conn.abort(&format!(
+                    "no reply for {} ms (upstream stuck)",
+                    timeout.as_millis()
+                ));
+            }
         }
     }
 
@@ -187,16 +240,6 @@ impl Upstream {
         }
         Ok(stream)
     }
-
-    /// Gives up on the current connection: its pending requests fail with `why` (a reason
-    /// without prefix; they get the connection's `ERR upstream ... unavailable: why`). Called
-    /// when a request timed out, since the position of later replies in the FIFO is then
-    /// unknown.
-    pub(crate) fn abort(&self, why: &str) {
-        if let State::Up(conn) = &*self.state.borrow() {
-            conn.abort(why);
-        }
-    }
 }
 
 /// One connection's queues.
@@ -211,6 +254,10 @@ struct Conn {
     stream: RefCell<Option<Rc<TcpStream>>>,
     /// Set when the connection must end: the error reply its requests get (see `error_text`).
     failed: RefCell<Option<String>>,
+    /// When bytes last came from the upstream, or requests started waiting on an idle
+    /// connection: a connection with requests waiting and no progress for a request timeout
+    /// is stuck.
+    progress: Cell<Instant>,
 }
 
 impl Conn {
@@ -222,6 +269,7 @@ impl Conn {
             writer: RefCell::default(),
             stream: RefCell::default(),
             failed: RefCell::default(),
+            progress: Cell::new(Instant::now()),
         }
     }
 
@@ -232,14 +280,23 @@ impl Conn {
         format!("ERR upstream {} unavailable: {why}", self.upstream)
     }
 
-    fn queue(&self, request: &[u8]) -> Rc<ReplySlot> {
+    fn queue(&self, request: &[u8], owner: Option<&Rc<Held>>) -> Rc<ReplySlot> {
         if let Some(error) = &*self.failed.borrow() {
             return ReplySlot::ready(Err(error.clone()));
         }
-        let slot = Rc::new(ReplySlot::default());
-        slot.queued.set(Some(Instant::now()));
+        let now = Instant::now();
+        let slot = Rc::new(ReplySlot {
+            queued: Cell::new(Some(now)),
+            owner: owner.cloned(),
+            ..ReplySlot::default()
+        });
         self.out.borrow_mut().extend_from_slice(request);
-        self.pending.borrow_mut().push_back(slot.clone());
+        let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() {
+            self.progress.set(now); // an idle connection is not stuck
+        }
+        pending.push_back(slot.clone());
+        drop(pending);
         if let Some(waker) = self.writer.borrow_mut().take() {
             waker.wake();
         }
@@ -274,7 +331,7 @@ impl Conn {
 
 /// Sends queued requests in batches until the connection fails (`conn.failed` says why).
 async fn write_requests(conn: &Conn, stream: &TcpStream) {
-    let mut batch = Vec::with_capacity(16 * 1024);
+    let mut batch = Vec::with_capacity(BUF_SIZE);
     loop {
         poll_fn(|cx| {
             if conn.failed.borrow().is_some() || !conn.out.borrow().is_empty() {
@@ -291,6 +348,11 @@ async fn write_requests(conn: &Conn, stream: &TcpStream) {
         std::mem::swap(&mut batch, &mut *conn.out.borrow_mut());
         let (res, back) = stream.write_all(batch).await;
         batch = back;
+        if batch.capacity() > SHRINK_ABOVE {
+            // One large request: do not keep its buffer for the connection's lifetime.
+            crate::flow::freed(batch.capacity());
+            batch = Vec::with_capacity(BUF_SIZE);
+        }
         if let Err(err) = res {
             conn.abort(&format!("write failed: {err}"));
             return;
@@ -306,16 +368,16 @@ async fn read_replies(conn: Rc<Conn>, stream: Rc<TcpStream>, shard: usize) {
 }
 
 async fn read_until_failure(conn: &Conn, stream: &TcpStream, shard: usize) -> String {
-    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut buf: Vec<u8> = Vec::with_capacity(BUF_SIZE);
     loop {
         if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(buf.len().max(16 * 1024));
+            buf.reserve(buf.len().max(BUF_SIZE));
         }
         let (res, back) = stream.read(buf).await;
         buf = back;
         match res {
             Ok(0) => return "connection closed by upstream".to_owned(),
-            Ok(_) => {}
+            Ok(_) => conn.progress.set(Instant::now()),
             Err(err) => return format!("read failed: {err}"),
         }
         let mut start = 0;
@@ -331,10 +393,23 @@ async fn read_until_failure(conn: &Conn, stream: &TcpStream, shard: usize) -> St
             if let Some(queued) = slot.queued.get() {
                 stats::record_latency(shard, queued.elapsed());
             }
-            slot.fill(Ok(buf[start..start + len].to_vec()));
+            if Rc::strong_count(&slot) == 1 || slot.abandoned.get() {
+                // Nobody waits for this reply (its client left or timed out): drop it here.
+            } else if start == 0 && len == buf.len() && len >= SHRINK_ABOVE {
+                // A large reply that is all of the buffer: hand the buffer over, no copy.
+                slot.fill_bytes(std::mem::replace(&mut buf, Vec::with_capacity(BUF_SIZE)));
+                start = 0;
+                break;
+            } else {
+                slot.fill_bytes(buf[start..start + len].to_vec());
+            }
             start += len;
         }
         buf.drain(..start);
+        if buf.capacity() > SHRINK_ABOVE && buf.len() < BUF_SIZE {
+            crate::flow::freed(buf.capacity());
+            buf.shrink_to(BUF_SIZE);
+        }
     }
 }
 
