@@ -152,6 +152,22 @@ pub(crate) fn trim_thread() {
     }
 }
 
+/// Fixes glibc's allocator thresholds, before any thread starts.
+///
+/// glibc raises its mmap threshold (up to 32 MiB) each time a large block is freed, and its
+/// trim threshold to twice that, so after one burst of large values every core's arena keeps
+/// up to 64 MiB at its top that neither `free` nor `malloc_trim` returns (measured: 22 of 27
+/// MiB resident after 400 clients' 200 KiB requests). Fixed thresholds keep blocks of 4 MiB
+/// and more out of the arenas altogether and let `free` return an arena's top past 8 MiB.
+pub(crate) fn tune_allocator() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets allocator parameters; it is called before other threads run.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
+}
+
 #[cfg(target_env = "gnu")]
 fn trim() {
     // SAFETY: malloc_trim has no preconditions; it takes glibc's arena locks itself.

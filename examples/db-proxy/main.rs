@@ -45,7 +45,7 @@ use upstream::{Upstream, UpstreamConfig};
 
 /// A Redis-protocol sharding proxy: one event loop per core, io_uring underneath.
 #[derive(Parser, Debug)]
-#[command(name = "db-proxy", version)]
+#[command(name = "db-proxy", version, args_override_self = true)]
 struct Args {
     /// Address to accept clients on (every core listens on it with SO_REUSEPORT).
     #[arg(long, default_value = "127.0.0.1:6380")]
@@ -223,6 +223,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> io::Result<()> {
+    flow::tune_allocator();
     // As redis-server does, take every descriptor the hard limit allows: one per client.
     let _ = corio::raise_fd_limit();
     let cores = args

@@ -486,6 +486,38 @@ impl Proxy {
         RespConn::connect(self.port())
     }
 
+    /// The proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The proxy's resident set size in MiB (`VmRSS` in `/proc/PID/status`).
+    #[track_caller]
+    pub fn rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the proxy's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmRSS line");
+        kib / 1024
+    }
+
+    /// One field of the proxy's INFO, as a number (panics if it is missing).
+    #[track_caller]
+    pub fn info_field(&self, field: &str) -> u64 {
+        let Reply::Bulk(Some(info)) = self.conn().cmd(&["INFO"]) else {
+            panic!("INFO is a bulk string")
+        };
+        let info = String::from_utf8(info).expect("INFO is text");
+        let prefix = format!("{field}:");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no numeric {field} in INFO:\n{info}"))
+    }
+
     /// What the proxy wrote to stderr so far.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
