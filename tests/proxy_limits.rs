@@ -97,6 +97,55 @@ fn a_pipeline_of_large_replies_never_read_does_not_delay_another_client_or_grow_
 }
 
 #[test]
+fn clients_reading_large_values_as_fast_as_they_can_take_turns_and_small_requests_pass() {
+    let _serial = support::serial();
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with(&[redis.port()], &["--cores", "1"]);
+    let mut victim = proxy.conn();
+    let big = "x".repeat(1 << 20);
+    assert_eq!(victim.cmd(&["SET", "{t}big", &big]), Reply::ok());
+    assert_eq!(victim.cmd(&["SET", "{t}small", "v"]), Reply::ok());
+
+    // Twelve clients GET the 1 MiB value in pipelines of 32 and read every reply, for 3 s:
+    // about 16 of each one's requests are in flight at a time, and the shard's connection
+    // lets at most 64 MiB of expected replies queue before these clients take turns.
+    let stop = Instant::now() + Duration::from_secs(3);
+    let readers: Vec<_> = (0..12)
+        .map(|_| {
+            let mut conn = proxy.conn();
+            thread::spawn(move || {
+                let batch: Vec<u8> = (0..32).flat_map(|_| encode(&["GET", "{t}big"])).collect();
+                let mut replies = 0u64;
+                while Instant::now() < stop {
+                    conn.send_raw(&batch);
+                    for reply in conn.read_replies(32) {
+                        assert!(matches!(reply, Reply::Bulk(Some(ref v)) if v.len() == 1 << 20));
+                        replies += 1;
+                    }
+                }
+                replies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    while Instant::now() < stop {
+        let start = Instant::now();
+        assert_eq!(victim.cmd(&["GET", "{t}small"]), Reply::bulk("v"));
+        latencies.push(start.elapsed());
+        thread::sleep(Duration::from_millis(50));
+    }
+    let replies: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    let max = latencies[latencies.len() - 1];
+    println!(
+        "{replies} 1 MiB replies in 3 s; small GET beside them: median {median:?}, max {max:?}"
+    );
+    assert!(replies > 100, "the readers were served: {replies}");
+    assert!(max < Duration::from_secs(2), "the small GET waited {max:?}");
+}
+
+#[test]
 fn a_client_reading_slowly_but_steadily_gets_a_whole_reply_longer_than_the_write_timeout() {
     let redis = RedisServer::start();
     let proxy = Proxy::start_with(&[redis.port()], &["--client-write-timeout-ms", "1000"]);
@@ -254,6 +303,29 @@ fn a_bulk_of_exactly_proto_max_bulk_len_is_accepted_and_one_byte_more_is_refused
         proxy.rss_mib()
     );
     assert!(settled, "RSS stayed at {} MiB", proxy.rss_mib());
+}
+
+#[test]
+fn the_process_budget_refuses_a_request_that_cannot_fit_at_its_length_line() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with(&[redis.port()], &["--max-buffer-memory", "4194304"]);
+    assert_eq!(proxy.info_field("max_buffer_memory"), 4 << 20);
+    // An 8 MiB value cannot fit a 4 MiB budget: refused before any of it is sent.
+    let mut big = raw(&proxy);
+    big.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8388608\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    big.read_to_end(&mut reply).unwrap();
+    assert_eq!(
+        reply,
+        b"-OOM command not allowed when the proxy's buffers exceed --max-buffer-memory\r\n"
+    );
+    // One that fits is served, and so is everyone else.
+    let value = "m".repeat(2 << 20);
+    let mut conn = proxy.conn();
+    assert_eq!(conn.cmd(&["SET", "k", &value]), Reply::ok());
+    assert_eq!(conn.cmd(&["STRLEN", "k"]), Reply::Integer(2 << 20));
+    assert_eq!(proxy.info_field("buffer_memory"), 0);
 }
 
 /// A stand-in upstream on one connection: `GET slow` is answered one byte per 100 ms (15

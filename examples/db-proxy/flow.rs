@@ -19,6 +19,11 @@
 //!   queued ahead of another client's request on the shared upstream connection stay small.
 //!   A client that does not read stops being read (its window is spent), and is closed when
 //!   writing to it makes no progress for `--client-write-timeout-ms`.
+//! - **Per upstream connection.** Requests are sent with the size their client's replies are
+//!   expected to have. A client whose replies are large ([`LARGE_REPLY`] or more) waits before
+//!   sending to a connection that already expects [`UPSTREAM_INFLIGHT`] bytes of replies, so
+//!   heavy readers of large values take turns and a small request never has more than about
+//!   that much queued ahead of it. Small requests never wait.
 //! - **Budget.** While the process holds more than the budget, sessions stop sending new
 //!   requests upstream; a request that still cannot be sent after the request timeout gets
 //!   `-OOM`, and the budget recovers as clients read their replies (or are closed).
@@ -39,6 +44,13 @@ static FREED: AtomicUsize = AtomicUsize::new(0);
 
 /// Expected reply bytes a client's window of requests in flight is sized for.
 pub(crate) const WINDOW_TARGET: usize = 16 * 1024 * 1024;
+/// Expected reply bytes in flight on one upstream connection past which clients with large
+/// replies wait before sending more (see [`Window`]): what may queue ahead of another
+/// client's request.
+pub(crate) const UPSTREAM_INFLIGHT: usize = 64 * 1024 * 1024;
+/// Replies expected at least this long make a client wait on a congested connection; smaller
+/// ones never wait.
+pub(crate) const LARGE_REPLY: usize = 64 * 1024;
 /// The window a new client starts with (doubled while its replies stay small).
 const INITIAL_WINDOW: usize = 16;
 /// Freed bytes after which the trim thread returns free memory to the kernel.
@@ -89,6 +101,17 @@ pub(crate) fn used() -> usize {
     usize::try_from(USED.load(Ordering::Relaxed) + local).unwrap_or(0)
 }
 
+/// This core's change to [`USED`] not yet added to it.
+pub(crate) fn pending() -> isize {
+    LOCAL.with(|local| local.used.get())
+}
+
+/// Bytes held process-wide, exactly: [`USED`] plus every core's `pending` (gathered from
+/// each core by INFO).
+pub(crate) fn used_exactly(pending: impl Iterator<Item = isize>) -> usize {
+    usize::try_from(USED.load(Ordering::Relaxed) + pending.sum::<isize>()).unwrap_or(0)
+}
+
 /// The budget (INFO's `max_buffer_memory`).
 pub(crate) fn budget() -> usize {
     LIMIT.load(Ordering::Relaxed)
@@ -99,9 +122,14 @@ pub(crate) fn over_budget() -> bool {
     used() > budget()
 }
 
+/// Whether `n` more bytes would fit the budget now.
+pub(crate) fn fits(n: usize) -> bool {
+    used().saturating_add(n) <= budget()
+}
+
 /// Takes `n` bytes from the budget if they fit; `false` (nothing taken) if they do not.
 pub(crate) fn try_take(n: usize) -> bool {
-    if used().saturating_add(n) > budget() {
+    if !fits(n) {
         return false;
     }
     take(n);
@@ -282,6 +310,8 @@ impl Drop for ReplyBytes {
 pub(crate) struct Window {
     requests: usize,
     max: usize,
+    /// The average reply of the last batch, in bytes (0 before the first).
+    average: usize,
 }
 
 impl Window {
@@ -290,12 +320,18 @@ impl Window {
         Window {
             requests: INITIAL_WINDOW.min(max),
             max,
+            average: 0,
         }
     }
 
     /// Requests the client may have in flight now.
     pub(crate) fn requests(&self) -> usize {
         self.requests
+    }
+
+    /// The size a reply of this client is expected to have, in bytes (0 while unknown).
+    pub(crate) fn estimate(&self) -> usize {
+        self.average
     }
 
     /// Resizes after a batch of `sent` requests whose replies were `bytes` long in all.
@@ -308,6 +344,7 @@ impl Window {
             requests = requests.saturating_mul(2);
         }
         let average = (bytes / sent).max(1);
+        self.average = average;
         let fit = (WINDOW_TARGET / average).max(1);
         self.requests = requests.min(fit).clamp(1, self.max);
     }
@@ -329,8 +366,10 @@ mod tests {
             window.update(n, n * 10);
         }
         assert_eq!(window.requests(), 1024);
+        assert_eq!(window.estimate(), 10);
         window.update(1024, 1024 * 1024 * 1024); // 1 MiB replies
         assert_eq!(window.requests(), 16);
+        assert_eq!(window.estimate(), 1024 * 1024);
         window.update(16, 16 * 100 * 1024 * 1024); // 100 MiB replies
         assert_eq!(window.requests(), 1);
         // A batch smaller than the window does not grow it.

@@ -144,7 +144,8 @@ impl Proxy {
         info += &format!("connected_clients:{}\r\n", sum(|c| c.clients));
         info += "# Memory\r\n";
         info += &format!("used_memory_rss:{}\r\n", resident_bytes());
-        info += &format!("buffer_memory:{}\r\n", flow::used());
+        let pending = cores.iter().map(|c| c.buffer_pending);
+        info += &format!("buffer_memory:{}\r\n", flow::used_exactly(pending));
         info += &format!("max_buffer_memory:{}\r\n", flow::budget());
         info += "# Stats\r\n";
         info += &format!("total_commands_processed:{}\r\n", sum(|c| c.requests));

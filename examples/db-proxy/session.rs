@@ -60,6 +60,21 @@ struct Client {
     held: Rc<Held>,
     /// Whether requests must be refused with `-OOM` (the process is past its budget).
     oom: bool,
+    /// The expected size of this client's replies (its window's average; 0 while unknown).
+    estimate: usize,
+}
+
+/// Why a batch of requests stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The next request is incomplete: read more.
+    Incomplete,
+    /// The window is full: answer, then parse again.
+    Full,
+    /// The next request expects a large reply and its shard's connection already has
+    /// [`flow::UPSTREAM_INFLIGHT`] bytes of replies in flight: answer, wait for it to drain,
+    /// then parse again.
+    Congested(usize),
 }
 
 /// The client's input buffer, with the bytes it grew by taken from the process budget.
@@ -130,6 +145,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         authenticated: proxy.config.requirepass.is_none(),
         held: Held::new(proxy.config.client_output_limit),
         oom: false,
+        estimate: 0,
     };
     let mut input = Input {
         buf: Vec::with_capacity(BUF_SIZE),
@@ -139,16 +155,23 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut window = Window::new(proxy.config.max_pending);
     let mut need = 0;
+    // Set when a congested shard did not drain in time: the next batch is sent regardless.
+    let mut force_next = false;
     // The parse of the request at the front of `input`, kept between reads.
     let mut partial = resp::Partial::default();
     loop {
-        let mut full = false;
+        let mut stop = Stop::Incomplete;
         if input.buf.len() >= need {
             // Past the process budget, wait for clients to read what the proxy holds for
             // them (bounded: then the requests get -OOM).
             client.oom = flow::over_budget() && !wait_for_budget(&proxy).await;
+            client.estimate = if std::mem::take(&mut force_next) {
+                0
+            } else {
+                window.estimate()
+            };
             let consumed;
-            (consumed, need, full) = parse_batch(
+            (consumed, need, stop) = parse_batch(
                 &input.buf,
                 &proxy,
                 &mut client,
@@ -173,15 +196,33 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         if client.closing || shutdown::draining() {
             break;
         }
-        if full {
-            continue; // more complete requests may wait in `input`
+        match stop {
+            Stop::Full => continue, // more complete requests may wait in `input`
+            Stop::Congested(shard) => {
+                // This client's large replies wait for the shard's connection to drain, so
+                // they never queue more than the bound ahead of other clients' requests.
+                // Bounded: past the request timeout the request is sent anyway.
+                let upstream = &proxy.upstreams[shard];
+                let timeout = proxy.config.upstream.request_timeout;
+                if time::timeout(timeout, upstream.uncongested())
+                    .await
+                    .is_err()
+                {
+                    client.estimate = 0;
+                    force_next = true;
+                }
+                continue;
+            }
+            Stop::Incomplete => {}
         }
         // Refused as soon as the request is known to be too big (a length line says so), not
         // after buffering all of it.
         let limit = proxy.config.query_buffer_limit;
         let refusal = if input.buf.len() >= limit || need > limit {
             Some("ERR Protocol error: request exceeds --client-query-buffer-limit")
-        } else if !input.reserve() {
+        } else if !flow::fits(need.saturating_sub(input.buf.capacity())) || !input.reserve() {
+            // The length lines already say the request cannot fit the budget, or the buffer
+            // cannot grow for the bytes that arrived.
             Some("OOM command not allowed when the proxy's buffers exceed --max-buffer-memory")
         } else {
             None
@@ -227,7 +268,7 @@ async fn wait_for_budget(proxy: &Proxy) -> bool {
 /// Parses and dispatches the complete requests at the front of `input`.
 ///
 /// Returns the bytes consumed, how long `input` must be before parsing again can make
-/// progress, and whether the batch stopped at `window` requests (more may be ready).
+/// progress, and why the batch stopped.
 fn parse_batch(
     input: &[u8],
     proxy: &Proxy,
@@ -235,21 +276,27 @@ fn parse_batch(
     queue: &mut VecDeque<Pending>,
     partial: &mut resp::Partial,
     window: usize,
-) -> (usize, usize, bool) {
+) -> (usize, usize, Stop) {
     let mut start = 0;
     while !client.closing {
         if queue.len() >= window {
-            return (start, 0, true);
+            return (start, 0, Stop::Full);
         }
         match resp::parse_request_resume(&input[start..], &proxy.limits, partial) {
             Ok(Parsed::Complete { request, consumed }) => {
                 let buf = &input[start..];
+                if client.estimate >= flow::LARGE_REPLY {
+                    if let Some(shard) = congested_shard(proxy, &request, buf) {
+                        // Not consumed: parsed again once the shard drains.
+                        return (start, 0, Stop::Congested(shard));
+                    }
+                }
                 if let Some(pending) = dispatch(proxy, client, &request, buf, &buf[..consumed]) {
                     queue.push_back(pending);
                 }
                 start += consumed;
             }
-            Ok(Parsed::Incomplete { need }) => return (start, start + need, false),
+            Ok(Parsed::Incomplete { need }) => return (start, start + need, Stop::Incomplete),
             Err(err) => {
                 queue.push_back(error(&format!("ERR {err}")));
                 stats::error();
@@ -257,7 +304,20 @@ fn parse_batch(
             }
         }
     }
-    (start, 0, false)
+    (start, 0, Stop::Incomplete)
+}
+
+/// The shard a single-key request goes to, if that shard's connection is congested.
+fn congested_shard(proxy: &Proxy, request: &Request, buf: &[u8]) -> Option<usize> {
+    if request.len() == 0 {
+        return None;
+    }
+    let args: Vec<&[u8]> = request.args(buf).collect();
+    let Ok(Route::Single { key }) = command::classify(&args) else {
+        return None;
+    };
+    let shard = proxy.shards.shard_of_key(args[key]);
+    proxy.upstreams[shard].congested().then_some(shard)
 }
 
 fn error(text: &str) -> Pending {
@@ -297,21 +357,22 @@ fn dispatch(
         ));
     }
     let held = Some(&client.held);
+    let estimate = client.estimate;
     Some(match route {
         Route::Single { key } => {
             let shard = proxy.shards.shard_of_key(args[key]);
-            forward(proxy, held, shard, request, &args, raw)
+            forward(proxy, (held, estimate), shard, request, &args, raw)
         }
         Route::Multi { first, step, kind } => {
             let parts = multikey::split(&args, first, step, &proxy.shards);
             if let [part] = &parts[..] {
-                forward(proxy, held, part.shard, request, &args, raw)
+                forward(proxy, (held, estimate), part.shard, request, &args, raw)
             } else {
                 let nkeys = (args.len() - first) / step;
                 let parts = parts
                     .into_iter()
                     .map(|part| {
-                        let slot = proxy.upstreams[part.shard].send(&part.request, held);
+                        let slot = proxy.upstreams[part.shard].send(&part.request, held, 0);
                         (part, slot)
                     })
                     .collect();
@@ -323,7 +384,7 @@ fn dispatch(
             resp::encode_command(&mut request, [&b"DBSIZE"[..]]);
             let parts = (0..proxy.upstreams.len())
                 .map(|shard| {
-                    let slot = proxy.upstreams[shard].send(&request, held);
+                    let slot = proxy.upstreams[shard].send(&request, held, 0);
                     let part = Part {
                         shard,
                         request: Vec::new(),
@@ -386,10 +447,10 @@ fn auth(proxy: &Proxy, client: &mut Client, out: &mut Vec<u8>, args: &[&[u8]]) {
 }
 
 /// Sends a request whole to `shard`, re-encoding inline commands as multibulk; its reply
-/// counts against `held`.
+/// counts against `held`, and is expected to be `estimate` bytes long.
 fn forward(
     proxy: &Proxy,
-    held: Option<&Rc<Held>>,
+    (held, estimate): (Option<&Rc<Held>>, usize),
     shard: usize,
     request: &Request,
     args: &[&[u8]],
@@ -399,9 +460,9 @@ fn forward(
     let slot = if request.inline {
         let mut encoded = Vec::new();
         resp::encode_command(&mut encoded, args.iter().copied());
-        upstream.send(&encoded, held)
+        upstream.send(&encoded, held, estimate)
     } else {
-        upstream.send(raw, held)
+        upstream.send(raw, held, estimate)
     };
     Pending::Forwarded { shard, slot }
 }

@@ -34,6 +34,8 @@ pub(crate) struct Snapshot {
     pub(crate) latency: Vec<Histogram<u64>>,
     /// The core's runtime counters (ring, executor, loop).
     pub(crate) runtime: corio::rt::Metrics,
+    /// The core's change to the buffer budget not yet added process-wide (see `flow`).
+    pub(crate) buffer_pending: isize,
 }
 
 /// Records one upstream reply of `shard` that took `elapsed`.
@@ -88,5 +90,6 @@ pub(crate) fn snapshot(core: CoreId) -> Snapshot {
         errors: c.errors.get(),
         latency: LATENCY.with(|l| l.borrow().clone()),
         runtime: corio::rt::metrics(),
+        buffer_pending: crate::flow::pending(),
     })
 }

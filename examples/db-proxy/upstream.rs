@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use corio::net::TcpStream;
 use corio::rt::{spawn, time};
 
-use crate::flow::{Held, ReplyBytes};
+use crate::flow::{Held, ReplyBytes, UPSTREAM_INFLIGHT};
 use crate::{resp, stats};
 
 /// The reply to one request, or the error text (without `-`) to send instead.
@@ -53,6 +53,8 @@ pub(crate) struct ReplySlot {
     owner: Option<Rc<Held>>,
     /// Set when the request timed out: its reply is dropped when it comes.
     abandoned: Cell<bool>,
+    /// The reply's expected size, counted in its connection's `inflight` until it comes.
+    estimate: usize,
 }
 
 impl ReplySlot {
@@ -149,12 +151,42 @@ impl Upstream {
     }
 
     /// Queues one encoded request; its reply lands in the returned slot, counted against
-    /// `owner`'s share of memory (the client that sent it).
-    pub(crate) fn send(self: &Rc<Self>, request: &[u8], owner: Option<&Rc<Held>>) -> Rc<ReplySlot> {
+    /// `owner`'s share of memory (the client that sent it). `estimate` is the reply's expected
+    /// size in bytes (0 if unknown), counted in the connection's bytes in flight.
+    pub(crate) fn send(
+        self: &Rc<Self>,
+        request: &[u8],
+        owner: Option<&Rc<Held>>,
+        estimate: usize,
+    ) -> Rc<ReplySlot> {
         match self.conn() {
-            Ok(conn) => conn.queue(request, owner),
+            Ok(conn) => conn.queue(request, owner, estimate),
             Err(error) => ReplySlot::ready(Err(error)),
         }
+    }
+
+    /// Whether the live connection expects more than [`UPSTREAM_INFLIGHT`] bytes of replies.
+    pub(crate) fn congested(&self) -> bool {
+        match &*self.state.borrow() {
+            State::Up(conn) => conn.inflight.get() > UPSTREAM_INFLIGHT,
+            _ => false,
+        }
+    }
+
+    /// Waits until the connection is no longer [`congested`](Self::congested) (or is gone).
+    pub(crate) async fn uncongested(&self) {
+        let conn = match &*self.state.borrow() {
+            State::Up(conn) => conn.clone(),
+            _ => return,
+        };
+        poll_fn(|cx| {
+            if conn.inflight.get() <= UPSTREAM_INFLIGHT || conn.failed.borrow().is_some() {
+                return Poll::Ready(());
+            }
+            conn.drained.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 
     /// A request on this upstream timed out (its slot is abandoned). The connection is given
@@ -258,6 +290,10 @@ struct Conn {
     /// connection: a connection with requests waiting and no progress for a request timeout
     /// is stuck.
     progress: Cell<Instant>,
+    /// Expected bytes of the replies still to come (the sum of their slots' estimates).
+    inflight: Cell<usize>,
+    /// Sessions waiting for `inflight` to drop to [`UPSTREAM_INFLIGHT`].
+    drained: RefCell<Vec<Waker>>,
 }
 
 impl Conn {
@@ -270,6 +306,19 @@ impl Conn {
             stream: RefCell::default(),
             failed: RefCell::default(),
             progress: Cell::new(Instant::now()),
+            inflight: Cell::new(0),
+            drained: RefCell::default(),
+        }
+    }
+
+    /// A slot left the FIFO (answered or failed): its estimate is no longer in flight.
+    fn settle(&self, slot: &ReplySlot) {
+        let inflight = self.inflight.get() - slot.estimate;
+        self.inflight.set(inflight);
+        if inflight <= UPSTREAM_INFLIGHT && slot.estimate > 0 {
+            for waker in self.drained.borrow_mut().drain(..) {
+                waker.wake();
+            }
         }
     }
 
@@ -280,7 +329,7 @@ impl Conn {
         format!("ERR upstream {} unavailable: {why}", self.upstream)
     }
 
-    fn queue(&self, request: &[u8], owner: Option<&Rc<Held>>) -> Rc<ReplySlot> {
+    fn queue(&self, request: &[u8], owner: Option<&Rc<Held>>, estimate: usize) -> Rc<ReplySlot> {
         if let Some(error) = &*self.failed.borrow() {
             return ReplySlot::ready(Err(error.clone()));
         }
@@ -288,8 +337,10 @@ impl Conn {
         let slot = Rc::new(ReplySlot {
             queued: Cell::new(Some(now)),
             owner: owner.cloned(),
+            estimate,
             ..ReplySlot::default()
         });
+        self.inflight.set(self.inflight.get() + estimate);
         self.out.borrow_mut().extend_from_slice(request);
         let mut pending = self.pending.borrow_mut();
         if pending.is_empty() {
@@ -323,9 +374,13 @@ impl Conn {
             .get_or_insert_with(|| error.to_owned());
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
         for slot in pending {
+            self.settle(&slot);
             slot.fill(Err(error.to_owned()));
         }
         self.out.borrow_mut().clear();
+        for waker in self.drained.borrow_mut().drain(..) {
+            waker.wake();
+        }
     }
 }
 
@@ -390,6 +445,7 @@ async fn read_until_failure(conn: &Conn, stream: &TcpStream, shard: usize) -> St
             let Some(slot) = conn.pending.borrow_mut().pop_front() else {
                 return "reply from upstream with no request pending".to_owned();
             };
+            conn.settle(&slot);
             if let Some(queued) = slot.queued.get() {
                 stats::record_latency(shard, queued.elapsed());
             }
