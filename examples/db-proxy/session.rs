@@ -58,7 +58,8 @@ struct Client {
     authenticated: bool,
     /// The bytes of replies this client holds in the proxy.
     held: Rc<Held>,
-    /// Whether requests must be refused with `-OOM` (the process is past its budget).
+    /// Whether forwarded requests get `-OOM` (the process stayed past its budget for a whole
+    /// request timeout): set for one batch.
     oom: bool,
     /// The expected size of this client's replies (its window's average; 0 while unknown).
     estimate: usize,
@@ -75,6 +76,9 @@ enum Stop {
     /// [`flow::UPSTREAM_INFLIGHT`] bytes of replies in flight: answer, wait for it to drain,
     /// then parse again.
     Congested(usize),
+    /// The next request goes upstream and the process is past its memory budget: answer,
+    /// wait for memory, then parse again.
+    OverBudget,
 }
 
 /// The client's input buffer, with the bytes it grew by taken from the process budget.
@@ -162,9 +166,6 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
     loop {
         let mut stop = Stop::Incomplete;
         if input.buf.len() >= need {
-            // Past the process budget, wait for clients to read what the proxy holds for
-            // them (bounded: then the requests get -OOM).
-            client.oom = flow::over_budget() && !wait_for_budget(&proxy).await;
             client.estimate = if std::mem::take(&mut force_next) {
                 0
             } else {
@@ -182,6 +183,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
             input.buf.drain(..consumed);
             input.shrink();
             need = need.saturating_sub(consumed);
+            client.oom = false;
         }
         if !queue.is_empty() {
             let _busy = shutdown::busy();
@@ -204,13 +206,15 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
                 // Bounded: past the request timeout the request is sent anyway.
                 let upstream = &proxy.upstreams[shard];
                 let timeout = proxy.config.upstream.request_timeout;
-                if time::timeout(timeout, upstream.uncongested())
+                force_next = time::timeout(timeout, upstream.uncongested())
                     .await
-                    .is_err()
-                {
-                    client.estimate = 0;
-                    force_next = true;
-                }
+                    .is_err();
+                continue;
+            }
+            Stop::OverBudget => {
+                // Wait for clients to read what the proxy holds for them; past the request
+                // timeout, the waiting requests get -OOM.
+                client.oom = !wait_for_budget(&proxy).await;
                 continue;
             }
             Stop::Incomplete => {}
@@ -220,7 +224,9 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         let limit = proxy.config.query_buffer_limit;
         let refusal = if input.buf.len() >= limit || need > limit {
             Some("ERR Protocol error: request exceeds --client-query-buffer-limit")
-        } else if !flow::fits(need.saturating_sub(input.buf.capacity())) || !input.reserve() {
+        } else if need > input.buf.capacity() && !flow::fits(need - input.buf.capacity())
+            || !input.reserve()
+        {
             // The length lines already say the request cannot fit the budget, or the buffer
             // cannot grow for the bytes that arrived.
             Some("OOM command not allowed when the proxy's buffers exceed --max-buffer-memory")
@@ -285,11 +291,9 @@ fn parse_batch(
         match resp::parse_request_resume(&input[start..], &proxy.limits, partial) {
             Ok(Parsed::Complete { request, consumed }) => {
                 let buf = &input[start..];
-                if client.estimate >= flow::LARGE_REPLY {
-                    if let Some(shard) = congested_shard(proxy, &request, buf) {
-                        // Not consumed: parsed again once the shard drains.
-                        return (start, 0, Stop::Congested(shard));
-                    }
+                if let Some(stop) = hold_back(proxy, client, &request, buf) {
+                    // Not consumed: parsed again after the wait.
+                    return (start, 0, stop);
                 }
                 if let Some(pending) = dispatch(proxy, client, &request, buf, &buf[..consumed]) {
                     queue.push_back(pending);
@@ -307,17 +311,29 @@ fn parse_batch(
     (start, 0, Stop::Incomplete)
 }
 
-/// The shard a single-key request goes to, if that shard's connection is congested.
-fn congested_shard(proxy: &Proxy, request: &Request, buf: &[u8]) -> Option<usize> {
-    if request.len() == 0 {
+/// Whether a request must wait before it is sent upstream: the process is past its budget
+/// (unless the client already waited a whole request timeout: it then gets -OOM), or the
+/// client's replies are large and the request's shard connection is congested. Requests the
+/// proxy answers itself (PING, INFO...) never wait.
+fn hold_back(proxy: &Proxy, client: &Client, request: &Request, buf: &[u8]) -> Option<Stop> {
+    let large = client.estimate >= flow::LARGE_REPLY;
+    let over = !client.oom && flow::over_budget();
+    if !(large || over) || request.len() == 0 {
         return None;
     }
     let args: Vec<&[u8]> = request.args(buf).collect();
-    let Ok(Route::Single { key }) = command::classify(&args) else {
-        return None;
-    };
-    let shard = proxy.shards.shard_of_key(args[key]);
-    proxy.upstreams[shard].congested().then_some(shard)
+    let route = command::classify(&args).ok()?;
+    match route {
+        Route::Local(_) => None,
+        _ if over => Some(Stop::OverBudget),
+        Route::Single { key } => {
+            let shard = proxy.shards.shard_of_key(args[key]);
+            proxy.upstreams[shard]
+                .congested()
+                .then_some(Stop::Congested(shard))
+        }
+        _ => None,
+    }
 }
 
 fn error(text: &str) -> Pending {
