@@ -106,10 +106,10 @@ pub(crate) fn pending() -> isize {
     LOCAL.with(|local| local.used.get())
 }
 
-/// Bytes held process-wide, exactly: [`USED`] plus every core's `pending` (gathered from
-/// each core by INFO).
-pub(crate) fn used_exactly(pending: impl Iterator<Item = isize>) -> usize {
-    usize::try_from(USED.load(Ordering::Relaxed) + pending.sum::<isize>()).unwrap_or(0)
+/// Bytes held process-wide: [`USED`] plus every core's `pending` (gathered from each core by
+/// INFO; exact when nothing moves meanwhile). Signed, so that accounting drift would show.
+pub(crate) fn used_exactly(pending: impl Iterator<Item = isize>) -> isize {
+    USED.load(Ordering::Relaxed) + pending.sum::<isize>()
 }
 
 /// The budget (INFO's `max_buffer_memory`).
@@ -118,8 +118,15 @@ pub(crate) fn budget() -> usize {
 }
 
 /// Whether the process holds more than its budget.
-pub(crate) fn over_budget() -> bool {
+#[cfg(test)]
+fn over_budget() -> bool {
     used() > budget()
+}
+
+/// Whether the process holds more than its budget, not counting `own` bytes (those of the
+/// client asking, which it cannot wait for).
+pub(crate) fn over_budget_besides(own: usize) -> bool {
+    used().saturating_sub(own) > budget()
 }
 
 /// Whether `n` more bytes would fit the budget now.
@@ -171,7 +178,7 @@ pub(crate) fn trim_thread() {
         .spawn(|| loop {
             std::thread::sleep(std::time::Duration::from_secs(1));
             if FREED.load(Ordering::Relaxed) >= TRIM_AFTER {
-                FREED.store(0, Ordering::Relaxed);
+                FREED.swap(0, Ordering::Relaxed);
                 trim();
             }
         });
@@ -206,6 +213,31 @@ fn trim() {
 
 #[cfg(not(target_env = "gnu"))]
 fn trim() {}
+
+/// Bytes of one buffer counted against the budget whatever it holds (an upstream's read
+/// buffer growing for a large reply): given back when dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Counted {
+    bytes: usize,
+}
+
+impl Counted {
+    /// Counts `bytes` from now on, instead of what was counted before.
+    pub(crate) fn set(&mut self, bytes: usize) {
+        if bytes > self.bytes {
+            take(bytes - self.bytes);
+        } else {
+            give_back(self.bytes - bytes);
+        }
+        self.bytes = bytes;
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        give_back(self.bytes);
+    }
+}
 
 /// The bytes one client holds in the proxy: replies read for it and not yet written.
 #[derive(Debug)]

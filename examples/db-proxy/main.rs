@@ -76,7 +76,7 @@ struct Args {
     proto_max_bulk_len: usize,
     /// Most bytes of replies the proxy holds for one client that has not read them; past it
     /// the client is closed, as redis-server does past its output buffer limit. One reply is
-    /// never too big on its own.
+    /// never too big on its own. 0: no limit.
     #[arg(long, default_value_t = 1 << 30)]
     client_output_buffer_limit: usize,
     /// Most bytes all clients together may make the proxy hold (grown request buffers and
@@ -274,7 +274,11 @@ fn run(args: Args) -> io::Result<()> {
         },
         max_clients: max_clients(args.max_clients, cores, upstream_addrs.len()),
         query_buffer_limit: args.client_query_buffer_limit.max(1024),
-        client_output_limit: args.client_output_buffer_limit.max(1024),
+        // 0: no limit, as redis-server's `client-output-buffer-limit normal 0 0 0`.
+        client_output_limit: match args.client_output_buffer_limit {
+            0 => usize::MAX,
+            bytes => bytes,
+        },
         max_pending: args.max_pending,
         client_write_timeout: Duration::from_millis(args.client_write_timeout_ms.max(1)),
         client_idle_timeout: (args.client_idle_timeout_secs > 0)

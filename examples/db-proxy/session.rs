@@ -63,6 +63,8 @@ struct Client {
     oom: bool,
     /// The expected size of this client's replies (its window's average; 0 while unknown).
     estimate: usize,
+    /// Bytes of the budget this client's own input buffer takes (not a reason for it to wait).
+    own: usize,
 }
 
 /// Why a batch of requests stopped.
@@ -89,19 +91,34 @@ struct Input {
 }
 
 impl Input {
-    /// Makes room for at least 4 KiB more, growing by what has arrived (never by what a length
-    /// line claims); `false` if the budget cannot cover the growth.
-    fn reserve(&mut self) -> bool {
-        if self.buf.capacity() - self.buf.len() >= 4096 {
+    /// How many bytes [`reserve`](Self::reserve) would grow the buffer by (0: it has room).
+    /// The capacity doubles (by at most 1 MiB at a time, so it follows what has arrived, never
+    /// a length line's claim alone) but does not pass `need`, the length the request needs.
+    fn growth(&self, need: usize) -> usize {
+        let (len, capacity) = (self.buf.len(), self.buf.capacity());
+        if capacity - len >= 4096 {
+            return 0;
+        }
+        let mut target = len + len.clamp(BUF_SIZE, 1 << 20);
+        if need > len {
+            target = target.min(need.max(len + 4096));
+        }
+        target - capacity
+    }
+
+    /// Makes room for at least 4 KiB more (see [`growth`](Self::growth)), taking the growth
+    /// from the budget first; `false` if it does not fit.
+    fn reserve(&mut self, need: usize) -> bool {
+        let grow = self.growth(need);
+        if grow == 0 {
             return true;
         }
-        let grow = self.buf.len().clamp(BUF_SIZE, 1 << 20);
         if !flow::try_take(grow) {
             return false;
         }
         let before = self.buf.capacity();
-        self.buf.reserve(grow);
-        // `reserve` may grow by more (doubling) or less (spare capacity) than asked.
+        self.buf.reserve_exact(before + grow - self.buf.len());
+        // The allocator may give more than asked.
         let grown = self.buf.capacity() - before;
         if grown > grow {
             flow::take(grown - grow);
@@ -150,6 +167,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         held: Held::new(proxy.config.client_output_limit),
         oom: false,
         estimate: 0,
+        own: 0,
     };
     let mut input = Input {
         buf: Vec::with_capacity(BUF_SIZE),
@@ -171,6 +189,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
             } else {
                 window.estimate()
             };
+            client.own = input.taken;
             let consumed;
             (consumed, need, stop) = parse_batch(
                 &input.buf,
@@ -214,7 +233,8 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
             Stop::OverBudget => {
                 // Wait for clients to read what the proxy holds for them; past the request
                 // timeout, the waiting requests get -OOM.
-                client.oom = !wait_for_budget(&proxy).await;
+                let own = input.taken;
+                client.oom = !wait_for_memory(&proxy, || !flow::over_budget_besides(own)).await;
                 continue;
             }
             Stop::Incomplete => {}
@@ -222,16 +242,19 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         // Refused as soon as the request is known to be too big (a length line says so), not
         // after buffering all of it.
         let limit = proxy.config.query_buffer_limit;
+        const OOM: &str =
+            "OOM command not allowed when the proxy's buffers exceed --max-buffer-memory";
         let refusal = if input.buf.len() >= limit || need > limit {
             Some("ERR Protocol error: request exceeds --client-query-buffer-limit")
-        } else if need > input.buf.capacity() && !flow::fits(need - input.buf.capacity())
-            || !input.reserve()
-        {
-            // The length lines already say the request cannot fit the budget, or the buffer
-            // cannot grow for the bytes that arrived.
-            Some("OOM command not allowed when the proxy's buffers exceed --max-buffer-memory")
-        } else {
+        } else if need > flow::budget() {
+            Some(OOM) // the length lines say it can never fit
+        } else if input.reserve(need) {
             None
+        } else {
+            // Other clients hold the memory now: wait for it (bounded), as requests do.
+            let grow = input.growth(need);
+            let freed = wait_for_memory(&proxy, || flow::fits(grow)).await;
+            (!(freed && input.reserve(need))).then_some(OOM)
         };
         if let Some(text) = refusal {
             let mut out = Vec::new();
@@ -258,11 +281,11 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
     flow::freed(output.capacity());
 }
 
-/// Waits, up to the request timeout, for the process to be back within its budget; `false`
-/// if it is not.
-async fn wait_for_budget(proxy: &Proxy) -> bool {
+/// Waits, up to the request timeout, until `ready` says there is memory (other clients
+/// read what the proxy holds for them, or are closed); `false` if there is not.
+async fn wait_for_memory(proxy: &Proxy, ready: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + proxy.config.upstream.request_timeout;
-    while flow::over_budget() {
+    while !ready() {
         if Instant::now() >= deadline {
             return false;
         }
@@ -317,7 +340,7 @@ fn parse_batch(
 /// proxy answers itself (PING, INFO...) never wait.
 fn hold_back(proxy: &Proxy, client: &Client, request: &Request, buf: &[u8]) -> Option<Stop> {
     let large = client.estimate >= flow::LARGE_REPLY;
-    let over = !client.oom && flow::over_budget();
+    let over = !client.oom && flow::over_budget_besides(client.own);
     if !(large || over) || request.len() == 0 {
         return None;
     }
@@ -586,13 +609,19 @@ async fn answer(
             }
             Pending::Split { kind, nkeys, parts } => {
                 let mut replies = Vec::with_capacity(parts.len());
+                let mut counted = Vec::with_capacity(parts.len());
                 for (part, slot) in &parts {
                     let reply = wait(proxy, part.shard, slot, deadline).await;
                     if held.is_cut() {
                         return Err(());
                     }
                     upstream_bytes += reply.as_ref().map_or(0, |r| r.len());
-                    replies.push(reply.map(|mut r| r.take()));
+                    // The bytes move out for the merge, but stay counted until written.
+                    replies.push(reply.map(|mut r| {
+                        let bytes = r.take();
+                        counted.push(r);
+                        bytes
+                    }));
                 }
                 let parts: Vec<Part> = parts.into_iter().map(|(part, _)| part).collect();
                 let merged = multikey::merge(kind, &parts, &replies, nkeys);
@@ -601,6 +630,7 @@ async fn answer(
                     stats::error();
                 }
                 push(proxy, stream, output, &merged).await?;
+                counted.clear();
             }
         }
     }

@@ -26,10 +26,11 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use corio::io::buf::IoBuf;
 use corio::net::TcpStream;
 use corio::rt::{spawn, time};
 
-use crate::flow::{Held, ReplyBytes, UPSTREAM_INFLIGHT};
+use crate::flow::{self, Held, ReplyBytes, UPSTREAM_INFLIGHT};
 use crate::{resp, stats};
 
 /// The reply to one request, or the error text (without `-`) to send instead.
@@ -168,7 +169,7 @@ impl Upstream {
     /// Whether the live connection expects more than [`UPSTREAM_INFLIGHT`] bytes of replies.
     pub(crate) fn congested(&self) -> bool {
         match &*self.state.borrow() {
-            State::Up(conn) => conn.inflight.get() > UPSTREAM_INFLIGHT,
+            State::Up(conn) => conn.congested(),
             _ => false,
         }
     }
@@ -180,10 +181,13 @@ impl Upstream {
             _ => return,
         };
         poll_fn(|cx| {
-            if conn.inflight.get() <= UPSTREAM_INFLIGHT || conn.failed.borrow().is_some() {
+            if !conn.congested() {
                 return Poll::Ready(());
             }
-            conn.drained.borrow_mut().push(cx.waker().clone());
+            let mut drained = conn.drained.borrow_mut();
+            if !drained.iter().any(|w| w.will_wake(cx.waker())) {
+                drained.push(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await
@@ -311,14 +315,26 @@ impl Conn {
         }
     }
 
+    /// Whether more than [`UPSTREAM_INFLIGHT`] bytes of replies are expected (never once the
+    /// connection has failed: its requests are about to fail, and waiting on it would wait
+    /// for the task that fails them).
+    fn congested(&self) -> bool {
+        self.inflight.get() > UPSTREAM_INFLIGHT && self.failed.borrow().is_none()
+    }
+
+    /// Wakes the sessions waiting for this connection to drain.
+    fn wake_drained(&self) {
+        for waker in self.drained.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
     /// A slot left the FIFO (answered or failed): its estimate is no longer in flight.
     fn settle(&self, slot: &ReplySlot) {
         let inflight = self.inflight.get() - slot.estimate;
         self.inflight.set(inflight);
         if inflight <= UPSTREAM_INFLIGHT && slot.estimate > 0 {
-            for waker in self.drained.borrow_mut().drain(..) {
-                waker.wake();
-            }
+            self.wake_drained();
         }
     }
 
@@ -341,6 +357,8 @@ impl Conn {
             ..ReplySlot::default()
         });
         self.inflight.set(self.inflight.get() + estimate);
+        // Counted until written (or failed): a slow upstream holds these bytes.
+        flow::take(request.len());
         self.out.borrow_mut().extend_from_slice(request);
         let mut pending = self.pending.borrow_mut();
         if pending.is_empty() {
@@ -365,6 +383,7 @@ impl Conn {
         if let Some(waker) = self.writer.borrow_mut().take() {
             waker.wake();
         }
+        self.wake_drained();
     }
 
     /// Fails every request still waiting with `error`, the connection's error reply.
@@ -377,10 +396,11 @@ impl Conn {
             self.settle(&slot);
             slot.fill(Err(error.to_owned()));
         }
-        self.out.borrow_mut().clear();
-        for waker in self.drained.borrow_mut().drain(..) {
-            waker.wake();
-        }
+        let mut out = self.out.borrow_mut();
+        flow::give_back(out.len());
+        out.clear();
+        drop(out);
+        self.wake_drained();
     }
 }
 
@@ -401,8 +421,8 @@ async fn write_requests(conn: &Conn, stream: &TcpStream) {
         }
         batch.clear();
         std::mem::swap(&mut batch, &mut *conn.out.borrow_mut());
-        let (res, back) = stream.write_all(batch).await;
-        batch = back;
+        let res = write_batch(conn, stream, &mut batch).await;
+        flow::give_back(batch.len());
         if batch.capacity() > SHRINK_ABOVE {
             // One large request: do not keep its buffer for the connection's lifetime.
             crate::flow::freed(batch.capacity());
@@ -415,6 +435,25 @@ async fn write_requests(conn: &Conn, stream: &TcpStream) {
     }
 }
 
+/// Writes all of `batch`. A partial write means the socket's buffers were full and the
+/// upstream took some bytes: that is progress, so a long write of a large request to a slow
+/// upstream is not mistaken for a stuck one.
+async fn write_batch(conn: &Conn, stream: &TcpStream, batch: &mut Vec<u8>) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < batch.len() {
+        let (res, back) = stream.write(std::mem::take(batch).slice(sent..)).await;
+        *batch = back.into_inner();
+        match res? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => sent += n,
+        }
+        if sent < batch.len() {
+            conn.progress.set(Instant::now());
+        }
+    }
+    Ok(())
+}
+
 /// Reads replies and fills slots in FIFO order until EOF or an error, then ends the
 /// connection (`conn.failed` says why).
 async fn read_replies(conn: Rc<Conn>, stream: Rc<TcpStream>, shard: usize) {
@@ -424,9 +463,12 @@ async fn read_replies(conn: Rc<Conn>, stream: Rc<TcpStream>, shard: usize) {
 
 async fn read_until_failure(conn: &Conn, stream: &TcpStream, shard: usize) -> String {
     let mut buf: Vec<u8> = Vec::with_capacity(BUF_SIZE);
+    // The buffer's growth for a reply still arriving counts against the budget.
+    let mut counted = flow::Counted::default();
     loop {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(buf.len().max(BUF_SIZE));
+            counted.set(buf.capacity().saturating_sub(BUF_SIZE));
         }
         let (res, back) = stream.read(buf).await;
         buf = back;
@@ -466,6 +508,7 @@ async fn read_until_failure(conn: &Conn, stream: &TcpStream, shard: usize) -> St
             crate::flow::freed(buf.capacity());
             buf.shrink_to(BUF_SIZE);
         }
+        counted.set(buf.capacity().saturating_sub(BUF_SIZE));
     }
 }
 
