@@ -33,16 +33,23 @@ fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// A redis-server, a proxy in front of it started with `extra` arguments, and a client that
+/// has set `{t}big` (1 MiB) and `{t}small` (`v`): both keys on one shard, so on one upstream
+/// connection per core.
+fn big_and_small(extra: &[&str]) -> (RedisServer, Proxy, support::RespConn) {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_with(&[redis.port()], extra);
+    let mut client = proxy.conn();
+    let big = "x".repeat(1 << 20);
+    assert_eq!(client.cmd(&["SET", "{t}big", &big]), Reply::ok());
+    assert_eq!(client.cmd(&["SET", "{t}small", "v"]), Reply::ok());
+    (redis, proxy, client)
+}
+
 #[test]
 fn a_pipeline_of_large_replies_never_read_does_not_delay_another_client_or_grow_memory() {
     let _serial = support::serial();
-    let redis = RedisServer::start();
-    let proxy = Proxy::start_with(&[redis.port()], &["--client-write-timeout-ms", "3000"]);
-    let mut victim = proxy.conn();
-    // Both keys on one shard and one upstream connection per core ({t}).
-    let big = "x".repeat(1 << 20);
-    assert_eq!(victim.cmd(&["SET", "{t}big", &big]), Reply::ok());
-    assert_eq!(victim.cmd(&["SET", "{t}small", "v"]), Reply::ok());
+    let (_redis, proxy, mut victim) = big_and_small(&["--client-write-timeout-ms", "3000"]);
     let base = proxy.rss_mib();
 
     // Four clients pipeline 2,000 GETs of the 1 MiB value each (8 GB of replies) and never
@@ -99,12 +106,7 @@ fn a_pipeline_of_large_replies_never_read_does_not_delay_another_client_or_grow_
 #[test]
 fn clients_reading_large_values_as_fast_as_they_can_take_turns_and_small_requests_pass() {
     let _serial = support::serial();
-    let redis = RedisServer::start();
-    let proxy = Proxy::start_with(&[redis.port()], &["--cores", "1"]);
-    let mut victim = proxy.conn();
-    let big = "x".repeat(1 << 20);
-    assert_eq!(victim.cmd(&["SET", "{t}big", &big]), Reply::ok());
-    assert_eq!(victim.cmd(&["SET", "{t}small", "v"]), Reply::ok());
+    let (_redis, proxy, mut victim) = big_and_small(&["--cores", "1"]);
 
     // Twelve clients GET the 1 MiB value in pipelines of 32 and read every reply, for 3 s:
     // about 16 of each one's requests are in flight at a time, and the shard's connection
@@ -148,11 +150,7 @@ fn clients_reading_large_values_as_fast_as_they_can_take_turns_and_small_request
 #[test]
 fn an_upstream_dying_under_clients_waiting_for_it_to_drain_leaves_the_core_serving() {
     let _serial = support::serial();
-    let redis = RedisServer::start();
-    let proxy = Proxy::start_with(&[redis.port()], &["--cores", "1"]);
-    let mut victim = proxy.conn();
-    let big = "x".repeat(1 << 20);
-    assert_eq!(victim.cmd(&["SET", "{t}big", &big]), Reply::ok());
+    let (redis, proxy, mut victim) = big_and_small(&["--cores", "1"]);
     // Twelve clients keep the connection past its bound, so some of them wait for it to drain.
     let readers: Vec<_> = (0..12)
         .map(|_| {
@@ -379,22 +377,14 @@ fn the_process_budget_refuses_a_request_that_cannot_fit_at_its_length_line() {
 #[test]
 fn past_the_budget_requests_wait_for_memory_and_are_served_once_the_hog_is_closed() {
     let _serial = support::serial();
-    let redis = RedisServer::start();
-    let proxy = Proxy::start_with(
-        &[redis.port()],
-        &[
-            "--max-buffer-memory",
-            "2097152",
-            "--client-write-timeout-ms",
-            "2000",
-            "--cores",
-            "1",
-        ],
-    );
-    let mut victim = proxy.conn();
-    let big = "x".repeat(1 << 20);
-    assert_eq!(victim.cmd(&["SET", "{t}big", &big]), Reply::ok());
-    assert_eq!(victim.cmd(&["SET", "{t}small", "v"]), Reply::ok());
+    let (_redis, proxy, mut victim) = big_and_small(&[
+        "--max-buffer-memory",
+        "2097152",
+        "--client-write-timeout-ms",
+        "2000",
+        "--cores",
+        "1",
+    ]);
     // A client that never reads makes the proxy hold what of its window of 1 MiB replies the
     // sockets' buffers do not take: past the 2 MiB budget.
     let mut hog = raw(&proxy);
