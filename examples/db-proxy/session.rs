@@ -25,6 +25,10 @@ use crate::resp::{self, Parsed, Request};
 use crate::upstream::{Reply, ReplySlot};
 use crate::{shutdown, stats, Proxy};
 
+mod local;
+
+use local::{allowed_before_auth, info_sections};
+
 /// The capacity session buffers start with and shrink back to.
 const BUF_SIZE: usize = 16 * 1024;
 /// Buffers above this capacity are given back once their large contents are gone.
@@ -445,44 +449,13 @@ fn dispatch(
                 .collect(),
         ),
         Route::Local(cmd) => {
-            let out = local(proxy, client, cmd, &args);
+            let out = local::local(proxy, client, cmd, &args);
             if out.first() == Some(&b'-') {
                 stats::error();
             }
             Pending::Ready(out)
         }
     })
-}
-
-/// The commands a client may send before it has authenticated, as redis-server allows.
-fn allowed_before_auth(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"auth") || name.eq_ignore_ascii_case(b"quit")
-}
-
-/// `AUTH [username] password` against `--requirepass` (user `default` only).
-fn auth(proxy: &Proxy, client: &mut Client, out: &mut Vec<u8>, args: &[&[u8]]) {
-    let Some(expected) = &proxy.config.requirepass else {
-        return resp::write_error(
-            out,
-            "ERR AUTH <password> called without any password configured for the default user. \
-             Are you sure your configuration is correct?",
-        );
-    };
-    let given = match args {
-        [_, password] => password,
-        [_, user, password] if user.eq_ignore_ascii_case(b"default") => password,
-        [_, _, _] => &&b""[..], // any other user cannot match
-        _ => return resp::write_error(out, "ERR syntax error"),
-    };
-    if *given == expected.as_bytes() && !expected.is_empty() {
-        client.authenticated = true;
-        resp::write_simple(out, "OK");
-    } else {
-        resp::write_error(
-            out,
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        );
-    }
 }
 
 /// Sends a request whole to `shard`, re-encoding inline commands as multibulk; its reply
@@ -667,190 +640,5 @@ async fn wait(proxy: &Proxy, shard: usize, slot: &ReplySlot, deadline: Instant) 
 fn count_reply(bytes: &[u8]) {
     if bytes.first() == Some(&b'-') {
         stats::error();
-    }
-}
-
-/// Answers the commands the proxy handles itself.
-fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::new();
-    match cmd {
-        LocalCmd::Ping => match args.get(1) {
-            Some(message) => resp::write_bulk(&mut out, message),
-            None => resp::write_simple(&mut out, "PONG"),
-        },
-        LocalCmd::Echo => resp::write_bulk(&mut out, args[1]),
-        LocalCmd::Quit => {
-            client.closing = true;
-            resp::write_simple(&mut out, "OK");
-        }
-        LocalCmd::Command => command_command(&mut out, args),
-        LocalCmd::Reset => {
-            // As redis-server: no name, database 0, and unauthenticated again if a password
-            // is required.
-            client.name = None;
-            client.authenticated = proxy.config.requirepass.is_none();
-            resp::write_simple(&mut out, "RESET");
-        }
-        LocalCmd::Select => match resp::parse_i64(args[1]) {
-            Some(0) => resp::write_simple(&mut out, "OK"),
-            Some(_) => resp::write_error(&mut out, "ERR DB index is out of range"),
-            None => resp::write_error(&mut out, "ERR value is not an integer or out of range"),
-        },
-        LocalCmd::Hello => hello(&mut out, args),
-        LocalCmd::Client => client_command(&mut out, client, args),
-        // Routed to `Pending::Info` by `dispatch`, which gathers every core's counters.
-        LocalCmd::Info => resp::write_error(&mut out, "ERR INFO is answered after gathering"),
-        LocalCmd::Auth => auth(proxy, client, &mut out, args),
-    }
-    out
-}
-
-/// The `# Section` blocks of an INFO text that `sections` names (any case); all of them when
-/// `sections` is empty or names `all`, `everything` or `default`, as redis-server does.
-fn info_sections(text: &str, sections: &[String]) -> String {
-    if sections.is_empty()
-        || sections
-            .iter()
-            .any(|s| matches!(s.as_str(), "all" | "everything" | "default"))
-    {
-        return text.to_string();
-    }
-    let mut out = String::new();
-    let mut keep = false;
-    for line in text.split_inclusive("\r\n") {
-        if let Some(name) = line.strip_prefix("# ") {
-            keep = sections.contains(&name.trim_end().to_ascii_lowercase());
-        }
-        if keep {
-            out.push_str(line);
-        }
-    }
-    out
-}
-
-/// `COMMAND [COUNT | LIST | INFO name... | DOCS name...]`: what client libraries ask when they
-/// start. INFO gives redis-server's 10-field entries (name, arity, flags, first key, last key,
-/// step, ACL categories, tips, key specs, subcommands) with the lists left empty, and a null
-/// for a command the proxy does not serve; DOCS gives an empty map.
-fn command_command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    let write_info = |out: &mut Vec<u8>, info: Option<command::CommandInfo>| match info {
-        None => resp::write_null(out),
-        Some(info) => {
-            resp::write_array_len(out, 10);
-            resp::write_bulk(out, info.name.as_bytes());
-            resp::write_integer(out, i64::from(info.arity));
-            resp::write_array_len(out, 0);
-            resp::write_integer(out, info.keys.0);
-            resp::write_integer(out, info.keys.1);
-            resp::write_integer(out, info.keys.2);
-            for _ in 0..4 {
-                resp::write_array_len(out, 0);
-            }
-        }
-    };
-    let Some(sub) = args.get(1) else {
-        let all: Vec<_> = command::served().collect();
-        resp::write_array_len(out, all.len());
-        for info in all {
-            write_info(out, Some(info));
-        }
-        return;
-    };
-    match &sub.to_ascii_lowercase()[..] {
-        b"count" if args.len() == 2 => {
-            resp::write_integer(out, command::served().count() as i64);
-        }
-        b"list" if args.len() == 2 => {
-            let names: Vec<_> = command::served().map(|i| i.name).collect();
-            resp::write_array_len(out, names.len());
-            for name in names {
-                resp::write_bulk(out, name.as_bytes());
-            }
-        }
-        b"info" if args.len() == 2 => command_command(out, &args[..1]),
-        b"info" => {
-            resp::write_array_len(out, args.len() - 2);
-            for name in &args[2..] {
-                write_info(out, command::info(name));
-            }
-        }
-        b"docs" => resp::write_array_len(out, 0),
-        _ => resp::write_error(
-            out,
-            &format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
-                command::sanitize(sub)
-            ),
-        ),
-    }
-}
-
-/// `HELLO [protover]`: RESP2 only; the reply mirrors redis-server's, as a flat array.
-fn hello(out: &mut Vec<u8>, args: &[&[u8]]) {
-    if let Some(version) = args.get(1) {
-        match resp::parse_i64(version) {
-            Some(2) => {}
-            Some(3) => return resp::write_error(out, "NOPROTO unsupported protocol version"),
-            _ => {
-                return resp::write_error(
-                    out,
-                    "ERR Protocol version is not an integer or out of range",
-                )
-            }
-        }
-    }
-    if args.len() > 2 {
-        return resp::write_error(
-            out,
-            "ERR HELLO options (AUTH, SETNAME) are not supported by this proxy",
-        );
-    }
-    resp::write_array_len(out, 14);
-    for (key, value) in [
-        ("server", "redis"),
-        ("version", "7.0.0"),
-        ("proto", ""),
-        ("id", ""),
-        ("mode", "standalone"),
-        ("role", "master"),
-        ("modules", ""),
-    ] {
-        resp::write_bulk(out, key.as_bytes());
-        match key {
-            "proto" => resp::write_integer(out, 2),
-            "id" => resp::write_integer(out, 0),
-            "modules" => resp::write_array_len(out, 0),
-            _ => resp::write_bulk(out, value.as_bytes()),
-        }
-    }
-}
-
-/// `CLIENT SETNAME|GETNAME|SETINFO|ID`: what client libraries send when they connect.
-fn client_command(out: &mut Vec<u8>, client: &mut Client, args: &[&[u8]]) {
-    let sub = args[1].to_ascii_lowercase();
-    match (&sub[..], args.len()) {
-        (b"setname", 3) => {
-            if args[2].iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-                return resp::write_error(
-                    out,
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                );
-            }
-            client.name = (!args[2].is_empty()).then(|| args[2].to_vec());
-            resp::write_simple(out, "OK");
-        }
-        (b"getname", 2) => match &client.name {
-            Some(name) => resp::write_bulk(out, name),
-            None => resp::write_null(out),
-        },
-        (b"setinfo", 4) => resp::write_simple(out, "OK"),
-        (b"id", 2) => resp::write_integer(out, 0),
-        _ => resp::write_error(
-            out,
-            &format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
-                command::sanitize(args[1])
-            ),
-        ),
     }
 }
