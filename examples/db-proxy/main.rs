@@ -16,9 +16,11 @@
 
 mod accept;
 mod backend;
+mod cluster;
 mod command;
 mod flow;
 mod multikey;
+mod proxy;
 mod resp;
 #[cfg(test)]
 mod resp_props;
@@ -40,8 +42,9 @@ use clap::Parser;
 use corio::net::{reuseport_listeners, TcpListener};
 use corio::rt::{spawn, CoreId, Runtime};
 
+use proxy::{Config, Proxy, Router};
 use shard::ShardMap;
-use upstream::{Upstream, UpstreamConfig};
+use upstream::UpstreamConfig;
 
 /// A Redis-protocol sharding proxy: one event loop per core, io_uring underneath.
 #[derive(Parser, Debug)]
@@ -57,6 +60,17 @@ struct Args {
     /// two embedded backends are started.
     #[arg(long = "upstream", value_name = "HOST:PORT")]
     upstreams: Vec<String>,
+    /// A Redis Cluster node, HOST:PORT, instead of `--upstream`: repeat for more seeds (any one
+    /// reachable is enough). The proxy learns the slot map and follows MOVED and ASK itself.
+    #[arg(
+        long = "cluster",
+        value_name = "HOST:PORT",
+        conflicts_with = "upstreams"
+    )]
+    cluster: Vec<String>,
+    /// How often the cluster's slot map is refreshed when nothing else triggers it, in ms.
+    #[arg(long, default_value_t = 1000)]
+    cluster_refresh_ms: u64,
     /// How long connecting to an upstream may take, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     connect_timeout_ms: u64,
@@ -104,114 +118,6 @@ struct Args {
     client_idle_timeout_secs: u64,
 }
 
-/// Settings every core shares (copied to each).
-#[derive(Clone, Debug)]
-struct Config {
-    upstream: UpstreamConfig,
-    max_clients: usize,
-    /// `--client-query-buffer-limit`.
-    query_buffer_limit: usize,
-    /// `--client-output-buffer-limit`.
-    client_output_limit: usize,
-    max_pending: usize,
-    client_write_timeout: Duration,
-    /// How long a client may send nothing before it is disconnected (`None`: forever).
-    client_idle_timeout: Option<Duration>,
-    /// The password clients must AUTH with, if any.
-    requirepass: Option<Arc<str>>,
-}
-
-/// One core's proxy: its upstream connections and counters.
-struct Proxy {
-    core: CoreId,
-    config: Config,
-    limits: resp::Limits,
-    shards: ShardMap,
-    upstreams: Vec<Rc<Upstream>>,
-}
-
-impl Proxy {
-    /// The INFO text: every core's counters (gathered by the caller) and the shard map.
-    fn info(&self, cores: &[stats::Snapshot]) -> String {
-        let sum = |f: fn(&stats::Snapshot) -> u64| cores.iter().map(f).sum::<u64>();
-        let mut info = String::from("# Server\r\nredis_version:7.0.0\r\nproxy:corio db-proxy\r\n");
-        info += &format!(
-            "cores:{}\r\nserved_by_core:{}\r\n",
-            cores.len(),
-            self.core.0
-        );
-        info += "# Clients\r\n";
-        info += &format!("connected_clients:{}\r\n", sum(|c| c.clients));
-        info += "# Memory\r\n";
-        info += &format!("used_memory_rss:{}\r\n", resident_bytes());
-        let pending = cores.iter().map(|c| c.buffer_pending);
-        info += &format!("buffer_memory:{}\r\n", flow::used_exactly(pending));
-        info += &format!("max_buffer_memory:{}\r\n", flow::budget());
-        info += "# Stats\r\n";
-        info += &format!("total_commands_processed:{}\r\n", sum(|c| c.requests));
-        info += &format!("total_error_replies:{}\r\n", sum(|c| c.errors));
-        for c in cores {
-            info += &format!(
-                "core{}:clients={},commands={},errors={}\r\n",
-                c.core, c.clients, c.requests, c.errors
-            );
-        }
-        info += "# Shards\r\n";
-        for (i, upstream) in self.upstreams.iter().enumerate() {
-            let slots = self.shards.slots_of(i);
-            info += &format!(
-                "shard{i}:addr={},slots={}-{}\r\n",
-                upstream.addr,
-                slots.start,
-                slots.end - 1
-            );
-        }
-        info += "# Runtime\r\n";
-        let mut total = corio::rt::Metrics::default();
-        for c in cores {
-            total.merge(&c.runtime);
-        }
-        for (name, value) in total.fields() {
-            info += &format!("corio_{name}:{value}\r\n");
-        }
-        for c in cores {
-            let fields: Vec<String> = c
-                .runtime
-                .fields()
-                .iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect();
-            info += &format!("core{}_runtime:{}\r\n", c.core, fields.join(","));
-        }
-        info += "# Latency\r\n";
-        for i in 0..self.upstreams.len() {
-            let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
-            for histogram in cores.iter().filter_map(|c| c.latency.get(i)) {
-                match &mut merged {
-                    Some(m) => {
-                        let _ = m.add(histogram);
-                    }
-                    None => merged = Some(histogram.clone()),
-                }
-            }
-            let Some(h) = merged.filter(|h| !h.is_empty()) else {
-                info += &format!("shard{i}_latency_usec:count=0\r\n");
-                continue;
-            };
-            info += &format!(
-                "shard{i}_latency_usec:count={},p50={},p90={},p99={},p999={},max={}\r\n",
-                h.len(),
-                h.value_at_quantile(0.5),
-                h.value_at_quantile(0.9),
-                h.value_at_quantile(0.99),
-                h.value_at_quantile(0.999),
-                h.max()
-            );
-        }
-        info
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
@@ -248,7 +154,14 @@ fn run(args: Args) -> io::Result<()> {
         .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {listen}: {err}")))?;
     let local = listeners[0].local_addr()?;
 
-    let (upstream_addrs, backends) = if args.upstreams.is_empty() {
+    let seeds = args
+        .cluster
+        .iter()
+        .map(|u| resolve(u, "--cluster"))
+        .collect::<io::Result<Vec<_>>>()?;
+    let (upstream_addrs, backends) = if !seeds.is_empty() {
+        (Vec::new(), Vec::new())
+    } else if args.upstreams.is_empty() {
         // Two embedded backends, each with one listener per core on its own loopback port.
         let backends = (0..2)
             .map(|_| reuseport_listeners("127.0.0.1:0".parse().expect("literal"), cores))
@@ -272,7 +185,11 @@ fn run(args: Args) -> io::Result<()> {
             request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
             password: args.upstream_password.as_deref().map(Arc::from),
         },
-        max_clients: max_clients(args.max_clients, cores, upstream_addrs.len()),
+        max_clients: max_clients(
+            args.max_clients,
+            cores,
+            upstream_addrs.len().max(seeds.len()),
+        ),
         query_buffer_limit: args.client_query_buffer_limit.max(1024),
         // 0: no limit, as redis-server's `client-output-buffer-limit normal 0 0 0`.
         client_output_limit: match args.client_output_buffer_limit {
@@ -301,22 +218,43 @@ fn run(args: Args) -> io::Result<()> {
         .map(std::net::TcpListener::try_clone)
         .collect::<io::Result<Vec<_>>>()?;
     let runtime = Runtime::builder().cores(cores).build()?;
+    // In cluster mode, the first slot map before any client: a cluster no seed describes is
+    // an error at start, not a proxy that answers CLUSTERDOWN to everything.
+    let cluster_map = if seeds.is_empty() {
+        None
+    } else {
+        let interval = Duration::from_millis(args.cluster_refresh_ms.max(10));
+        let map = cluster::start(seeds.clone(), interval, config.upstream.password.clone())?;
+        let masters = map.masters();
+        eprintln!(
+            "db-proxy: {cores} cores, Redis Cluster: {} masters serving {} slots (map of {}, \
+             epoch {}), refreshed every {} ms",
+            masters.len(),
+            masters.iter().map(|(_, n)| n).sum::<usize>(),
+            map.source,
+            map.epoch,
+            interval.as_millis()
+        );
+        Some(map)
+    };
     println!("listening on {local}");
     io::stdout().flush()?;
-    eprintln!(
-        "db-proxy: {cores} cores, {} shards: {}{}",
-        upstream_addrs.len(),
-        upstream_addrs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-        if backends.is_empty() {
-            ""
-        } else {
-            " (embedded backends)"
-        }
-    );
+    if cluster_map.is_none() {
+        eprintln!(
+            "db-proxy: {cores} cores, {} shards: {}{}",
+            upstream_addrs.len(),
+            upstream_addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            if backends.is_empty() {
+                ""
+            } else {
+                " (embedded backends)"
+            }
+        );
+    }
     eprintln!(
         "db-proxy: up to {} clients per core (open-file limit {}); buffers up to {} MiB in all",
         config.max_clients,
@@ -347,6 +285,7 @@ fn run(args: Args) -> io::Result<()> {
         // leaving the other cores serving without it.
         let results = runtime.try_run_with(per_core, move |core, (listener, mine)| {
             let upstream_addrs = upstream_addrs.clone();
+            let cluster_map = cluster_map.clone();
             let stores = stores.clone();
             let config = config.clone();
             async move {
@@ -359,20 +298,15 @@ fn run(args: Args) -> io::Result<()> {
                     spawn(backend::serve(TcpListener::from_std(listener)?, backend)).detach();
                 }
                 let listener = TcpListener::from_std(listener)?;
-                let proxy = Rc::new(Proxy {
-                    core,
-                    limits: resp::Limits {
-                        max_bulk_len: proto_max_bulk_len,
-                        ..resp::Limits::default()
-                    },
-                    shards: ShardMap::new(upstream_addrs.len()),
-                    upstreams: upstream_addrs
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &addr)| Upstream::new(i, addr, config.upstream.clone()))
-                        .collect(),
-                    config,
-                });
+                let limits = resp::Limits {
+                    max_bulk_len: proto_max_bulk_len,
+                    ..resp::Limits::default()
+                };
+                let router = match &cluster_map {
+                    Some(map) => Router::Cluster(cluster::CoreView::new(map.clone())),
+                    None => Router::Shards(ShardMap::new(upstream_addrs.len())),
+                };
+                let proxy = Rc::new(Proxy::new(core, config, limits, router, &upstream_addrs));
                 accept_loop(listener, proxy).await
             }
         });
@@ -456,19 +390,6 @@ async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>) -> io::Result<()> 
         })
         .detach();
     }
-}
-
-/// This process's resident set size in bytes, from `/proc/self/statm` (0 if unreadable).
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf only reads system configuration.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
 }
 
 /// The soft open-file limit (after `raise_fd_limit`).

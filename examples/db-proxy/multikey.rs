@@ -4,44 +4,47 @@
 
 use crate::command::MultiKind;
 use crate::resp;
-use crate::shard::ShardMap;
+use std::collections::BTreeMap;
 
-/// The sub-request for one shard: its encoded command, and which of the client's keys (by
-/// ordinal: 0 for the first key) it carries, in order.
+/// The sub-request for one group of keys (a shard, or in a cluster a hash slot): its encoded
+/// command, and which of the client's keys (by ordinal: 0 for the first key) it carries, in
+/// order.
 pub(crate) struct Part {
+    /// The group: a shard number, or a cluster's hash slot.
     pub(crate) shard: usize,
     pub(crate) request: Vec<u8>,
     pub(crate) keys: Vec<usize>,
 }
 
-/// Splits a multi-key request by shard. Keys sit at `first, first + step, ..`; with `step`
-/// 2 (MSET) each key's value follows it. Returns one part per shard that owns a key, in
-/// shard order. A request whose keys all live on one shard yields one part.
-pub(crate) fn split(args: &[&[u8]], first: usize, step: usize, shards: &ShardMap) -> Vec<Part> {
-    // Per shard: the sub-request's arguments, and the ordinals of the keys it carries.
-    type Group<'a> = Option<(Vec<&'a [u8]>, Vec<usize>)>;
-    let mut by_shard: Vec<Group> = Vec::new();
+/// Splits a multi-key request by the group `group_of` puts each key in (its shard, or in a
+/// cluster its slot). Keys sit at `first, first + step, ..`; with `step` 2 (MSET) each key's
+/// value follows it. Returns one part per group, in group order. A request whose keys all
+/// fall in one group yields one part.
+pub(crate) fn split(
+    args: &[&[u8]],
+    first: usize,
+    step: usize,
+    group_of: impl Fn(&[u8]) -> usize,
+) -> Vec<Part> {
+    // Per group: the sub-request's arguments, and the ordinals of the keys it carries.
+    let mut groups: BTreeMap<usize, (Vec<&[u8]>, Vec<usize>)> = BTreeMap::new();
     for (ordinal, index) in (first..args.len()).step_by(step).enumerate() {
-        let shard = shards.shard_of_key(args[index]);
-        if by_shard.len() <= shard {
-            by_shard.resize_with(shard + 1, || None);
-        }
-        let (part_args, keys) = by_shard[shard].get_or_insert_with(|| (vec![args[0]], Vec::new()));
+        let (part_args, keys) = groups
+            .entry(group_of(args[index]))
+            .or_insert_with(|| (vec![args[0]], Vec::new()));
         part_args.extend_from_slice(&args[index..index + step]);
         keys.push(ordinal);
     }
-    by_shard
+    groups
         .into_iter()
-        .enumerate()
-        .filter_map(|(shard, part)| {
-            let (part_args, keys) = part?;
+        .map(|(shard, (part_args, keys))| {
             let mut request = Vec::new();
             resp::encode_command(&mut request, part_args.iter().copied());
-            Some(Part {
+            Part {
                 shard,
                 request,
                 keys,
-            })
+            }
         })
         .collect()
 }
@@ -130,6 +133,7 @@ fn array_elements(reply: &[u8]) -> Option<Vec<&[u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::ShardMap;
 
     #[test]
     fn mget_across_shards_is_merged_in_key_order() {
@@ -137,7 +141,7 @@ mod tests {
         let keys: [&[u8]; 4] = [b"foo", b"bar", b"hello", b"x"];
         let mut args: Vec<&[u8]> = vec![b"MGET"];
         args.extend(keys);
-        let parts = split(&args, 1, 1, &shards);
+        let parts = split(&args, 1, 1, |k| shards.shard_of_key(k));
         assert_eq!(parts.iter().map(|p| p.keys.len()).sum::<usize>(), 4);
         let replies: Vec<_> = parts
             .iter()
@@ -159,7 +163,9 @@ mod tests {
 
     #[test]
     fn counts_are_summed_and_errors_win() {
-        let parts = split(&[b"DEL", b"foo", b"bar"], 1, 1, &ShardMap::new(2));
+        let parts = split(&[b"DEL", b"foo", b"bar"], 1, 1, |k| {
+            ShardMap::new(2).shard_of_key(k)
+        });
         let ok = vec![Ok(b":1\r\n".to_vec()), Ok(b":2\r\n".to_vec())];
         assert_eq!(merge(MultiKind::SumIntegers, &parts, &ok, 2), b":3\r\n");
         let failed = vec![Ok(b":1\r\n".to_vec()), Err("ERR upstream down".to_owned())];
@@ -172,7 +178,9 @@ mod tests {
     #[test]
     fn mset_keeps_values_with_their_keys() {
         let shards = ShardMap::new(2);
-        let parts = split(&[b"MSET", b"foo", b"1", b"bar", b"2"], 1, 2, &shards);
+        let parts = split(&[b"MSET", b"foo", b"1", b"bar", b"2"], 1, 2, |k| {
+            shards.shard_of_key(k)
+        });
         let mut requests: Vec<&[u8]> = parts.iter().map(|p| p.request.as_slice()).collect();
         requests.sort();
         if shards.shard_of_key(b"foo") != shards.shard_of_key(b"bar") {

@@ -26,6 +26,7 @@ use crate::upstream::{Reply, ReplySlot};
 use crate::{shutdown, stats, Proxy};
 
 mod local;
+mod redirect;
 
 use local::{allowed_before_auth, info_sections};
 
@@ -41,16 +42,22 @@ const GATHER: usize = 64 * 1024;
 enum Pending {
     /// The proxy's own reply, already encoded.
     Ready(Vec<u8>),
-    /// Forwarded whole to one shard.
-    Forwarded { shard: usize, slot: Rc<ReplySlot> },
+    /// Forwarded whole to one shard or node. In a cluster the request is kept, to follow a
+    /// MOVED or ASK with it.
+    Forwarded {
+        shard: usize,
+        slot: Rc<ReplySlot>,
+        resend: Option<Vec<u8>>,
+    },
     /// INFO: every core's counters, gathered when its turn comes; the sections asked for
     /// (lowercase; empty for the default set).
     Info(Vec<String>),
-    /// Split across shards; merged when every part has replied.
+    /// Split across shards (or a cluster's slots); merged when every part has replied. Each
+    /// part with the node it went to.
     Split {
         kind: MultiKind,
         nkeys: usize,
-        parts: Vec<(Part, Rc<ReplySlot>)>,
+        parts: Vec<(Part, usize, Rc<ReplySlot>)>,
     },
 }
 
@@ -227,7 +234,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
                 // This client's large replies wait for the shard's connection to drain, so
                 // they never queue more than the bound ahead of other clients' requests.
                 // Bounded: past the request timeout the request is sent anyway.
-                let upstream = &proxy.upstreams[shard];
+                let upstream = proxy.upstream(shard);
                 let timeout = proxy.config.upstream.request_timeout;
                 force_next = time::timeout(timeout, upstream.uncongested())
                     .await
@@ -354,8 +361,9 @@ fn hold_back(proxy: &Proxy, client: &Client, request: &Request, buf: &[u8]) -> O
         Route::Local(_) => None,
         _ if over => Some(Stop::OverBudget),
         Route::Single { key } => {
-            let shard = proxy.shards.shard_of_key(args[key]);
-            proxy.upstreams[shard]
+            let shard = proxy.node_of_key(args[key])?;
+            proxy
+                .upstream(shard)
                 .congested()
                 .then_some(Stop::Congested(shard))
         }
@@ -402,21 +410,27 @@ fn dispatch(
     let held = Some(&client.held);
     let estimate = client.estimate;
     Some(match route {
-        Route::Single { key } => {
-            let shard = proxy.shards.shard_of_key(args[key]);
-            forward(proxy, (held, estimate), shard, request, &args, raw)
-        }
+        Route::Single { key } => match proxy.node_of_key(args[key]) {
+            Some(node) => forward(proxy, (held, estimate), node, request, &args, raw),
+            None => unserved(),
+        },
         Route::Multi { first, step, kind } => {
-            let parts = multikey::split(&args, first, step, &proxy.shards);
-            if let [part] = &parts[..] {
-                forward(proxy, (held, estimate), part.shard, request, &args, raw)
+            let parts = multikey::split(&args, first, step, |k| proxy.group_of_key(k));
+            let nodes: Option<Vec<usize>> =
+                parts.iter().map(|p| proxy.node_of_group(p.shard)).collect();
+            let Some(nodes) = nodes else {
+                return Some(unserved());
+            };
+            if let [node] = nodes[..] {
+                forward(proxy, (held, estimate), node, request, &args, raw)
             } else {
                 let nkeys = (args.len() - first) / step;
                 let parts = parts
                     .into_iter()
-                    .map(|part| {
-                        let slot = proxy.upstreams[part.shard].send(&part.request, held, 0);
-                        (part, slot)
+                    .zip(nodes)
+                    .map(|(part, node)| {
+                        let slot = proxy.upstream(node).send(&part.request, held, 0);
+                        (part, node, slot)
                     })
                     .collect();
                 Pending::Split { kind, nkeys, parts }
@@ -425,15 +439,17 @@ fn dispatch(
         Route::Fanout(FanoutCmd::Dbsize) => {
             let mut request = Vec::new();
             resp::encode_command(&mut request, [&b"DBSIZE"[..]]);
-            let parts = (0..proxy.upstreams.len())
-                .map(|shard| {
-                    let slot = proxy.upstreams[shard].send(&request, held, 0);
+            let parts = proxy
+                .fanout_nodes()
+                .into_iter()
+                .map(|node| {
+                    let slot = proxy.upstream(node).send(&request, held, 0);
                     let part = Part {
-                        shard,
-                        request: Vec::new(),
+                        shard: node,
+                        request: request.clone(),
                         keys: Vec::new(),
                     };
-                    (part, slot)
+                    (part, node, slot)
                 })
                 .collect();
             Pending::Split {
@@ -458,6 +474,12 @@ fn dispatch(
     })
 }
 
+/// The reply to a request whose cluster slot no node serves (as a cluster node answers it).
+fn unserved() -> Pending {
+    stats::error();
+    error("CLUSTERDOWN Hash slot not served")
+}
+
 /// Sends a request whole to `shard`, re-encoding inline commands as multibulk; its reply
 /// counts against `held`, and is expected to be `estimate` bytes long.
 fn forward(
@@ -468,15 +490,23 @@ fn forward(
     args: &[&[u8]],
     raw: &[u8],
 ) -> Pending {
-    let upstream = &proxy.upstreams[shard];
-    let slot = if request.inline {
-        let mut encoded = Vec::new();
-        resp::encode_command(&mut encoded, args.iter().copied());
-        upstream.send(&encoded, held, estimate)
+    let upstream = proxy.upstream(shard);
+    let encoded;
+    let bytes = if request.inline {
+        let mut inline = Vec::new();
+        resp::encode_command(&mut inline, args.iter().copied());
+        encoded = inline;
+        &encoded[..]
     } else {
-        upstream.send(raw, held, estimate)
+        raw
     };
-    Pending::Forwarded { shard, slot }
+    let slot = upstream.send(bytes, held, estimate);
+    let resend = proxy.is_cluster().then(|| bytes.to_vec());
+    Pending::Forwarded {
+        shard,
+        slot,
+        resend,
+    }
 }
 
 /// Writes all of `buf` to the client; `None` if it fails or makes no progress for
@@ -535,7 +565,7 @@ async fn push(
 async fn answer(
     proxy: &Proxy,
     stream: &TcpStream,
-    held: &Held,
+    held: &Rc<Held>,
     queue: &mut VecDeque<Pending>,
     output: &mut Vec<u8>,
 ) -> Result<usize, ()> {
@@ -554,8 +584,15 @@ async fn answer(
                     Err(err) => resp::write_error(output, &format!("ERR INFO: {err}")),
                 }
             }
-            Pending::Forwarded { shard, slot } => {
-                let reply = wait(proxy, shard, &slot, deadline).await;
+            Pending::Forwarded {
+                shard,
+                slot,
+                resend,
+            } => {
+                let mut reply = wait(proxy, shard, &slot, deadline).await;
+                if let Some(request) = resend {
+                    reply = redirect::follow(proxy, held, shard, reply, &request, deadline).await;
+                }
                 if held.is_cut() {
                     return Err(());
                 }
@@ -583,8 +620,13 @@ async fn answer(
             Pending::Split { kind, nkeys, parts } => {
                 let mut replies = Vec::with_capacity(parts.len());
                 let mut counted = Vec::with_capacity(parts.len());
-                for (part, slot) in &parts {
-                    let reply = wait(proxy, part.shard, slot, deadline).await;
+                for (part, node, slot) in &parts {
+                    let mut reply = wait(proxy, *node, slot, deadline).await;
+                    if proxy.is_cluster() {
+                        reply =
+                            redirect::follow(proxy, held, *node, reply, &part.request, deadline)
+                                .await;
+                    }
                     if held.is_cut() {
                         return Err(());
                     }
@@ -596,7 +638,7 @@ async fn answer(
                         bytes
                     }));
                 }
-                let parts: Vec<Part> = parts.into_iter().map(|(part, _)| part).collect();
+                let parts: Vec<Part> = parts.into_iter().map(|(part, ..)| part).collect();
                 let merged = multikey::merge(kind, &parts, &replies, nkeys);
                 drop(replies);
                 if merged.first() == Some(&b'-') {
@@ -624,7 +666,7 @@ async fn wait(proxy: &Proxy, shard: usize, slot: &ReplySlot, deadline: Instant) 
         Ok(reply) => reply,
         Err(_) => {
             slot.abandon();
-            let upstream = &proxy.upstreams[shard];
+            let upstream = proxy.upstream(shard);
             upstream.timed_out();
             Err(format!(
                 "ERR upstream {} timed out after {} ms",

@@ -15,6 +15,10 @@ struct Counters {
     clients: Cell<u64>,
     requests: Cell<u64>,
     errors: Cell<u64>,
+    /// Cluster redirections followed: MOVED, ASK, TRYAGAIN.
+    moved: Cell<u64>,
+    ask: Cell<u64>,
+    tryagain: Cell<u64>,
 }
 
 thread_local! {
@@ -30,6 +34,9 @@ pub(crate) struct Snapshot {
     pub(crate) clients: u64,
     pub(crate) requests: u64,
     pub(crate) errors: u64,
+    pub(crate) moved: u64,
+    pub(crate) ask: u64,
+    pub(crate) tryagain: u64,
     /// Upstream reply latency in microseconds, by shard.
     pub(crate) latency: Vec<Histogram<u64>>,
     /// The core's runtime counters (ring, executor, loop).
@@ -88,8 +95,22 @@ pub(crate) fn snapshot(core: CoreId) -> Snapshot {
         clients: c.clients.get(),
         requests: c.requests.get(),
         errors: c.errors.get(),
+        moved: c.moved.get(),
+        ask: c.ask.get(),
+        tryagain: c.tryagain.get(),
         latency: LATENCY.with(|l| l.borrow().clone()),
         runtime: corio::rt::metrics(),
         buffer_pending: crate::flow::pending(),
     })
+}
+
+/// Counts a cluster redirection followed.
+pub(crate) fn redirected(redirect: &crate::cluster::Redirect) {
+    use crate::cluster::Redirect;
+    let field: fn(&Counters) -> &Cell<u64> = match redirect {
+        Redirect::Moved(..) => |c| &c.moved,
+        Redirect::Ask(..) => |c| &c.ask,
+        Redirect::TryAgain => |c| &c.tryagain,
+    };
+    bump(field, 1);
 }

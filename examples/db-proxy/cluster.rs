@@ -1,0 +1,729 @@
+//! Cluster mode: the slot map of a Redis Cluster, learnt from its nodes and kept fresh, shared
+//! by every core without a lock on the request path.
+//!
+//! - **Nodes** are numbered in the order the proxy first sees them (a seed, a map, a MOVED);
+//!   the number never changes, so each core keeps one upstream connection per node number
+//!   and a node that leaves and comes back keeps its connections' statistics.
+//! - **The map** (slot to node, 16384 entries) is published as an `Arc` with a version
+//!   number. A core checks the version (one relaxed atomic load) before each lookup and takes
+//!   the lock only when it changed. A MOVED patches the slot on the core that saw it at
+//!   once, until the next map arrives.
+//! - **Refreshes** run on one thread, so at most one is in flight per process; triggers
+//!   (MOVED, a node down, CLUSTERDOWN, the periodic timer) are coalesced and at most one
+//!   refresh runs per [`MIN_GAP`]. A refresh asks up to [`VIEWS`] nodes (the map's masters,
+//!   then the seeds) for `CLUSTER INFO` and `CLUSTER SHARDS` (`CLUSTER SLOTS` on servers
+//!   without it) and keeps the view of the node with the highest `cluster_current_epoch`,
+//!   so a node on the losing side of a partition cannot flip the map back. Spec: Redis
+//!   Cluster's specification, "Redirection and resharding" and "Client and Proxies handling".
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use std::cell::{Cell, RefCell};
+
+use crate::resp;
+
+/// The number of hash slots.
+pub(crate) const SLOTS: usize = 16384;
+/// A slot no node serves.
+const NO_NODE: u32 = u32::MAX;
+/// At most one refresh per this long, however many triggers arrive.
+const MIN_GAP: Duration = Duration::from_millis(100);
+/// Views compared per refresh.
+const VIEWS: usize = 3;
+/// Connect, read and write timeout of the refresh thread's sockets.
+const IO_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Why a refresh ran (INFO counts each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// (Index 0 counts the refresh made at start.)
+    Periodic = 1,
+    Moved = 2,
+    NodeDown = 3,
+    ClusterDown = 4,
+}
+
+const CAUSES: [&str; 5] = ["start", "periodic", "moved", "node_down", "clusterdown"];
+
+/// One view of the cluster: which node serves each slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SlotMap {
+    /// Node number per slot ([`NO_NODE`] when none).
+    slots: Vec<u32>,
+    /// The answering node's `cluster_current_epoch`.
+    pub(crate) epoch: u64,
+    /// The node whose view this is.
+    pub(crate) source: SocketAddr,
+}
+
+impl SlotMap {
+    /// The node serving `slot`.
+    pub(crate) fn node_of(&self, slot: u16) -> Option<usize> {
+        match self.slots[usize::from(slot) % SLOTS] {
+            NO_NODE => None,
+            node => Some(node as usize),
+        }
+    }
+
+    /// Every node that serves a slot, with how many, in node order.
+    pub(crate) fn masters(&self) -> Vec<(usize, usize)> {
+        let mut counts: HashMap<u32, usize> = HashMap::new();
+        for &node in self.slots.iter().filter(|&&n| n != NO_NODE) {
+            *counts.entry(node).or_default() += 1;
+        }
+        let mut masters: Vec<(usize, usize)> =
+            counts.into_iter().map(|(n, c)| (n as usize, c)).collect();
+        masters.sort_unstable();
+        masters
+    }
+}
+
+/// The process's view of the cluster.
+struct Shared {
+    nodes: Vec<SocketAddr>,
+    map: Arc<SlotMap>,
+    /// Triggers waiting for the refresh thread, by cause.
+    wanted: [bool; 5],
+    /// Refreshes run, by cause.
+    refreshes: [u64; 5],
+    /// The last refresh's failure, if it failed.
+    last_error: Option<String>,
+}
+
+static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
+static WAKE: Condvar = Condvar::new();
+/// Bumped each time a new map is published.
+static VERSION: AtomicU64 = AtomicU64::new(0);
+
+fn shared() -> MutexGuard<'static, Option<Shared>> {
+    SHARED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The number of `addr`, numbering it if it is new.
+pub(crate) fn node_number(addr: SocketAddr) -> usize {
+    let mut guard = shared();
+    let shared = guard.as_mut().expect("cluster mode started");
+    number_in(&mut shared.nodes, addr)
+}
+
+fn number_in(nodes: &mut Vec<SocketAddr>, addr: SocketAddr) -> usize {
+    match nodes.iter().position(|&n| n == addr) {
+        Some(i) => i,
+        None => {
+            nodes.push(addr);
+            nodes.len() - 1
+        }
+    }
+}
+
+/// The address of node `number`.
+pub(crate) fn node_addr(number: usize) -> Option<SocketAddr> {
+    shared().as_ref()?.nodes.get(number).copied()
+}
+
+/// Asks the refresh thread for a new map.
+pub(crate) fn request_refresh(cause: Cause) {
+    if let Some(shared) = shared().as_mut() {
+        shared.wanted[cause as usize] = true;
+        WAKE.notify_one();
+    }
+}
+
+/// What INFO shows of cluster mode: the map's source and epoch, slots per node, refreshes by
+/// cause and the last refresh error.
+pub(crate) fn info() -> String {
+    let guard = shared();
+    let Some(shared) = guard.as_ref() else {
+        return String::new();
+    };
+    let map = &shared.map;
+    let mut out = String::from("# Cluster\r\ncluster_enabled:1\r\n");
+    out += &format!("cluster_map_source:{}\r\n", map.source);
+    out += &format!("cluster_map_epoch:{}\r\n", map.epoch);
+    out += &format!(
+        "cluster_map_version:{}\r\n",
+        VERSION.load(Ordering::Relaxed)
+    );
+    let covered = map.slots.iter().filter(|&&n| n != NO_NODE).count();
+    out += &format!("cluster_slots_served:{covered}\r\n");
+    let refreshes: Vec<String> = CAUSES
+        .iter()
+        .zip(shared.refreshes)
+        .map(|(cause, n)| format!("{cause}={n}"))
+        .collect();
+    out += &format!(
+        "cluster_refreshes:{},{}\r\n",
+        shared.refreshes.iter().sum::<u64>(),
+        refreshes.join(",")
+    );
+    if let Some(error) = &shared.last_error {
+        out += &format!("cluster_refresh_error:{error}\r\n");
+    }
+    for (node, slots) in map.masters() {
+        out += &format!(
+            "cluster_node{node}:addr={},slots={slots}\r\n",
+            shared.nodes[node]
+        );
+    }
+    out
+}
+
+/// Learns the cluster from `seeds` (any one reachable is enough) and starts the refresh
+/// thread, which refreshes every `interval` and on demand. Returns the first map.
+///
+/// # Errors
+/// When no seed gives a usable view (each seed's error is named).
+pub(crate) fn start(
+    seeds: Vec<SocketAddr>,
+    interval: Duration,
+    password: Option<Arc<str>>,
+) -> io::Result<Arc<SlotMap>> {
+    let mut nodes = Vec::new();
+    for &seed in &seeds {
+        number_in(&mut nodes, seed);
+    }
+    let (map, errors) = best_view(&seeds, &mut nodes, password.as_deref());
+    let Some(map) = map else {
+        return Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("no cluster seed gave a slot map: {}", errors.join("; ")),
+        ));
+    };
+    let map = Arc::new(map);
+    *shared() = Some(Shared {
+        nodes,
+        map: map.clone(),
+        wanted: [false; 5],
+        refreshes: [1, 0, 0, 0, 0],
+        last_error: None,
+    });
+    VERSION.store(1, Ordering::Relaxed);
+    std::thread::Builder::new()
+        .name("db-proxy-cluster".into())
+        .spawn(move || refresh_loop(seeds, interval, password))?;
+    Ok(map)
+}
+
+/// The refresh thread: waits for a trigger or the interval, then refreshes.
+fn refresh_loop(seeds: Vec<SocketAddr>, interval: Duration, password: Option<Arc<str>>) {
+    let mut last = Instant::now();
+    loop {
+        let cause = {
+            let mut guard = shared();
+            let deadline = last + interval;
+            loop {
+                let shared = guard.as_mut().expect("cluster mode started");
+                if let Some(i) = shared.wanted.iter().position(|&w| w) {
+                    shared.wanted = [false; 5];
+                    break i;
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    break Cause::Periodic as usize;
+                }
+                guard = WAKE
+                    .wait_timeout(guard, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        };
+        let since = last.elapsed();
+        if since < MIN_GAP {
+            std::thread::sleep(MIN_GAP - since);
+        }
+        last = Instant::now();
+        refresh(&seeds, cause, password.as_deref());
+    }
+}
+
+/// One refresh: ask the map's masters, then the seeds; publish the best view if it differs.
+fn refresh(seeds: &[SocketAddr], cause: usize, password: Option<&str>) {
+    let (mut nodes, candidates) = {
+        let guard = shared();
+        let shared = guard.as_ref().expect("cluster mode started");
+        let mut candidates: Vec<SocketAddr> = shared
+            .map
+            .masters()
+            .into_iter()
+            .map(|(node, _)| shared.nodes[node])
+            .collect();
+        for seed in seeds {
+            if !candidates.contains(seed) {
+                candidates.push(*seed);
+            }
+        }
+        (shared.nodes.clone(), candidates)
+    };
+    let (view, errors) = best_view(&candidates, &mut nodes, password);
+    let mut guard = shared();
+    let shared = guard.as_mut().expect("cluster mode started");
+    shared.refreshes[cause] += 1;
+    // The view numbered nodes on a copy of the list: a MOVED may have numbered others
+    // meanwhile, so translate its numbers into the shared list's.
+    let numbers: Vec<u32> = nodes
+        .iter()
+        .map(|&addr| number_in(&mut shared.nodes, addr) as u32)
+        .collect();
+    match view {
+        Some(mut view) => {
+            for node in view.slots.iter_mut().filter(|n| **n != NO_NODE) {
+                *node = numbers[*node as usize];
+            }
+            shared.last_error = None;
+            if *shared.map != view {
+                shared.map = Arc::new(view);
+                VERSION.fetch_add(1, Ordering::Release);
+            }
+        }
+        None => shared.last_error = Some(errors.join("; ")),
+    }
+}
+
+/// Asks `candidates` in turn until [`VIEWS`] have answered; the view with the highest epoch
+/// (ties: the most slots served, then the first asked), and the errors met.
+fn best_view(
+    candidates: &[SocketAddr],
+    nodes: &mut Vec<SocketAddr>,
+    password: Option<&str>,
+) -> (Option<SlotMap>, Vec<String>) {
+    let mut best: Option<SlotMap> = None;
+    let mut errors = Vec::new();
+    let mut answered = 0;
+    for &addr in candidates {
+        if answered == VIEWS {
+            break;
+        }
+        match fetch_view(addr, nodes, password) {
+            Ok(view) => {
+                answered += 1;
+                let served = |m: &SlotMap| m.slots.iter().filter(|&&n| n != NO_NODE).count();
+                let better = match &best {
+                    None => true,
+                    Some(b) => (view.epoch, served(&view)) > (b.epoch, served(b)),
+                };
+                if better {
+                    best = Some(view);
+                }
+            }
+            Err(err) => errors.push(format!("{addr}: {err}")),
+        }
+    }
+    (best, errors)
+}
+
+/// One node's view: `CLUSTER INFO` for its epoch, `CLUSTER SHARDS` (or `CLUSTER SLOTS`).
+fn fetch_view(
+    addr: SocketAddr,
+    nodes: &mut Vec<SocketAddr>,
+    password: Option<&str>,
+) -> io::Result<SlotMap> {
+    let mut conn = Conn::open(addr)?;
+    if let Some(password) = password {
+        if let Value::Error(e) = conn.call(&[b"AUTH", password.as_bytes()])? {
+            return Err(io::Error::other(format!("AUTH: {e}")));
+        }
+    }
+    let info = match conn.call(&[b"CLUSTER", b"INFO"])? {
+        Value::Bulk(Some(text)) => String::from_utf8_lossy(&text).into_owned(),
+        other => return Err(io::Error::other(format!("CLUSTER INFO: {other:?}"))),
+    };
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if field("cluster_enabled") == Some("0") {
+        return Err(io::Error::other("not a cluster node (cluster_enabled:0)"));
+    }
+    let epoch = field("cluster_current_epoch")
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    let mut slots = vec![NO_NODE; SLOTS];
+    match conn.call(&[b"CLUSTER", b"SHARDS"])? {
+        Value::Array(Some(shards)) => {
+            for shard in &shards {
+                apply_shard(shard, addr, nodes, &mut slots)?;
+            }
+        }
+        Value::Error(_) => {
+            let Value::Array(Some(ranges)) = conn.call(&[b"CLUSTER", b"SLOTS"])? else {
+                return Err(io::Error::other("CLUSTER SLOTS: not an array"));
+            };
+            for range in &ranges {
+                apply_slots_entry(range, addr, nodes, &mut slots)?;
+            }
+        }
+        other => return Err(io::Error::other(format!("CLUSTER SHARDS: {other:?}"))),
+    }
+    Ok(SlotMap {
+        slots,
+        epoch,
+        source: addr,
+    })
+}
+
+/// One `CLUSTER SHARDS` entry: `slots` (start, end pairs) and `nodes` (maps with `ip`,
+/// `endpoint`, `port`, `role`, `health`); its slots go to its master.
+fn apply_shard(
+    shard: &Value,
+    asked: SocketAddr,
+    nodes: &mut Vec<SocketAddr>,
+    slots: &mut [u32],
+) -> io::Result<()> {
+    let bad = || io::Error::other("CLUSTER SHARDS: unexpected shape");
+    let ranges = shard
+        .get("slots")
+        .ok_or_else(bad)?
+        .array()
+        .ok_or_else(bad)?;
+    let members = shard
+        .get("nodes")
+        .ok_or_else(bad)?
+        .array()
+        .ok_or_else(bad)?;
+    // The master, preferring one that is not marked failed.
+    let master = members
+        .iter()
+        .filter(|n| n.get("role").and_then(Value::text).as_deref() == Some("master"))
+        .min_by_key(|n| n.get("health").and_then(Value::text).as_deref() == Some("fail"));
+    let Some(master) = master else {
+        return Ok(()); // a shard without a master serves nothing
+    };
+    let host = ["ip", "endpoint"]
+        .iter()
+        .filter_map(|k| master.get(k).and_then(Value::text))
+        .find(|h| !h.is_empty() && h != "?");
+    let port = master.get("port").and_then(Value::int).ok_or_else(bad)?;
+    let addr = resolve(host.as_deref(), port, asked)?;
+    let node = number_in(nodes, addr) as u32;
+    for pair in ranges.chunks(2) {
+        let (Some(start), Some(end)) = (pair[0].int(), pair.get(1).and_then(Value::int)) else {
+            return Err(bad());
+        };
+        fill(slots, start, end, node)?;
+    }
+    Ok(())
+}
+
+/// One `CLUSTER SLOTS` entry: `[start, end, [ip, port, id, ...], replicas...]`.
+fn apply_slots_entry(
+    range: &Value,
+    asked: SocketAddr,
+    nodes: &mut Vec<SocketAddr>,
+    slots: &mut [u32],
+) -> io::Result<()> {
+    let bad = || io::Error::other("CLUSTER SLOTS: unexpected shape");
+    let fields = range.array().ok_or_else(bad)?;
+    let (Some(start), Some(end)) = (
+        fields.first().and_then(Value::int),
+        fields.get(1).and_then(Value::int),
+    ) else {
+        return Err(bad());
+    };
+    let master = fields.get(2).and_then(Value::array).ok_or_else(bad)?;
+    let host = master.first().and_then(Value::text);
+    let port = master.get(1).and_then(Value::int).ok_or_else(bad)?;
+    let addr = resolve(host.as_deref(), port, asked)?;
+    fill(slots, start, end, number_in(nodes, addr) as u32)
+}
+
+fn fill(slots: &mut [u32], start: i64, end: i64, node: u32) -> io::Result<()> {
+    let range = usize::try_from(start)
+        .ok()
+        .zip(usize::try_from(end).ok())
+        .filter(|&(s, e)| s <= e && e < SLOTS)
+        .ok_or_else(|| io::Error::other(format!("bad slot range {start}-{end}")))?;
+    slots[range.0..=range.1].fill(node);
+    Ok(())
+}
+
+/// A node's address from the host a map names (empty or `?`: the node that was asked).
+pub(crate) fn resolve(host: Option<&str>, port: i64, asked: SocketAddr) -> io::Result<SocketAddr> {
+    let port = u16::try_from(port).map_err(|_| io::Error::other(format!("bad port {port}")))?;
+    match host.filter(|h| !h.is_empty() && *h != "?") {
+        None => Ok(SocketAddr::new(asked.ip(), port)),
+        Some(host) => (host, port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::other(format!("{host} resolves to no address"))),
+    }
+}
+
+/// A blocking connection for the refresh thread.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> io::Result<Conn> {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(Conn {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends one command and reads its reply.
+    fn call(&mut self, args: &[&[u8]]) -> io::Result<Value> {
+        let mut request = Vec::new();
+        resp::encode_command(&mut request, args.iter().copied());
+        self.stream.write_all(&request)?;
+        loop {
+            match resp::scan_reply(&self.buf, 16).map_err(|e| io::Error::other(e.to_string()))? {
+                Some(len) => {
+                    let value = Value::parse(&self.buf[..len]).0;
+                    self.buf.drain(..len);
+                    return Ok(value);
+                }
+                None => {
+                    let mut chunk = [0u8; 16 * 1024];
+                    let n = self.stream.read(&mut chunk)?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+    }
+}
+
+/// A parsed RESP2 reply (only the refresh thread parses replies into values).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Value>>),
+}
+
+impl Value {
+    /// Parses one complete reply (checked by `resp::scan_reply` first); the value and its
+    /// length.
+    fn parse(buf: &[u8]) -> (Value, usize) {
+        let line_end = buf
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or(buf.len());
+        let line = String::from_utf8_lossy(&buf[1..line_end]).into_owned();
+        let after = (line_end + 2).min(buf.len());
+        match buf.first() {
+            Some(b'+') => (Value::Simple(line), after),
+            Some(b'-') => (Value::Error(line), after),
+            Some(b':') => (Value::Int(line.parse().unwrap_or(0)), after),
+            Some(b'$') => match line.parse::<usize>() {
+                Ok(n) => {
+                    let end = (after + n).min(buf.len());
+                    (
+                        Value::Bulk(Some(buf[after..end].to_vec())),
+                        (end + 2).min(buf.len()),
+                    )
+                }
+                Err(_) => (Value::Bulk(None), after),
+            },
+            Some(b'*') => match line.parse::<usize>() {
+                Ok(n) => {
+                    let mut items = Vec::with_capacity(n.min(1024));
+                    let mut pos = after;
+                    for _ in 0..n {
+                        let (item, len) = Value::parse(&buf[pos..]);
+                        items.push(item);
+                        pos += len;
+                    }
+                    (Value::Array(Some(items)), pos)
+                }
+                Err(_) => (Value::Array(None), after),
+            },
+            _ => (Value::Error("unparsable reply".into()), buf.len()),
+        }
+    }
+
+    fn array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(Some(items)) => Some(items),
+            _ => None,
+        }
+    }
+
+    fn int(&self) -> Option<i64> {
+        match self {
+            Value::Int(n) => Some(*n),
+            _ => self.text()?.parse().ok(),
+        }
+    }
+
+    fn text(&self) -> Option<String> {
+        match self {
+            Value::Simple(s) => Some(s.clone()),
+            Value::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        }
+    }
+
+    /// The value after the bulk or simple string `key` in a flat key/value array (RESP2's
+    /// maps).
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.array()?
+            .chunks(2)
+            .find(|kv| kv[0].text().as_deref() == Some(key))
+            .and_then(|kv| kv.get(1))
+    }
+}
+
+/// One core's copy of the map, with the slots its MOVED replies patched since.
+pub(crate) struct CoreView {
+    map: RefCell<Arc<SlotMap>>,
+    version: Cell<u64>,
+    patches: RefCell<HashMap<u16, usize>>,
+}
+
+impl CoreView {
+    pub(crate) fn new(map: Arc<SlotMap>) -> CoreView {
+        CoreView {
+            map: RefCell::new(map),
+            version: Cell::new(0),
+            patches: RefCell::default(),
+        }
+    }
+
+    /// Takes the published map if it changed since this core last looked.
+    fn update(&self) {
+        let version = VERSION.load(Ordering::Acquire);
+        if version != self.version.get() {
+            if let Some(shared) = shared().as_ref() {
+                *self.map.borrow_mut() = shared.map.clone();
+            }
+            self.version.set(version);
+            self.patches.borrow_mut().clear();
+        }
+    }
+
+    /// The node serving `slot`, if any.
+    pub(crate) fn node_of(&self, slot: u16) -> Option<usize> {
+        self.update();
+        let patches = self.patches.borrow();
+        if !patches.is_empty() {
+            if let Some(&node) = patches.get(&slot) {
+                return Some(node);
+            }
+        }
+        self.map.borrow().node_of(slot)
+    }
+
+    /// A MOVED said `slot` is served by `node`: route it there until the next map.
+    pub(crate) fn patch(&self, slot: u16, node: usize) {
+        self.update();
+        self.patches.borrow_mut().insert(slot % SLOTS as u16, node);
+    }
+
+    /// The nodes serving slots now (for fan-outs such as DBSIZE).
+    pub(crate) fn masters(&self) -> Vec<usize> {
+        self.update();
+        self.map
+            .borrow()
+            .masters()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+}
+
+/// A redirection in an upstream's error reply (Redis Cluster's specification).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Redirect {
+    /// `-MOVED <slot> <host:port>`: the slot lives there now.
+    Moved(u16, String),
+    /// `-ASK <slot> <host:port>`: this one request goes there, after `ASKING`.
+    Ask(u16, String),
+    /// `-TRYAGAIN ...`: a multi-key request during a migration; retry shortly.
+    TryAgain,
+}
+
+/// The redirection an error reply carries, if any.
+pub(crate) fn redirect(reply: &[u8]) -> Option<Redirect> {
+    let text = reply.strip_prefix(b"-")?;
+    let text = std::str::from_utf8(text).ok()?.trim_end();
+    let mut words = text.split(' ');
+    let kind = words.next()?;
+    if kind == "TRYAGAIN" {
+        return Some(Redirect::TryAgain);
+    }
+    let slot: u16 = words.next()?.parse().ok()?;
+    let addr = words.next()?.to_owned();
+    match kind {
+        "MOVED" => Some(Redirect::Moved(slot, addr)),
+        "ASK" => Some(Redirect::Ask(slot, addr)),
+        _ => None,
+    }
+}
+
+/// The node number of a redirection's `host:port` (an empty host: the node that replied).
+pub(crate) fn redirect_node(target: &str, replied: SocketAddr) -> Option<usize> {
+    let (host, port) = target.rsplit_once(':')?;
+    let port: i64 = port.parse().ok()?;
+    let addr = resolve(Some(host), port, replied).ok()?;
+    Some(node_number(addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirections_are_parsed_as_the_spec_writes_them() {
+        assert_eq!(
+            redirect(b"-MOVED 3999 127.0.0.1:6381\r\n"),
+            Some(Redirect::Moved(3999, "127.0.0.1:6381".into()))
+        );
+        assert_eq!(
+            redirect(b"-ASK 3999 127.0.0.1:6381\r\n"),
+            Some(Redirect::Ask(3999, "127.0.0.1:6381".into()))
+        );
+        assert_eq!(
+            redirect(b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n"),
+            Some(Redirect::TryAgain)
+        );
+        assert_eq!(redirect(b"-ERR wrong\r\n"), None);
+        assert_eq!(redirect(b"+OK\r\n"), None);
+        assert_eq!(redirect(b"-MOVED x y\r\n"), None);
+    }
+
+    #[test]
+    fn cluster_shards_and_cluster_slots_replies_become_a_map() {
+        // As redis 7.0 answers CLUSTER SHARDS (RESP2), one shard with a replica.
+        let shards = b"*1\r\n*4\r\n$5\r\nslots\r\n*4\r\n:0\r\n:99\r\n:200\r\n:200\r\n$5\r\nnodes\r\n*2\r\n\
+*10\r\n$2\r\nid\r\n$1\r\na\r\n$4\r\nport\r\n:7001\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$6\r\nhealth\r\n$6\r\nonline\r\n\
+*10\r\n$2\r\nid\r\n$1\r\nb\r\n$4\r\nport\r\n:7002\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n$4\r\nrole\r\n$7\r\nreplica\r\n$6\r\nhealth\r\n$6\r\nonline\r\n";
+        let (value, len) = Value::parse(shards);
+        assert_eq!(len, shards.len());
+        let asked: SocketAddr = "127.0.0.1:7003".parse().unwrap();
+        let mut nodes = vec![asked];
+        let mut slots = vec![NO_NODE; SLOTS];
+        for shard in value.array().unwrap() {
+            apply_shard(shard, asked, &mut nodes, &mut slots).unwrap();
+        }
+        assert_eq!(nodes, vec![asked, "127.0.0.1:7001".parse().unwrap()]);
+        assert!(slots[..100].iter().all(|&n| n == 1));
+        assert_eq!((slots[100], slots[200], slots[201]), (NO_NODE, 1, NO_NODE));
+
+        let entry = b"*1\r\n*4\r\n:5\r\n:9\r\n*3\r\n$0\r\n\r\n:7005\r\n$1\r\nc\r\n*3\r\n$9\r\n127.0.0.1\r\n:7006\r\n$1\r\nd\r\n";
+        let (value, _) = Value::parse(entry);
+        for range in value.array().unwrap() {
+            apply_slots_entry(range, asked, &mut nodes, &mut slots).unwrap();
+        }
+        // An empty host is the node that was asked.
+        assert_eq!(nodes[2], "127.0.0.1:7005".parse().unwrap());
+        assert!(slots[5..=9].iter().all(|&n| n == 2));
+        let bad = Value::parse(b"*3\r\n:9\r\n:5\r\n*2\r\n$1\r\nx\r\n:1\r\n").0;
+        assert!(apply_slots_entry(&bad, asked, &mut nodes, &mut slots).is_err());
+    }
+}
