@@ -1,0 +1,346 @@
+//! db-proxy in front of a real Redis Cluster (`--cluster`): 3 masters and 3 replicas from
+//! Debian's redis-server, started and torn down by `support::cluster::RedisCluster`.
+//!
+//! Values written through the proxy read back through it and through `redis-cli -c`; MOVED
+//! and ASK during a slot migration are followed inside the proxy; slots resharded under load
+//! keep being served; a killed master fails only its slots, and only until its replica takes
+//! over.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::cluster::{text, RedisCluster};
+use support::{key_slot, redis_cli, Proxy, Reply, RespConn};
+
+fn proxy_for(cluster: &RedisCluster) -> Proxy {
+    let seed = format!("127.0.0.1:{}", cluster.seed());
+    Proxy::start_with(&[], &["--cluster", &seed, "--cluster-refresh-ms", "200"])
+}
+
+/// One INFO field of the proxy, as text.
+fn info_field(proxy: &Proxy, field: &str) -> String {
+    let info = text(proxy.conn().cmd(&["INFO"]));
+    let prefix = format!("{field}:");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {field} in INFO:\n{info}"))
+        .to_owned()
+}
+
+/// A field of `cluster_redirections:moved=N,ask=N,tryagain=N`.
+fn redirections(proxy: &Proxy, kind: &str) -> u64 {
+    info_field(proxy, "cluster_redirections")
+        .split(',')
+        .find_map(|kv| kv.strip_prefix(kind)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+        .expect("a count")
+}
+
+#[test]
+fn values_written_through_the_proxy_read_back_through_it_and_through_redis_cli_c() {
+    let _serial = support::serial();
+    let cluster = RedisCluster::start();
+    let proxy = proxy_for(&cluster);
+    let mut conn = proxy.conn();
+    let keys: Vec<String> = (0..300).map(|i| format!("key:{i}")).collect();
+    let mut pipeline = Vec::new();
+    for key in &keys {
+        pipeline.extend(support::encode(&["SET", key, &format!("value of {key}")]));
+    }
+    conn.send_raw(&pipeline);
+    for reply in conn.read_replies(keys.len()) {
+        assert_eq!(reply, Reply::ok());
+    }
+    // Through the proxy, one MGET across every master (split by slot, merged in order).
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    let Reply::Array(Some(values)) = conn.cmd(&mget) else {
+        panic!("MGET is an array")
+    };
+    for (key, value) in keys.iter().zip(values) {
+        assert_eq!(value, Reply::bulk(&format!("value of {key}")));
+    }
+    // Directly, following redirections as a cluster client does.
+    for key in keys.iter().step_by(37) {
+        let got = redis_cli(cluster.seed(), &["-c", "GET", key]);
+        assert_eq!(got.trim(), format!("value of {key}"));
+    }
+    assert_eq!(conn.cmd(&["DBSIZE"]), Reply::Integer(300));
+    let mut del = vec!["DEL"];
+    del.extend(keys.iter().take(100).map(String::as_str));
+    assert_eq!(conn.cmd(&del), Reply::Integer(100));
+    assert_eq!(conn.cmd(&["DBSIZE"]), Reply::Integer(200));
+    // The proxy's own answers work as in static mode.
+    assert_eq!(conn.cmd(&["PING"]), Reply::Simple("PONG".into()));
+    assert_eq!(info_field(&proxy, "cluster_slots_served"), "16384");
+}
+
+#[test]
+fn ask_and_moved_are_followed_during_a_slot_migration() {
+    let _serial = support::serial();
+    let cluster = RedisCluster::start();
+    let proxy = proxy_for(&cluster);
+    let mut conn = proxy.conn();
+    for key in ["{m}a", "{m}b"] {
+        assert_eq!(
+            conn.cmd(&["SET", key, &format!("{key} before")]),
+            Reply::ok()
+        );
+    }
+    let slot = key_slot(b"{m}");
+    let source = cluster.master_of(slot, cluster.seed());
+    let target = cluster
+        .live_ports()
+        .into_iter()
+        .find(|&p| p != source && is_master(p))
+        .expect("another master");
+    let (source_id, target_id) = (cluster.node_id(source), cluster.node_id(target));
+    let slot_text = slot.to_string();
+    let mut src = RespConn::connect(source);
+    let mut dst = RespConn::connect(target);
+    // The migration as redis-cli --cluster reshard does it, one key at a time.
+    let importing = ["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &source_id];
+    assert_eq!(dst.cmd(&importing), Reply::ok());
+    let migrating = ["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &target_id];
+    assert_eq!(src.cmd(&migrating), Reply::ok());
+    let target_port = target.to_string();
+    let migrate = ["MIGRATE", "127.0.0.1", &target_port, "{m}a", "0", "5000"];
+    assert_eq!(src.cmd(&migrate), Reply::ok());
+
+    // {m}a has moved (the source answers ASK), {m}b has not; a new key goes to the target.
+    assert_eq!(conn.cmd(&["GET", "{m}a"]), Reply::bulk("{m}a before"));
+    assert_eq!(conn.cmd(&["GET", "{m}b"]), Reply::bulk("{m}b before"));
+    assert_eq!(conn.cmd(&["SET", "{m}c", "new"]), Reply::ok());
+    assert_eq!(dst.cmd(&["ASKING"]), Reply::ok());
+    assert_eq!(dst.cmd(&["GET", "{m}c"]), Reply::bulk("new"));
+    assert!(
+        redirections(&proxy, "ask") >= 2,
+        "{}",
+        info_field(&proxy, "cluster_redirections")
+    );
+
+    // The migration ends: every master learns the slot's new owner.
+    let migrate = ["MIGRATE", "127.0.0.1", &target_port, "{m}b", "0", "5000"];
+    assert_eq!(src.cmd(&migrate), Reply::ok());
+    for port in cluster.live_ports().into_iter().filter(|&p| is_master(p)) {
+        let node = ["CLUSTER", "SETSLOT", &slot_text, "NODE", &target_id];
+        assert_eq!(RespConn::connect(port).cmd(&node), Reply::ok());
+    }
+    // A connection that still routes the slot to the source gets MOVED, and follows it.
+    let before = redirections(&proxy, "moved");
+    let mut fresh = proxy.conn();
+    for key in ["{m}a", "{m}b"] {
+        assert_eq!(
+            fresh.cmd(&["GET", key]),
+            Reply::bulk(&format!("{key} before"))
+        );
+    }
+    assert_eq!(fresh.cmd(&["GET", "{m}c"]), Reply::bulk("new"));
+    let moved = redirections(&proxy, "moved");
+    println!(
+        "redirections: {}",
+        info_field(&proxy, "cluster_redirections")
+    );
+    // The map may have caught up already (it refreshes every 200 ms): then no MOVED is
+    // needed; otherwise it was followed.
+    assert!(moved >= before);
+    let new_owner = cluster.master_of(slot, cluster.seed());
+    assert_eq!(new_owner, target);
+}
+
+fn is_master(port: u16) -> bool {
+    text(RespConn::connect(port).cmd(&["INFO", "replication"])).contains("role:master")
+}
+
+/// Runs SET/GET pairs through the proxy on `threads` connections until `stop`; returns
+/// (operations, wrong or error replies with examples).
+fn load(
+    proxy: &Proxy,
+    threads: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<thread::JoinHandle<(u64, Vec<String>)>> {
+    (0..threads)
+        .map(|t| {
+            let mut conn = proxy.conn();
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let (mut ops, mut bad) = (0u64, Vec::new());
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("load:{t}:{}", i % 500);
+                    let value = format!("{i}");
+                    let set = conn.cmd(&["SET", &key, &value]);
+                    let get = conn.cmd(&["GET", &key]);
+                    if set != Reply::ok() || get != Reply::bulk(&value) {
+                        bad.push(format!("{key}: SET {set:?}, GET {get:?}"));
+                    }
+                    ops += 2;
+                    i += 1;
+                }
+                (ops, bad)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn slots_resharded_under_load_keep_being_served() {
+    let _serial = support::serial();
+    let cluster = RedisCluster::start();
+    let proxy = proxy_for(&cluster);
+    // Keys in many slots, so the migration moves keys (and ASK happens).
+    let mut conn = proxy.conn();
+    let mut pipeline = Vec::new();
+    for i in 0..5000 {
+        pipeline.extend(support::encode(&["SET", &format!("fill:{i}"), "x"]));
+    }
+    conn.send_raw(&pipeline);
+    conn.read_replies(5000);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = load(&proxy, 4, stop.clone());
+    let masters: Vec<u16> = cluster
+        .live_ports()
+        .into_iter()
+        .filter(|&p| is_master(p))
+        .collect();
+    let (from, to) = (cluster.node_id(masters[0]), cluster.node_id(masters[1]));
+    let seed = format!("127.0.0.1:{}", masters[0]);
+    let started = Instant::now();
+    let out = support::run_tool(
+        "redis-cli",
+        &[
+            "--cluster",
+            "reshard",
+            &seed,
+            "--cluster-from",
+            &from,
+            "--cluster-to",
+            &to,
+            "--cluster-slots",
+            "1500",
+            "--cluster-yes",
+        ],
+        None,
+        Duration::from_secs(120),
+    );
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "reshard failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (mut ops, mut bad) = (0, Vec::new());
+    for worker in workers {
+        let (o, b) = worker.join().unwrap();
+        ops += o;
+        bad.extend(b);
+    }
+    let redirected = info_field(&proxy, "cluster_redirections");
+    println!("1500 slots resharded in {took:?} under {ops} operations; {redirected}");
+    assert!(
+        bad.is_empty(),
+        "{} wrong replies, e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+    assert!(redirections(&proxy, "moved") + redirections(&proxy, "ask") > 0);
+    for i in (0..5000).step_by(97) {
+        assert_eq!(conn.cmd(&["GET", &format!("fill:{i}")]), Reply::bulk("x"));
+    }
+}
+
+#[test]
+fn a_killed_master_fails_only_its_slots_until_its_replica_takes_over() {
+    let _serial = support::serial();
+    let mut cluster = RedisCluster::start();
+    let proxy = proxy_for(&cluster);
+    let mut conn = proxy.conn();
+    let keys: Vec<String> = (0..200).map(|i| format!("fo:{i}")).collect();
+    for key in &keys {
+        assert_eq!(conn.cmd(&["SET", key, key]), Reply::ok());
+    }
+    let victim = cluster.master_of(0, cluster.seed());
+    wait_replicated(victim);
+    let (dead, alive): (Vec<&String>, Vec<&String>) = keys
+        .iter()
+        .partition(|k| cluster.master_of(key_slot(k.as_bytes()), cluster.seed()) == victim);
+    assert!(!dead.is_empty() && !alive.is_empty());
+    cluster.kill(victim);
+    let killed = Instant::now();
+
+    // Until the failover, the dead master's keys fail fast with a clear error, the others
+    // never fail; then every key reads back, with no restart of the proxy.
+    let mut errors = 0;
+    let recovered = loop {
+        for key in &alive {
+            assert_eq!(
+                conn.cmd(&["GET", key]),
+                Reply::bulk(key),
+                "a live master's key"
+            );
+        }
+        let started = Instant::now();
+        let reply = conn.cmd(&["GET", dead[0]]);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "a dead master's key hung"
+        );
+        match reply {
+            Reply::Bulk(Some(v)) if v == dead[0].as_bytes() => break killed.elapsed(),
+            Reply::Error(e) => {
+                assert!(
+                    e.starts_with("ERR upstream") || e.starts_with("CLUSTERDOWN"),
+                    "{e}"
+                );
+                errors += 1;
+            }
+            other => panic!("a dead master's key gave {other:?}"),
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no failover in 30 s"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    println!(
+        "failover seen after {recovered:?}, {errors} errors for the dead master's key meanwhile"
+    );
+    for key in &keys {
+        assert_eq!(conn.cmd(&["GET", key]), Reply::bulk(key));
+    }
+    assert!(info_field(&proxy, "cluster_refreshes").contains("node_down="));
+}
+
+/// Waits (bounded) until every replica of the master on `port` has its whole stream.
+fn wait_replicated(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = text(RespConn::connect(port).cmd(&["INFO", "replication"]));
+        let offset = info
+            .lines()
+            .find_map(|l| l.strip_prefix("master_repl_offset:"))
+            .unwrap_or("-1")
+            .trim()
+            .to_owned();
+        let synced = info
+            .lines()
+            .filter(|l| l.starts_with("slave"))
+            .all(|l| l.contains(&format!("offset={offset},")));
+        if synced && info.contains("slave0:") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas never caught up:\n{info}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
