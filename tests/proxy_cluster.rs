@@ -74,6 +74,29 @@ fn values_written_through_the_proxy_read_back_through_it_and_through_redis_cli_c
     del.extend(keys.iter().take(100).map(String::as_str));
     assert_eq!(conn.cmd(&del), Reply::Integer(100));
     assert_eq!(conn.cmd(&["DBSIZE"]), Reply::Integer(200));
+    // Other multi-key commands go whole to their slot when their keys share it, and get
+    // Redis Cluster's CROSSSLOT otherwise.
+    let crossslot = Reply::Error("CROSSSLOT Keys in request don't hash to the same slot".into());
+    assert_eq!(
+        conn.cmd(&["MSETNX", "{u}a", "1", "{u}b", "2"]),
+        Reply::Integer(1)
+    );
+    assert_eq!(conn.cmd(&["RENAME", "{u}a", "{u}c"]), Reply::ok());
+    assert_eq!(conn.cmd(&["SADD", "{u}s1", "x", "y"]), Reply::Integer(2));
+    assert_eq!(conn.cmd(&["SADD", "{u}s2", "y", "z"]), Reply::Integer(2));
+    assert_eq!(
+        conn.cmd(&["SINTERSTORE", "{u}s3", "{u}s1", "{u}s2"]),
+        Reply::Integer(1)
+    );
+    let script = "return redis.call('GET', KEYS[1]) .. ARGV[1]";
+    assert_eq!(
+        conn.cmd(&["EVAL", script, "1", "{u}c", "!"]),
+        Reply::bulk("1!")
+    );
+    assert_eq!(conn.cmd(&["RENAME", "key:1", "key:2"]), crossslot);
+    assert_eq!(conn.cmd(&["MSETNX", "a", "1", "b", "2"]), crossslot);
+    assert_eq!(conn.cmd(&["SUNION", "{u}s1", "s2"]), crossslot);
+    assert_eq!(conn.cmd(&["EVAL", script, "2", "a", "b", "!"]), crossslot);
     // The proxy's own answers work as in static mode.
     assert_eq!(conn.cmd(&["PING"]), Reply::Simple("PONG".into()));
     assert_eq!(info_field(&proxy, "cluster_slots_served"), "16384");

@@ -257,3 +257,54 @@ fn an_upstream_going_down_and_coming_back_is_logged_once_each() {
     drop(proxy);
     server.join().unwrap();
 }
+
+#[test]
+fn multi_key_commands_on_one_shard_are_forwarded_and_across_shards_get_crossslot() {
+    let (_servers, proxy) = two_shards();
+    let mut conn = proxy.conn();
+    let crossslot = Reply::Error("CROSSSLOT Keys in request don't hash to the same slot".into());
+    assert_eq!(conn.cmd(&["SET", "{t}a", "1"]), Reply::ok());
+    assert_eq!(conn.cmd(&["RENAME", "{t}a", "{t}b"]), Reply::ok());
+    assert_eq!(conn.cmd(&["GET", "{t}b"]), Reply::bulk("1"));
+    assert_eq!(
+        conn.cmd(&["MSETNX", "{t}x", "1", "{t}y", "2"]),
+        Reply::Integer(1)
+    );
+    assert_eq!(conn.cmd(&["LPUSH", "{t}l", "v"]), Reply::Integer(1));
+    assert_eq!(
+        conn.cmd(&["LMOVE", "{t}l", "{t}m", "LEFT", "RIGHT"]),
+        Reply::bulk("v")
+    );
+    // With --upstream shards the rule is one shard, not one slot: two keys of different
+    // slots on the same shard are forwarded too.
+    let (a, b) = (0..1000)
+        .map(|i| format!("k{i}"))
+        .filter(|k| shard_of(k, 2) == 0)
+        .take(2)
+        .fold((String::new(), String::new()), |(a, b), k| {
+            if a.is_empty() {
+                (k, b)
+            } else {
+                (a, k)
+            }
+        });
+    assert_ne!(
+        support::key_slot(a.as_bytes()),
+        support::key_slot(b.as_bytes())
+    );
+    assert_eq!(conn.cmd(&["MSETNX", &a, "1", &b, "2"]), Reply::Integer(1));
+    let other = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| shard_of(k, 2) == 1)
+        .unwrap();
+    assert_eq!(conn.cmd(&["RENAME", &a, &other]), crossslot);
+    assert_eq!(
+        conn.cmd(&["EVAL", "return KEYS[1]", "2", &a, &other]),
+        crossslot
+    );
+    assert_eq!(conn.cmd(&["EVAL", "return #KEYS", "0"]), Reply::Integer(0));
+    assert_eq!(
+        conn.cmd(&["EVAL", "return KEYS[1]", "1", &a]),
+        Reply::bulk(&a)
+    );
+}

@@ -4,14 +4,18 @@
 //! key's shard ([`Route::Single`]); `MGET`, `MSET` and the counting commands (`DEL`, `UNLINK`,
 //! `EXISTS`, `TOUCH`) are split into one sub-request per shard and their replies merged
 //! ([`Route::Multi`]); `DBSIZE` goes to every shard and the counts are summed
-//! ([`Route::Fanout`]); connection commands such as `PING` and `SELECT` are answered by the
-//! proxy itself ([`Route::Local`]). Commands that cannot work through a sharding proxy
-//! (transactions, blocking pops, pub/sub, scripts, commands on keys of several shards) are
-//! refused with a reason, and unknown commands and wrong argument counts get redis-server's
-//! exact error texts. The embedded backend's store reuses the name lookup and error formatters.
+//! ([`Route::Fanout`]); other multi-key commands (MSETNX, RENAME, SINTER, EVAL...) go whole to
+//! their keys' slot when they share one, as Redis Cluster requires ([`Route::SameSlot`]);
+//! connection commands such as `PING` and `SELECT` are answered by the proxy itself
+//! ([`Route::Local`]). Commands that cannot work through a sharding proxy (transactions,
+//! blocking pops, pub/sub, SCRIPT and FUNCTION, whole-keyspace commands) are refused with a
+//! reason, and unknown commands and wrong argument counts get redis-server's exact error
+//! texts. The embedded backend's store reuses the name lookup and error formatters.
 //!
 //! Arity follows redis-server's convention: a positive arity is the exact argument count, the
 //! command name included; a negative one is a minimum of its absolute value.
+
+use crate::keys::Keys;
 
 /// How the proxy handles one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +29,9 @@ pub(crate) enum Route {
         step: usize,
         kind: MultiKind,
     },
+    /// Several keys that must share one hash slot: forwarded whole to it, or refused with
+    /// `CROSSSLOT` (see [`Keys`]).
+    SameSlot(Keys),
     /// The proxy answers itself.
     Local(LocalCmd),
     /// Send to every shard and combine the replies.
@@ -105,8 +112,6 @@ impl CommandName {
 #[derive(Clone, Copy)]
 enum Plan {
     Route(Route),
-    /// Supported on exactly one key (at index 1), refused with this reason on more.
-    OneKeyOnly(&'static str),
     /// Refused with this reason.
     Unsupported(&'static str),
 }
@@ -139,9 +144,18 @@ const fn multi(name: &'static str, arity: i32, step: usize, kind: MultiKind) -> 
     )
 }
 
-const fn one_key_only(name: &'static str, arity: i32, reason: &'static str) -> Spec {
-    let plan = Plan::OneKeyOnly(reason);
-    Spec { name, arity, plan }
+const fn same_slot(name: &'static str, arity: i32, keys: Keys) -> Spec {
+    route(name, arity, Route::SameSlot(keys))
+}
+
+/// Keys from `first` to `last` (negative: from the end) every `step` arguments.
+const fn range(first: usize, last: i32, step: usize) -> Keys {
+    Keys::Range { first, last, step }
+}
+
+/// `fixed` keys, then a key count at `count`, then the keys.
+const fn counted(fixed: usize, count: usize) -> Keys {
+    Keys::Counted { fixed, count }
 }
 
 const fn no(name: &'static str, reason: &'static str) -> Spec {
@@ -159,8 +173,6 @@ const BLOCKING: &str = "blocking commands would stall the shared upstream connec
 const PUBSUB: &str = "pub/sub needs a dedicated connection";
 const EVERY_SHARD: &str = "it would affect every shard's data";
 const ONE_DATABASE: &str = "only database 0 is served";
-const CROSS_SHARD: &str = "its keys may live on different shards";
-const MERGES_KEYS: &str = "several keys may live on different shards";
 const SCRIPT: &str = "scripts may touch keys on any shard";
 const REPLICATION: &str = "replication and monitoring need a dedicated upstream connection";
 const ADMIN: &str = "administer each upstream server directly";
@@ -174,7 +186,7 @@ static COMMANDS: &[Spec] = &[
     no("bgrewriteaof", ADMIN),
     no("bgsave", ADMIN),
     key("bitcount", -2),
-    no("bitop", CROSS_SHARD),
+    same_slot("bitop", -4, range(2, -1, 1)),
     key("bitpos", -3),
     no("blmove", BLOCKING),
     no("blmpop", BLOCKING),
@@ -188,7 +200,7 @@ static COMMANDS: &[Spec] = &[
     no("cluster", CLUSTER),
     route("command", -1, Route::Local(LocalCmd::Command)),
     no("config", ADMIN),
-    no("copy", CROSS_SHARD),
+    same_slot("copy", -3, range(1, 2, 1)),
     route("dbsize", 1, Route::Fanout(FanoutCmd::Dbsize)),
     no("debug", ADMIN),
     key("decr", 2),
@@ -197,16 +209,16 @@ static COMMANDS: &[Spec] = &[
     no("discard", TRANSACTION),
     no("dump", ADMIN),
     route("echo", 2, Route::Local(LocalCmd::Echo)),
-    no("eval", SCRIPT),
-    no("eval_ro", SCRIPT),
-    no("evalsha", SCRIPT),
-    no("evalsha_ro", SCRIPT),
+    same_slot("eval", -3, counted(0, 2)),
+    same_slot("eval_ro", -3, counted(0, 2)),
+    same_slot("evalsha", -3, counted(0, 2)),
+    same_slot("evalsha_ro", -3, counted(0, 2)),
     no("exec", TRANSACTION),
     multi("exists", -2, 1, MultiKind::SumIntegers),
     key("expire", -3),
     key("expireat", -3),
-    no("fcall", SCRIPT),
-    no("fcall_ro", SCRIPT),
+    same_slot("fcall", -3, counted(0, 2)),
+    same_slot("fcall_ro", -3, counted(0, 2)),
     no("flushall", EVERY_SHARD),
     no("flushdb", EVERY_SHARD),
     no("function", SCRIPT),
@@ -240,8 +252,8 @@ static COMMANDS: &[Spec] = &[
     key("lindex", 3),
     key("linsert", 5),
     key("llen", 2),
-    no("lmove", CROSS_SHARD),
-    no("lmpop", CROSS_SHARD),
+    same_slot("lmove", 5, range(1, 2, 1)),
+    same_slot("lmpop", -4, counted(0, 1)),
     key("lpop", -2),
     key("lpos", -3),
     key("lpush", -3),
@@ -255,15 +267,15 @@ static COMMANDS: &[Spec] = &[
     no("monitor", REPLICATION),
     no("move", ONE_DATABASE),
     multi("mset", -3, 2, MultiKind::Mset),
-    no("msetnx", CROSS_SHARD),
+    same_slot("msetnx", -3, range(1, -1, 2)),
     no("multi", TRANSACTION),
     no("object", ADMIN),
     key("persist", 2),
     key("pexpire", -3),
     key("pexpireat", -3),
     key("pfadd", -2),
-    one_key_only("pfcount", -2, MERGES_KEYS),
-    no("pfmerge", CROSS_SHARD),
+    same_slot("pfcount", -2, range(1, -1, 1)),
+    same_slot("pfmerge", -2, range(1, -1, 1)),
     route("ping", -1, Route::Local(LocalCmd::Ping)),
     key("psetex", 4),
     no("psubscribe", PUBSUB),
@@ -276,13 +288,13 @@ static COMMANDS: &[Spec] = &[
     no("randomkey", KEYSPACE),
     no("readonly", CLUSTER),
     no("readwrite", CLUSTER),
-    no("rename", CROSS_SHARD),
-    no("renamenx", CROSS_SHARD),
+    same_slot("rename", 3, range(1, 2, 1)),
+    same_slot("renamenx", 3, range(1, 2, 1)),
     no("replicaof", REPLICATION),
     route("reset", 1, Route::Local(LocalCmd::Reset)),
     no("restore", ADMIN),
     key("rpop", -2),
-    no("rpoplpush", CROSS_SHARD),
+    same_slot("rpoplpush", 3, range(1, 2, 1)),
     key("rpush", -3),
     key("rpushx", -3),
     key("sadd", -3),
@@ -290,8 +302,8 @@ static COMMANDS: &[Spec] = &[
     no("scan", KEYSPACE),
     key("scard", 2),
     no("script", SCRIPT),
-    no("sdiff", CROSS_SHARD),
-    no("sdiffstore", CROSS_SHARD),
+    same_slot("sdiff", -2, range(1, -1, 1)),
+    same_slot("sdiffstore", -3, range(1, -1, 1)),
     route("select", 2, Route::Local(LocalCmd::Select)),
     key("set", -3),
     key("setbit", 4),
@@ -299,15 +311,15 @@ static COMMANDS: &[Spec] = &[
     key("setnx", 3),
     key("setrange", 4),
     no("shutdown", ADMIN),
-    no("sinter", CROSS_SHARD),
-    no("sintercard", CROSS_SHARD),
-    no("sinterstore", CROSS_SHARD),
+    same_slot("sinter", -2, range(1, -1, 1)),
+    same_slot("sintercard", -3, counted(0, 1)),
+    same_slot("sinterstore", -3, range(1, -1, 1)),
     key("sismember", 3),
     no("slaveof", REPLICATION),
     no("slowlog", ADMIN),
     key("smembers", 2),
     key("smismember", -3),
-    no("smove", CROSS_SHARD),
+    same_slot("smove", 4, range(1, 2, 1)),
     key("spop", -2),
     no("spublish", PUBSUB),
     key("srandmember", -2),
@@ -315,8 +327,8 @@ static COMMANDS: &[Spec] = &[
     no("ssubscribe", PUBSUB),
     key("strlen", 2),
     no("subscribe", PUBSUB),
-    no("sunion", CROSS_SHARD),
-    no("sunionstore", CROSS_SHARD),
+    same_slot("sunion", -2, range(1, -1, 1)),
+    same_slot("sunionstore", -3, range(1, -1, 1)),
     no("sunsubscribe", PUBSUB),
     no("swapdb", EVERY_SHARD),
     no("sync", REPLICATION),
@@ -339,18 +351,18 @@ static COMMANDS: &[Spec] = &[
     key("zadd", -4),
     key("zcard", 2),
     key("zcount", 4),
-    no("zdiff", CROSS_SHARD),
-    no("zdiffstore", CROSS_SHARD),
+    same_slot("zdiff", -3, counted(0, 1)),
+    same_slot("zdiffstore", -4, counted(1, 2)),
     key("zincrby", 4),
-    no("zinter", CROSS_SHARD),
-    no("zinterstore", CROSS_SHARD),
-    no("zmpop", CROSS_SHARD),
+    same_slot("zinter", -3, counted(0, 1)),
+    same_slot("zinterstore", -4, counted(1, 2)),
+    same_slot("zmpop", -4, counted(0, 1)),
     key("zmscore", -3),
     key("zpopmax", -2),
     key("zpopmin", -2),
     key("zrange", -4),
     key("zrangebyscore", -4),
-    no("zrangestore", CROSS_SHARD),
+    same_slot("zrangestore", -5, range(1, 2, 1)),
     key("zrank", -3),
     key("zrem", -3),
     key("zremrangebyrank", 4),
@@ -358,8 +370,8 @@ static COMMANDS: &[Spec] = &[
     key("zrevrange", -4),
     key("zrevrank", -3),
     key("zscore", 3),
-    no("zunion", CROSS_SHARD),
-    no("zunionstore", CROSS_SHARD),
+    same_slot("zunion", -3, counted(0, 1)),
+    same_slot("zunionstore", -4, counted(1, 2)),
 ];
 
 /// Decides how the proxy handles the request `args` (command name first).
@@ -375,8 +387,6 @@ pub(crate) fn classify(args: &[&[u8]]) -> Result<Route, String> {
         Plan::Unsupported(reason) => Err(unsupported(spec.name, reason)),
         _ if !arity_ok(spec, args) => Err(wrong_arity(spec.name)),
         Plan::Route(route) => Ok(route),
-        Plan::OneKeyOnly(_) if args.len() == 2 => Ok(Route::Single { key: 1 }),
-        Plan::OneKeyOnly(reason) => Err(unsupported(spec.name, reason)),
     }
 }
 
@@ -402,9 +412,9 @@ pub(crate) fn info(name: &[u8]) -> Option<CommandInfo> {
 fn info_of(spec: &'static Spec) -> Option<CommandInfo> {
     let keys = match spec.plan {
         Plan::Unsupported(_) => return None,
-        Plan::OneKeyOnly(_) => (1, 1, 1),
         Plan::Route(Route::Single { key }) => (key as i64, key as i64, 1),
         Plan::Route(Route::Multi { first, step, .. }) => (first as i64, -1, step as i64),
+        Plan::Route(Route::SameSlot(keys)) => keys.info(),
         Plan::Route(Route::Local(_) | Route::Fanout(_)) => (0, 0, 0),
     };
     Some(CommandInfo {
@@ -424,7 +434,14 @@ fn lookup(name: &[u8]) -> Option<&'static Spec> {
 fn arity_ok(spec: &Spec, args: &[&[u8]]) -> bool {
     arity_matches(spec.arity, args.len())
         && match spec.plan {
-            Plan::Route(Route::Multi { first, step, .. }) => args
+            Plan::Route(
+                Route::Multi { first, step, .. }
+                | Route::SameSlot(Keys::Range {
+                    first,
+                    last: -1,
+                    step,
+                }),
+            ) => args
                 .get(first..)
                 .is_some_and(|keys| keys.chunks_exact(step).remainder().is_empty()),
             Plan::Route(Route::Local(LocalCmd::Ping)) => args.len() <= 2,
@@ -539,7 +556,6 @@ mod tests {
             "SADD s m",
             "EXPIRE k 10 NX",
             "PFADD hll a b",
-            "PFCOUNT hll",
             "XADD s * f v",
             "INCRBYFLOAT k 1.5",
             "LINSERT l BEFORE a b",
@@ -629,9 +645,7 @@ mod tests {
             ("SUBSCRIBE c", "subscribe", PUBSUB),
             ("FLUSHALL", "flushall", EVERY_SHARD),
             ("MOVE k 1", "move", ONE_DATABASE),
-            ("RENAME a b", "rename", CROSS_SHARD),
-            ("PFCOUNT a b", "pfcount", MERGES_KEYS),
-            ("EVAL s 0", "eval", SCRIPT),
+            ("SCRIPT LOAD x", "script", SCRIPT),
             ("MONITOR", "monitor", REPLICATION),
             ("CONFIG GET save", "config", ADMIN),
             ("CLUSTER INFO", "cluster", CLUSTER),
@@ -642,11 +656,10 @@ mod tests {
         }
         let brief = "KEYS SCAN RANDOMKEY MULTI EXEC DISCARD WATCH UNWATCH BLPOP BRPOP BLMOVE \
             BRPOPLPUSH BZPOPMIN BZPOPMAX BLMPOP BZMPOP XREAD XREADGROUP WAIT SUBSCRIBE PSUBSCRIBE \
-            SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE PUBLISH FLUSHALL FLUSHDB SWAPDB MOVE RENAME \
-            RENAMENX COPY SMOVE SINTER SUNION SDIFF SINTERSTORE SUNIONSTORE SDIFFSTORE ZUNIONSTORE \
-            ZINTERSTORE EVAL EVALSHA SCRIPT FUNCTION FCALL MONITOR SYNC PSYNC REPLICAOF SLAVEOF \
+            SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE PUBLISH FLUSHALL FLUSHDB SWAPDB MOVE \
+            SCRIPT FUNCTION MONITOR SYNC PSYNC REPLICAOF SLAVEOF \
             SHUTDOWN DEBUG CONFIG SAVE BGSAVE BGREWRITEAOF LASTSAVE SLOWLOG OBJECT MIGRATE RESTORE \
-            DUMP CLUSTER READONLY READWRITE LMOVE RPOPLPUSH";
+            DUMP CLUSTER READONLY READWRITE";
         for name in brief.split_whitespace() {
             let refused = classify(&[name.as_bytes()]).expect_err(name);
             assert!(
@@ -654,6 +667,27 @@ mod tests {
                 "{refused}"
             );
         }
+    }
+
+    #[test]
+    fn multi_key_commands_keep_their_keys_in_one_slot() {
+        for (line, keys) in [
+            ("RENAME a b", vec![1, 2]),
+            ("MSETNX a 1 b 2", vec![1, 3]),
+            ("SINTER a b c", vec![1, 2, 3]),
+            ("BITOP AND d a b", vec![2, 3, 4]),
+            ("ZUNIONSTORE d 2 a b WEIGHTS 1 2", vec![1, 3, 4]),
+            ("EVAL s 1 k arg", vec![3]),
+            ("PFCOUNT a b", vec![1, 2]),
+        ] {
+            let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+            let Ok(Route::SameSlot(spec)) = classify(&args) else {
+                panic!("{line}: {:?}", classify(&args).err())
+            };
+            assert_eq!(spec.positions(&args), Some(keys), "{line}");
+        }
+        let text = "ERR wrong number of arguments for 'msetnx' command";
+        assert_eq!(classify_line("MSETNX a 1 b"), Err(text.to_string()));
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod backend;
 mod cluster;
 mod command;
 mod flow;
+mod keys;
 mod multikey;
 mod proxy;
 mod resp;

@@ -20,6 +20,7 @@ use corio::rt::time;
 
 use crate::command::{self, FanoutCmd, LocalCmd, MultiKind, Route};
 use crate::flow::{self, Held, Window};
+use crate::keys::{Keys, CROSSSLOT};
 use crate::multikey::{self, Part};
 use crate::resp::{self, Parsed, Request};
 use crate::upstream::{Reply, ReplySlot};
@@ -436,6 +437,14 @@ fn dispatch(
                 Pending::Split { kind, nkeys, parts }
             }
         }
+        Route::SameSlot(keys) => match same_slot_node(proxy, &keys, &args) {
+            Ok(Some(node)) => forward(proxy, (held, estimate), node, request, &args, raw),
+            Ok(None) => unserved(),
+            Err(()) => {
+                stats::error();
+                error(CROSSSLOT)
+            }
+        },
         Route::Fanout(FanoutCmd::Dbsize) => {
             let mut request = Vec::new();
             resp::encode_command(&mut request, [&b"DBSIZE"[..]]);
@@ -472,6 +481,24 @@ fn dispatch(
             Pending::Ready(out)
         }
     })
+}
+
+/// The node a command whose keys must share a slot goes to: their slot's (with `--upstream`
+/// shards, their shard's); slot 0's for a command without keys, or whose key count is not
+/// valid (the upstream then answers with its own error). `Err` when the keys' slots differ.
+fn same_slot_node(proxy: &Proxy, keys: &Keys, args: &[&[u8]]) -> Result<Option<usize>, ()> {
+    let positions = keys.positions(args).unwrap_or_default();
+    let Some(&first) = positions.first() else {
+        return Ok(proxy.node_of_slot(0));
+    };
+    let group = proxy.group_of_key(args[first]);
+    if positions
+        .iter()
+        .any(|&i| proxy.group_of_key(args[i]) != group)
+    {
+        return Err(());
+    }
+    Ok(proxy.node_of_key(args[first]))
 }
 
 /// The reply to a request whose cluster slot no node serves (as a cluster node answers it).
