@@ -21,6 +21,8 @@
 //! of one case alternating, and show the median. A row whose tool is missing is skipped with
 //! the reason on stderr. Nothing here asserts anything about speed.
 
+#[path = "compare/cluster.rs"]
+mod cluster;
 #[path = "compare/files.rs"]
 mod files;
 #[path = "compare/mesh.rs"]
@@ -147,7 +149,7 @@ fn options() -> Options {
 fn usage(msg: &str) -> ! {
     eprintln!(
         "compare: {msg}\nusage: cargo bench --bench compare -- [--quick] [--runs N] \
-         [--only echo,http,hyper,files,mesh,proxy,rss]"
+         [--only echo,http,hyper,files,mesh,proxy,cluster,rss]"
     );
     std::process::exit(2)
 }
@@ -190,6 +192,11 @@ fn main() {
         if wants("proxy") {
             if let Err(why) = proxy::run(case_time, &mut rows) {
                 eprintln!("compare: skipping the proxy rows ({why})");
+            }
+        }
+        if wants("cluster") {
+            if let Err(why) = cluster::run(case_time, &mut rows) {
+                eprintln!("compare: skipping the cluster rows ({why})");
             }
         }
         if wants("rss") {

@@ -20,7 +20,7 @@ const CONNECTIONS: usize = 50;
 const KEYSPACE: u64 = 100_000;
 
 /// A child process, killed and reaped on drop.
-pub struct Process(Child);
+pub struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -29,7 +29,7 @@ impl Drop for Process {
     }
 }
 
-fn spawn(cmd: &mut Command, tool: Tool) -> Result<Process, String> {
+pub fn spawn(cmd: &mut Command, tool: Tool) -> Result<Process, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -39,7 +39,7 @@ fn spawn(cmd: &mut Command, tool: Tool) -> Result<Process, String> {
 }
 
 /// Waits (5 s at most) until `port` answers a RESP PING.
-fn wait_ping(port: u16) -> Result<(), String> {
+pub fn wait_ping(port: u16) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
@@ -72,14 +72,21 @@ fn redis_server() -> Result<(Process, u16), String> {
 }
 
 fn db_proxy(upstreams: &[u16]) -> Result<(Process, u16), String> {
+    let args: Vec<String> = upstreams
+        .iter()
+        .flat_map(|port| ["--upstream".to_string(), format!("127.0.0.1:{port}")])
+        .collect();
+    db_proxy_with(&args)
+}
+
+/// db-proxy on CPU 0, one core, with `args`; its process and port.
+pub fn db_proxy_with(args: &[String]) -> Result<(Process, u16), String> {
     let path = crate::example("db-proxy");
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", "0"])
         .arg(&path)
-        .args(["--listen", "127.0.0.1:0", "--cores", "1"]);
-    for port in upstreams {
-        cmd.arg("--upstream").arg(format!("127.0.0.1:{port}"));
-    }
+        .args(["--listen", "127.0.0.1:0", "--cores", "1"])
+        .args(args);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -161,8 +168,21 @@ fn redis_benchmark(
     pipeline: usize,
     requests: u64,
 ) -> Result<Measured, String> {
+    redis_benchmark_with(&[], port, test, pipeline, requests)
+}
+
+/// [`redis_benchmark`] with `extra` arguments first (`--cluster`).
+pub fn redis_benchmark_with(
+    extra: &[&str],
+    port: u16,
+    test: &str,
+    pipeline: usize,
+    requests: u64,
+) -> Result<Measured, String> {
     let out = Command::new("taskset")
-        .args(["-c", "1", "redis-benchmark", "-h", "127.0.0.1", "-p"])
+        .args(["-c", "1", "redis-benchmark"])
+        .args(extra)
+        .args(["-h", "127.0.0.1", "-p"])
         .arg(port.to_string())
         .args(["-t", test, "-c"])
         .arg(CONNECTIONS.to_string())
@@ -182,9 +202,11 @@ fn redis_benchmark(
         })?;
     let text = String::from_utf8_lossy(&out.stdout);
     // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    // The result line is the one named after the test (`--cluster` prints more lines).
+    let name = format!("\"{}\",", test.to_uppercase());
     let line = text
         .lines()
-        .nth(1)
+        .find(|l| l.starts_with(&name))
         .ok_or_else(|| format!("redis-benchmark printed no result: {text}"))?;
     let fields: Vec<f64> = line
         .split(',')
@@ -192,7 +214,9 @@ fn redis_benchmark(
         .map(|f| f.trim_matches('"').parse().unwrap_or(f64::NAN))
         .collect();
     Ok(Measured {
-        throughput: fields[0],
+        throughput: *fields
+            .first()
+            .ok_or_else(|| format!("redis-benchmark printed {line:?}"))?,
         p99_us: fields.get(5).map(|ms| ms * 1000.0),
     })
 }
