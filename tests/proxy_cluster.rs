@@ -179,6 +179,63 @@ fn is_master(port: u16) -> bool {
     text(RespConn::connect(port).cmd(&["INFO", "replication"])).contains("role:master")
 }
 
+/// `calls=` of `cmdstat_<command>` in a node's INFO commandstats (0 if never called).
+fn calls(port: u16, command: &str) -> u64 {
+    let stats = text(RespConn::connect(port).cmd(&["INFO", "commandstats"]));
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn reads_go_to_replicas_with_read_from_replica_and_writes_to_masters() {
+    let _serial = support::serial();
+    let cluster = RedisCluster::start();
+    let seed = format!("127.0.0.1:{}", cluster.seed());
+    let proxy = Proxy::start_with(&[], &["--cluster", &seed, "--read-from", "replica"]);
+    let mut conn = proxy.conn();
+    let keys: Vec<String> = (0..100).map(|i| format!("rr:{i}")).collect();
+    for key in &keys {
+        assert_eq!(conn.cmd(&["SET", key, key]), Reply::ok());
+    }
+    let (masters, replicas): (Vec<u16>, Vec<u16>) = cluster
+        .live_ports()
+        .into_iter()
+        .partition(|&p| is_master(p));
+    for &master in &masters {
+        wait_replicated(master);
+    }
+    for key in &keys {
+        assert_eq!(conn.cmd(&["GET", key]), Reply::bulk(key));
+    }
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    let Reply::Array(Some(values)) = conn.cmd(&mget) else {
+        panic!("MGET is an array")
+    };
+    assert!(values.iter().zip(&keys).all(|(v, k)| *v == Reply::bulk(k)));
+    let on_replicas: u64 = replicas
+        .iter()
+        .map(|&p| calls(p, "get") + calls(p, "mget"))
+        .sum();
+    let on_masters: u64 = masters
+        .iter()
+        .map(|&p| calls(p, "get") + calls(p, "mget"))
+        .sum();
+    let sets: u64 = masters.iter().map(|&p| calls(p, "set")).sum();
+    println!("reads on replicas {on_replicas}, on masters {on_masters}; SETs on masters {sets}");
+    assert_eq!(on_masters, 0, "no read reached a master");
+    assert!(
+        on_replicas >= 100 + 3,
+        "every GET and each MGET part on a replica"
+    );
+    assert_eq!(sets, 100, "writes go to masters");
+}
+
 /// Runs SET/GET pairs through the proxy on `threads` connections until `stop`; returns
 /// (operations, wrong or error replies with examples).
 fn load(

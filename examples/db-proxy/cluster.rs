@@ -55,6 +55,8 @@ const CAUSES: [&str; 5] = ["start", "periodic", "moved", "node_down", "clusterdo
 pub(crate) struct SlotMap {
     /// Node number per slot ([`NO_NODE`] when none).
     slots: Vec<u32>,
+    /// Each master's online replicas, by node number.
+    replicas: HashMap<u32, Vec<u32>>,
     /// The answering node's `cluster_current_epoch`.
     pub(crate) epoch: u64,
     /// The node whose view this is.
@@ -68,6 +70,11 @@ impl SlotMap {
             NO_NODE => None,
             node => Some(node as usize),
         }
+    }
+
+    /// The online replicas of master `node`.
+    pub(crate) fn replicas_of(&self, node: usize) -> &[u32] {
+        self.replicas.get(&(node as u32)).map_or(&[], Vec::as_slice)
     }
 
     /// Every node that serves a slot, with how many, in node order.
@@ -274,6 +281,14 @@ fn refresh(seeds: &[SocketAddr], cause: usize, password: Option<&str>) {
             for node in view.slots.iter_mut().filter(|n| **n != NO_NODE) {
                 *node = numbers[*node as usize];
             }
+            view.replicas = view
+                .replicas
+                .iter()
+                .map(|(master, replicas)| {
+                    let replicas = replicas.iter().map(|&r| numbers[r as usize]).collect();
+                    (numbers[*master as usize], replicas)
+                })
+                .collect();
             shared.last_error = None;
             if *shared.map != view {
                 shared.map = Arc::new(view);
@@ -343,11 +358,16 @@ fn fetch_view(
     let epoch = field("cluster_current_epoch")
         .and_then(|e| e.parse().ok())
         .unwrap_or(0);
-    let mut slots = vec![NO_NODE; SLOTS];
+    let mut map = SlotMap {
+        slots: vec![NO_NODE; SLOTS],
+        replicas: HashMap::new(),
+        epoch,
+        source: addr,
+    };
     match conn.call(&[b"CLUSTER", b"SHARDS"])? {
         Value::Array(Some(shards)) => {
             for shard in &shards {
-                apply_shard(shard, addr, nodes, &mut slots)?;
+                apply_shard(shard, addr, nodes, &mut map)?;
             }
         }
         Value::Error(_) => {
@@ -355,25 +375,22 @@ fn fetch_view(
                 return Err(io::Error::other("CLUSTER SLOTS: not an array"));
             };
             for range in &ranges {
-                apply_slots_entry(range, addr, nodes, &mut slots)?;
+                apply_slots_entry(range, addr, nodes, &mut map)?;
             }
         }
         other => return Err(io::Error::other(format!("CLUSTER SHARDS: {other:?}"))),
     }
-    Ok(SlotMap {
-        slots,
-        epoch,
-        source: addr,
-    })
+    Ok(map)
 }
 
 /// One `CLUSTER SHARDS` entry: `slots` (start, end pairs) and `nodes` (maps with `ip`,
-/// `endpoint`, `port`, `role`, `health`); its slots go to its master.
+/// `endpoint`, `port`, `role`, `health`); its slots go to its master, and its online
+/// replicas are recorded.
 fn apply_shard(
     shard: &Value,
     asked: SocketAddr,
     nodes: &mut Vec<SocketAddr>,
-    slots: &mut [u32],
+    map: &mut SlotMap,
 ) -> io::Result<()> {
     let bad = || io::Error::other("CLUSTER SHARDS: unexpected shape");
     let ranges = shard
@@ -394,18 +411,28 @@ fn apply_shard(
     let Some(master) = master else {
         return Ok(()); // a shard without a master serves nothing
     };
-    let host = ["ip", "endpoint"]
-        .iter()
-        .filter_map(|k| master.get(k).and_then(Value::text))
-        .find(|h| !h.is_empty() && h != "?");
-    let port = master.get("port").and_then(Value::int).ok_or_else(bad)?;
-    let addr = resolve(host.as_deref(), port, asked)?;
-    let node = number_in(nodes, addr) as u32;
+    let address = |member: &Value| -> io::Result<SocketAddr> {
+        let host = ["ip", "endpoint"]
+            .iter()
+            .filter_map(|k| member.get(k).and_then(Value::text))
+            .find(|h| !h.is_empty() && h != "?");
+        let port = member.get("port").and_then(Value::int).ok_or_else(bad)?;
+        resolve(host.as_deref(), port, asked)
+    };
+    let node = number_in(nodes, address(master)?) as u32;
     for pair in ranges.chunks(2) {
         let (Some(start), Some(end)) = (pair[0].int(), pair.get(1).and_then(Value::int)) else {
             return Err(bad());
         };
-        fill(slots, start, end, node)?;
+        fill(&mut map.slots, start, end, node)?;
+    }
+    let replicas = members.iter().filter(|n| {
+        n.get("role").and_then(Value::text).as_deref() == Some("replica")
+            && n.get("health").and_then(Value::text).as_deref() == Some("online")
+    });
+    for replica in replicas {
+        let replica = number_in(nodes, address(replica)?) as u32;
+        map.replicas.entry(node).or_default().push(replica);
     }
     Ok(())
 }
@@ -415,7 +442,7 @@ fn apply_slots_entry(
     range: &Value,
     asked: SocketAddr,
     nodes: &mut Vec<SocketAddr>,
-    slots: &mut [u32],
+    map: &mut SlotMap,
 ) -> io::Result<()> {
     let bad = || io::Error::other("CLUSTER SLOTS: unexpected shape");
     let fields = range.array().ok_or_else(bad)?;
@@ -425,11 +452,22 @@ fn apply_slots_entry(
     ) else {
         return Err(bad());
     };
-    let master = fields.get(2).and_then(Value::array).ok_or_else(bad)?;
-    let host = master.first().and_then(Value::text);
-    let port = master.get(1).and_then(Value::int).ok_or_else(bad)?;
-    let addr = resolve(host.as_deref(), port, asked)?;
-    fill(slots, start, end, number_in(nodes, addr) as u32)
+    let mut members = Vec::new();
+    for member in &fields[2..] {
+        let member = member.array().ok_or_else(bad)?;
+        let host = member.first().and_then(Value::text);
+        let port = member.get(1).and_then(Value::int).ok_or_else(bad)?;
+        members.push(number_in(nodes, resolve(host.as_deref(), port, asked)?) as u32);
+    }
+    let (&master, replicas) = members.split_first().ok_or_else(bad)?;
+    fill(&mut map.slots, start, end, master)?;
+    let known = map.replicas.entry(master).or_default();
+    for &replica in replicas {
+        if !known.contains(&replica) {
+            known.push(replica);
+        }
+    }
+    Ok(())
 }
 
 fn fill(slots: &mut [u32], start: i64, end: i64, node: u32) -> io::Result<()> {
@@ -584,6 +622,8 @@ pub(crate) struct CoreView {
     map: RefCell<Arc<SlotMap>>,
     version: Cell<u64>,
     patches: RefCell<HashMap<u16, usize>>,
+    /// Round-robin position among a master's replicas.
+    turn: Cell<usize>,
 }
 
 impl CoreView {
@@ -592,6 +632,7 @@ impl CoreView {
             map: RefCell::new(map),
             version: Cell::new(0),
             patches: RefCell::default(),
+            turn: Cell::new(0),
         }
     }
 
@@ -623,6 +664,19 @@ impl CoreView {
     pub(crate) fn patch(&self, slot: u16, node: usize) {
         self.update();
         self.patches.borrow_mut().insert(slot % SLOTS as u16, node);
+    }
+
+    /// One of master `node`'s online replicas, taken in turn; `None` if it has none.
+    pub(crate) fn replica_of(&self, node: usize) -> Option<usize> {
+        self.update();
+        let map = self.map.borrow();
+        let replicas = map.replicas_of(node);
+        if replicas.is_empty() {
+            return None;
+        }
+        let turn = self.turn.get();
+        self.turn.set(turn.wrapping_add(1));
+        Some(replicas[turn % replicas.len()] as usize)
     }
 
     /// The nodes serving slots now (for fan-outs such as DBSIZE).
@@ -707,23 +761,35 @@ mod tests {
         assert_eq!(len, shards.len());
         let asked: SocketAddr = "127.0.0.1:7003".parse().unwrap();
         let mut nodes = vec![asked];
-        let mut slots = vec![NO_NODE; SLOTS];
+        let mut map = SlotMap {
+            slots: vec![NO_NODE; SLOTS],
+            replicas: HashMap::new(),
+            epoch: 0,
+            source: asked,
+        };
         for shard in value.array().unwrap() {
-            apply_shard(shard, asked, &mut nodes, &mut slots).unwrap();
+            apply_shard(shard, asked, &mut nodes, &mut map).unwrap();
         }
-        assert_eq!(nodes, vec![asked, "127.0.0.1:7001".parse().unwrap()]);
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:7001".parse().unwrap(),
+            "127.0.0.1:7002".parse().unwrap(),
+        );
+        assert_eq!(nodes, vec![asked, a, b]);
+        let slots = &map.slots;
         assert!(slots[..100].iter().all(|&n| n == 1));
         assert_eq!((slots[100], slots[200], slots[201]), (NO_NODE, 1, NO_NODE));
+        assert_eq!(map.replicas_of(1), &[2]);
 
         let entry = b"*1\r\n*4\r\n:5\r\n:9\r\n*3\r\n$0\r\n\r\n:7005\r\n$1\r\nc\r\n*3\r\n$9\r\n127.0.0.1\r\n:7006\r\n$1\r\nd\r\n";
         let (value, _) = Value::parse(entry);
         for range in value.array().unwrap() {
-            apply_slots_entry(range, asked, &mut nodes, &mut slots).unwrap();
+            apply_slots_entry(range, asked, &mut nodes, &mut map).unwrap();
         }
         // An empty host is the node that was asked.
-        assert_eq!(nodes[2], "127.0.0.1:7005".parse().unwrap());
-        assert!(slots[5..=9].iter().all(|&n| n == 2));
+        assert_eq!(nodes[3], "127.0.0.1:7005".parse().unwrap());
+        assert!(map.slots[5..=9].iter().all(|&n| n == 3));
+        assert_eq!(map.replicas_of(3), &[4]);
         let bad = Value::parse(b"*3\r\n:9\r\n:5\r\n*2\r\n$1\r\nx\r\n:1\r\n").0;
-        assert!(apply_slots_entry(&bad, asked, &mut nodes, &mut slots).is_err());
+        assert!(apply_slots_entry(&bad, asked, &mut nodes, &mut map).is_err());
     }
 }

@@ -22,6 +22,7 @@ mod flow;
 mod keys;
 mod multikey;
 mod proxy;
+mod reads;
 mod resp;
 #[cfg(test)]
 mod resp_props;
@@ -72,6 +73,11 @@ struct Args {
     /// How often the cluster's slot map is refreshed when nothing else triggers it, in ms.
     #[arg(long, default_value_t = 1000)]
     cluster_refresh_ms: u64,
+    /// Where reads go in cluster mode: `master`; `replica` (the master's replicas, in turn,
+    /// each connection sending READONLY; an error when a master has none); `prefer-replica`
+    /// (replicas when there are, else the master). Writes always go to masters.
+    #[arg(long, value_enum, default_value_t = reads::ReadFrom::Master)]
+    read_from: reads::ReadFrom,
     /// How long connecting to an upstream may take, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     connect_timeout_ms: u64,
@@ -185,7 +191,9 @@ fn run(args: Args) -> io::Result<()> {
             connect_timeout: Duration::from_millis(args.connect_timeout_ms.max(1)),
             request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
             password: args.upstream_password.as_deref().map(Arc::from),
+            readonly: !seeds.is_empty() && args.read_from != reads::ReadFrom::Master,
         },
+        read_from: args.read_from,
         max_clients: max_clients(
             args.max_clients,
             cores,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use corio::rt::CoreId;
 
 use crate::cluster::{self, CoreView};
+use crate::reads::ReadFrom;
 use crate::shard::{key_slot, ShardMap};
 use crate::upstream::{Upstream, UpstreamConfig};
 use crate::{flow, resp, stats};
@@ -28,6 +29,8 @@ pub(crate) struct Config {
     pub(crate) client_idle_timeout: Option<Duration>,
     /// The password clients must AUTH with, if any.
     pub(crate) requirepass: Option<Arc<str>>,
+    /// Where reads go in cluster mode.
+    pub(crate) read_from: ReadFrom,
 }
 
 /// How keys find their upstream.
@@ -93,6 +96,24 @@ impl Proxy {
         match &self.router {
             Router::Shards(shards) => Some(shards.shard_of_slot(slot)),
             Router::Cluster(view) => view.node_of(slot),
+        }
+    }
+
+    /// Whether reads may go to replicas (cluster mode, `--read-from` other than `master`).
+    pub(crate) fn reads_from_replicas(&self) -> bool {
+        self.is_cluster() && self.config.read_from != ReadFrom::Master
+    }
+
+    /// Where a read of a slot served by `master` goes under `--read-from`: a replica, the
+    /// master, or `None` (`replica` mode and the master has no online replica).
+    pub(crate) fn read_node(&self, master: usize) -> Option<usize> {
+        let Router::Cluster(view) = &self.router else {
+            return Some(master);
+        };
+        match self.config.read_from {
+            ReadFrom::Master => Some(master),
+            ReadFrom::Replica => view.replica_of(master),
+            ReadFrom::PreferReplica => view.replica_of(master).or(Some(master)),
         }
     }
 

@@ -22,6 +22,7 @@ use crate::command::{self, FanoutCmd, LocalCmd, MultiKind, Route};
 use crate::flow::{self, Held, Window};
 use crate::keys::{Keys, CROSSSLOT};
 use crate::multikey::{self, Part};
+use crate::reads;
 use crate::resp::{self, Parsed, Request};
 use crate::upstream::{Reply, ReplySlot};
 use crate::{shutdown, stats, Proxy};
@@ -412,6 +413,12 @@ fn dispatch(
     let estimate = client.estimate;
     Some(match route {
         Route::Single { key } => match proxy.node_of_key(args[key]) {
+            Some(node) if proxy.reads_from_replicas() && reads::is_read(args[0]) => {
+                match proxy.read_node(node) {
+                    Some(node) => forward(proxy, (held, estimate), node, request, &args, raw),
+                    None => no_replica(),
+                }
+            }
             Some(node) => forward(proxy, (held, estimate), node, request, &args, raw),
             None => unserved(),
         },
@@ -419,9 +426,15 @@ fn dispatch(
             let parts = multikey::split(&args, first, step, |k| proxy.group_of_key(k));
             let nodes: Option<Vec<usize>> =
                 parts.iter().map(|p| proxy.node_of_group(p.shard)).collect();
-            let Some(nodes) = nodes else {
+            let Some(mut nodes) = nodes else {
                 return Some(unserved());
             };
+            if kind == MultiKind::Mget && proxy.reads_from_replicas() {
+                match nodes.iter().map(|&n| proxy.read_node(n)).collect() {
+                    Some(replicas) => nodes = replicas,
+                    None => return Some(no_replica()),
+                }
+            }
             if let [node] = nodes[..] {
                 forward(proxy, (held, estimate), node, request, &args, raw)
             } else {
@@ -499,6 +512,12 @@ fn same_slot_node(proxy: &Proxy, keys: &Keys, args: &[&[u8]]) -> Result<Option<u
         return Err(());
     }
     Ok(proxy.node_of_key(args[first]))
+}
+
+/// The reply to a read under `--read-from replica` whose slot's master has no online replica.
+fn no_replica() -> Pending {
+    stats::error();
+    error("ERR no replica serves this key's slot (--read-from replica)")
 }
 
 /// The reply to a request whose cluster slot no node serves (as a cluster node answers it).

@@ -111,6 +111,8 @@ pub(crate) struct UpstreamConfig {
     pub(crate) request_timeout: Duration,
     /// Sent as `AUTH <password>` on every new connection (`--upstream-password`).
     pub(crate) password: Option<std::sync::Arc<str>>,
+    /// Whether every new connection sends `READONLY` (cluster mode, reads from replicas).
+    pub(crate) readonly: bool,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -270,9 +272,20 @@ impl Upstream {
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         stream.set_nodelay(true)?;
         if let Some(password) = &self.config.password {
-            let auth = time::timeout(self.config.connect_timeout, authenticate(&stream, password));
+            let auth = [&b"AUTH"[..], password.as_bytes()];
+            let auth = time::timeout(self.config.connect_timeout, handshake(&stream, &auth));
             auth.await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "AUTH timed out"))??;
+        }
+        if self.config.readonly {
+            // A replica then answers reads of its master's slots (masters accept it too).
+            let readonly = time::timeout(
+                self.config.connect_timeout,
+                handshake(&stream, &[b"READONLY"]),
+            );
+            readonly
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "READONLY timed out"))??;
         }
         Ok(stream)
     }
@@ -512,10 +525,12 @@ async fn read_until_failure(conn: &Conn, stream: &TcpStream, shard: usize) -> St
     }
 }
 
-/// Sends `AUTH <password>` and reads the one reply before any request is pipelined.
-async fn authenticate(stream: &TcpStream, password: &str) -> io::Result<()> {
+/// Sends `command` (AUTH, READONLY) and reads its one reply, which must be a simple string,
+/// before any request is pipelined.
+async fn handshake(stream: &TcpStream, command: &[&[u8]]) -> io::Result<()> {
     let mut request = Vec::new();
-    resp::encode_command(&mut request, [&b"AUTH"[..], password.as_bytes()]);
+    resp::encode_command(&mut request, command.iter().copied());
+    let name = String::from_utf8_lossy(command[0]).into_owned();
     let (res, _) = stream.write_all(request).await;
     res?;
     let mut reply = Vec::with_capacity(256);
@@ -527,14 +542,14 @@ async fn authenticate(stream: &TcpStream, password: &str) -> io::Result<()> {
                 _ => Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     format!(
-                        "AUTH refused: {}",
+                        "{name} refused: {}",
                         String::from_utf8_lossy(&reply[..len]).trim_end()
                     ),
                 )),
             };
         }
         if reply.len() > 64 * 1024 {
-            return Err(io::Error::other("AUTH reply too long"));
+            return Err(io::Error::other(format!("{name} reply too long")));
         }
         reply.reserve(256);
         let (n, back) = stream.read(reply).await;
@@ -542,7 +557,7 @@ async fn authenticate(stream: &TcpStream, password: &str) -> io::Result<()> {
         if n? == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "closed during AUTH",
+                format!("closed during {name}"),
             ));
         }
     }
