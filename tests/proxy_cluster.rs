@@ -196,7 +196,32 @@ fn reads_go_to_replicas_with_read_from_replica_and_writes_to_masters() {
     let _serial = support::serial();
     let cluster = RedisCluster::start();
     let seed = format!("127.0.0.1:{}", cluster.seed());
-    let proxy = Proxy::start_with(&[], &["--cluster", &seed, "--read-from", "replica"]);
+    let proxy = Proxy::start_with(
+        &[],
+        &[
+            "--cluster",
+            &seed,
+            "--read-from",
+            "replica",
+            "--cluster-refresh-ms",
+            "200",
+        ],
+    );
+    // The seed learns of its peers' replicas by gossip: wait until the proxy's map lists a
+    // replica for every master.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = text(proxy.conn().cmd(&["INFO", "cluster"]));
+        let masters: Vec<&str> = info
+            .lines()
+            .filter(|l| l.starts_with("cluster_node"))
+            .collect();
+        if masters.len() == 3 && masters.iter().all(|l| !l.trim_end().ends_with("replicas=")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no replicas in the map:\n{info}");
+        thread::sleep(Duration::from_millis(50));
+    }
     let mut conn = proxy.conn();
     let keys: Vec<String> = (0..100).map(|i| format!("rr:{i}")).collect();
     for key in &keys {

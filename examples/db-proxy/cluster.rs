@@ -172,9 +172,15 @@ pub(crate) fn info() -> String {
         out += &format!("cluster_refresh_error:{error}\r\n");
     }
     for (node, slots) in map.masters() {
+        let replicas: Vec<String> = map
+            .replicas_of(node)
+            .iter()
+            .map(|&r| shared.nodes[r as usize].to_string())
+            .collect();
         out += &format!(
-            "cluster_node{node}:addr={},slots={slots}\r\n",
-            shared.nodes[node]
+            "cluster_node{node}:addr={},slots={slots},replicas={}\r\n",
+            shared.nodes[node],
+            replicas.join("|")
         );
     }
     out
