@@ -14,7 +14,6 @@ use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use corio::io::buf::IoBuf;
 use corio::net::TcpStream;
 use corio::rt::time;
 
@@ -27,8 +26,13 @@ use crate::resp::{self, Parsed, Request};
 use crate::upstream::{Reply, ReplySlot};
 use crate::{shutdown, stats, Proxy};
 
+mod input;
 mod local;
+mod output;
 mod redirect;
+
+use input::Input;
+use output::{flush, push, write_out};
 
 use local::{allowed_before_auth, info_sections};
 
@@ -94,81 +98,6 @@ enum Stop {
     /// The next request goes upstream and the process is past its memory budget: answer,
     /// wait for memory, then parse again.
     OverBudget,
-}
-
-/// The client's input buffer, with the bytes it grew by taken from the process budget.
-struct Input {
-    buf: Vec<u8>,
-    /// Bytes of `buf`'s capacity taken from the budget (all beyond [`BUF_SIZE`]).
-    taken: usize,
-}
-
-impl Input {
-    /// How many bytes [`reserve`](Self::reserve) would grow the buffer by (0: it has room).
-    /// The capacity doubles (by at most 1 MiB at a time, so it follows what has arrived, never
-    /// a length line's claim alone) but does not pass `need`, the length the request needs.
-    fn growth(&self, need: usize) -> usize {
-        let (len, capacity) = (self.buf.len(), self.buf.capacity());
-        if capacity - len >= 4096 {
-            return 0;
-        }
-        let mut target = len + len.clamp(BUF_SIZE, 1 << 20);
-        if need > len {
-            target = target.min(need.max(len + 4096));
-        }
-        target - capacity
-    }
-
-    /// Makes room for at least 4 KiB more (see [`growth`](Self::growth)), taking the growth
-    /// from the budget first; `false` if it does not fit.
-    fn reserve(&mut self, need: usize) -> bool {
-        let grow = self.growth(need);
-        if grow == 0 {
-            return true;
-        }
-        if !flow::try_take(grow) {
-            return false;
-        }
-        let before = self.buf.capacity();
-        self.buf.reserve_exact(before + grow - self.buf.len());
-        // The allocator may give more than asked.
-        let grown = self.buf.capacity() - before;
-        if grown > grow {
-            flow::take(grown - grow);
-        } else {
-            flow::give_back(grow - grown);
-        }
-        self.taken += grown;
-        true
-    }
-
-    /// Gives back the capacity of a large request once it has been consumed.
-    fn shrink(&mut self) {
-        if self.buf.capacity() > SHRINK_ABOVE && self.buf.len() < BUF_SIZE {
-            self.buf.shrink_to(BUF_SIZE);
-            self.settle();
-        }
-    }
-
-    /// Takes from or gives back to the budget what the capacity changed by, so `taken` is
-    /// the capacity beyond [`BUF_SIZE`].
-    fn settle(&mut self) {
-        let now = self.buf.capacity().saturating_sub(BUF_SIZE);
-        if now < self.taken {
-            flow::give_back(self.taken - now);
-            flow::freed(self.taken - now);
-        } else if now > self.taken {
-            flow::take(now - self.taken);
-        }
-        self.taken = now;
-    }
-}
-
-impl Drop for Input {
-    fn drop(&mut self) {
-        flow::give_back(self.taken);
-        flow::freed(self.buf.capacity());
-    }
 }
 
 /// Serves one client until it disconnects, sends QUIT, or breaks the protocol.
@@ -553,55 +482,6 @@ fn forward(
         slot,
         resend,
     }
-}
-
-/// Writes all of `buf` to the client; `None` if it fails or makes no progress for
-/// `--client-write-timeout-ms` (each partial write renews the timeout, so a client that reads
-/// slowly but steadily gets every byte, however long that takes).
-async fn write_out(proxy: &Proxy, stream: &TcpStream, mut buf: Vec<u8>) -> Option<Vec<u8>> {
-    let mut sent = 0;
-    while sent < buf.len() {
-        let write = stream.write(buf.slice(sent..));
-        match time::timeout(proxy.config.client_write_timeout, write).await {
-            Ok((Ok(n), back)) if n > 0 => {
-                buf = back.into_inner();
-                sent += n;
-            }
-            Ok(_) | Err(_) => return None,
-        }
-    }
-    Some(buf)
-}
-
-/// Writes what `output` has gathered, and gives back its capacity if a large reply grew it.
-async fn flush(proxy: &Proxy, stream: &TcpStream, output: &mut Vec<u8>) -> Result<(), ()> {
-    if output.is_empty() {
-        return Ok(());
-    }
-    let mut buf = write_out(proxy, stream, std::mem::take(output))
-        .await
-        .ok_or(())?;
-    buf.clear();
-    if buf.capacity() > SHRINK_ABOVE {
-        flow::freed(buf.capacity());
-        buf = Vec::with_capacity(BUF_SIZE);
-    }
-    *output = buf;
-    Ok(())
-}
-
-/// Appends `bytes` to the client's output, writing when [`GATHER`] bytes are gathered.
-async fn push(
-    proxy: &Proxy,
-    stream: &TcpStream,
-    output: &mut Vec<u8>,
-    bytes: &[u8],
-) -> Result<(), ()> {
-    output.extend_from_slice(bytes);
-    if output.len() >= GATHER {
-        flush(proxy, stream, output).await?;
-    }
-    Ok(())
 }
 
 /// Waits for every queued reply, in order, and writes them to the client as they come
