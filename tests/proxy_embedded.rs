@@ -545,3 +545,12 @@ fn an_idle_client_is_closed_after_the_idle_timeout_and_a_busy_one_is_not() {
     idle.expect_closed();
     assert_eq!(busy.cmd(&["GET", "k"]), Reply::bulk("v"));
 }
+
+#[test]
+fn a_negative_multibulk_count_is_skipped_as_redis_server_does() {
+    let proxy = Proxy::embedded();
+    let mut conn = proxy.conn();
+    conn.send_raw(b"*-10\r\n*0\r\n*1\r\n$4\r\nPING\r\n");
+    assert_eq!(conn.read_reply(), Reply::Simple("PONG".into()));
+    assert_eq!(conn.cmd(&["ECHO", "still here"]), Reply::bulk("still here"));
+}

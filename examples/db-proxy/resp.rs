@@ -13,8 +13,8 @@
 //! before anything sized by a claimed length is allocated. Where this parser is stricter than
 //! redis-server it says so: a length line or bulk string must end in exactly CRLF (redis skips
 //! any two bytes), an inline line over [`Limits::max_inline_len`] is refused even when its
-//! newline has arrived, and a multibulk count below `-1` is an error (redis treats every count
-//! `<= 0` as an empty request). A request split at any byte boundary parses identically once
+//! newline has arrived. As in redis-server, a multibulk count `<= 0` (`*0`, `*-1`, `*-10`) is
+//! an empty request, ignored. A request split at any byte boundary parses identically once
 //! all of it has arrived: a prefix of a valid request is always [`Parsed::Incomplete`].
 
 use std::fmt;
@@ -71,7 +71,8 @@ impl Arg {
 /// that same buffer, before dropping the consumed bytes from its front.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Request {
-    /// The arguments in order; empty for `*0`, `*-1` and blank inline lines, which redis ignores.
+    /// The arguments in order; empty for counts `<= 0` and blank inline lines, which redis
+    /// ignores.
     pub(crate) args: Vec<Arg>,
     /// True for an inline command (a bare text line), which must be re-encoded with
     /// [`encode_command`] before being forwarded.
@@ -118,7 +119,7 @@ pub(crate) enum ProtocolError {
     TooBigMultibulkCount,
     /// A `$` length line ran past the line limit without a CR.
     TooBigBulkCount,
-    /// A `*` count that is not a number, is below `-1`, or exceeds the array limit.
+    /// A `*` count that is not a number, or exceeds the array limit.
     InvalidMultibulkLength,
     /// A `$` length that is not a number, is negative, or exceeds the bulk limit.
     InvalidBulkLength,
@@ -286,10 +287,11 @@ fn parse_multibulk(
     })
 }
 
-/// The argument count of a `*` line: `*0` and `*-1` are empty requests.
+/// The argument count of a `*` line: any count `<= 0` is an empty request, as redis-server's
+/// `processMultibulkBuffer` skips it.
 fn array_count(count: Option<i64>, limits: &Limits) -> Result<usize, ProtocolError> {
     match count {
-        Some(-1) => Ok(0),
+        Some(n) if n <= 0 => Ok(0),
         Some(n) => usize::try_from(n)
             .ok()
             .filter(|&n| n <= limits.max_array_len)
