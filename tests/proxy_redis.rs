@@ -308,3 +308,89 @@ fn multi_key_commands_on_one_shard_are_forwarded_and_across_shards_get_crossslot
         Reply::bulk(&a)
     );
 }
+
+#[test]
+fn admin_commands_fan_out_to_every_shard_with_merged_replies() {
+    let (servers, proxy) = two_shards();
+    let mut conn = proxy.conn();
+    let keys: Vec<String> = (0..40).map(|i| format!("adm:{i}")).collect();
+    for key in &keys {
+        assert_eq!(conn.cmd(&["SET", key, "v"]), Reply::ok());
+    }
+    // KEYS: both shards' keys in one list.
+    let Reply::Array(Some(found)) = conn.cmd(&["KEYS", "adm:*"]) else {
+        panic!("KEYS is an array")
+    };
+    let mut found: Vec<String> = found
+        .into_iter()
+        .map(|k| match k {
+            Reply::Bulk(Some(b)) => String::from_utf8(b).unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    found.sort();
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(found, expected);
+    assert!(matches!(conn.cmd(&["RANDOMKEY"]), Reply::Bulk(Some(_))));
+    assert!(matches!(conn.cmd(&["TIME"]), Reply::Array(Some(t)) if t.len() == 2));
+    // CONFIG SET reaches every shard; CONFIG GET reads the first.
+    assert_eq!(
+        conn.cmd(&["CONFIG", "SET", "maxmemory-samples", "7"]),
+        Reply::ok()
+    );
+    for server in &servers {
+        let direct = server.conn().cmd(&["CONFIG", "GET", "maxmemory-samples"]);
+        assert_eq!(
+            direct,
+            Reply::Array(Some(vec![
+                Reply::bulk("maxmemory-samples"),
+                Reply::bulk("7")
+            ]))
+        );
+    }
+    let got = conn.cmd(&["CONFIG", "GET", "maxmemory-samples"]);
+    assert_eq!(
+        got,
+        Reply::Array(Some(vec![
+            Reply::bulk("maxmemory-samples"),
+            Reply::bulk("7")
+        ]))
+    );
+    // SCRIPT LOAD on every shard, so EVALSHA works on keys of either.
+    let script = "return redis.call('GET', KEYS[1])";
+    let Reply::Bulk(Some(sha)) = conn.cmd(&["SCRIPT", "LOAD", script]) else {
+        panic!("SCRIPT LOAD gives a sha")
+    };
+    let sha = String::from_utf8(sha).unwrap();
+    for key in keys.iter().take(6) {
+        assert_eq!(conn.cmd(&["EVALSHA", &sha, "1", key]), Reply::bulk("v"));
+    }
+    let exists = conn.cmd(&["SCRIPT", "EXISTS", &sha, "0000"]);
+    assert_eq!(
+        exists,
+        Reply::Array(Some(vec![Reply::Integer(1), Reply::Integer(0)]))
+    );
+    let library = "#!lua name=adm\nredis.register_function('adm_get', function(keys) \
+                   return redis.call('GET', keys[1]) end)";
+    assert_eq!(conn.cmd(&["FUNCTION", "LOAD", library]), Reply::bulk("adm"));
+    for key in keys.iter().take(6) {
+        assert_eq!(conn.cmd(&["FCALL", "adm_get", "1", key]), Reply::bulk("v"));
+    }
+    assert_eq!(conn.cmd(&["FUNCTION", "FLUSH"]), Reply::ok());
+    let refused = conn.cmd(&["SCRIPT", "KILL"]);
+    assert!(
+        refused
+            .error_text()
+            .contains("'script|kill' is not supported"),
+        "{refused:?}"
+    );
+    // FLUSHALL empties every shard.
+    assert_eq!(conn.cmd(&["DBSIZE"]), Reply::Integer(40));
+    assert_eq!(conn.cmd(&["FLUSHALL"]), Reply::ok());
+    assert_eq!(conn.cmd(&["DBSIZE"]), Reply::Integer(0));
+    assert_eq!(conn.cmd(&["RANDOMKEY"]), Reply::Bulk(None));
+    for server in &servers {
+        assert_eq!(server.conn().cmd(&["DBSIZE"]), Reply::Integer(0));
+    }
+}

@@ -43,10 +43,19 @@ pub(crate) enum Route {
 pub(crate) enum MultiKind {
     /// `MGET`: one value per key, put back in the client's key order.
     Mget,
-    /// `MSET`: every shard replies `+OK`; the client gets one `+OK`.
+    /// `MSET` (and FLUSHDB, CONFIG SET, SCRIPT FLUSH...): every shard replies `+OK`; the
+    /// client gets one `+OK`.
     Mset,
-    /// `DEL`, `UNLINK`, `EXISTS`, `TOUCH`: the integer replies are summed.
+    /// `DEL`, `UNLINK`, `EXISTS`, `TOUCH`, `DBSIZE`: the integer replies are summed.
     SumIntegers,
+    /// `KEYS`: the array replies, concatenated.
+    Concat,
+    /// `TIME`, `CONFIG GET`, `SCRIPT LOAD`: the first shard's reply.
+    First,
+    /// `RANDOMKEY`: the first reply that is not nil.
+    FirstNonNil,
+    /// `SCRIPT EXISTS`: arrays of `:0`/`:1`, `:1` where every shard has `:1`.
+    AllOf,
 }
 
 /// A command the proxy answers without an upstream.
@@ -74,11 +83,73 @@ pub(crate) enum LocalCmd {
     Reset,
 }
 
-/// A command sent to every shard, with its replies combined.
+/// A command sent to every shard (every master in a cluster), or to the first, with its
+/// replies combined (see [`fanout_plan`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FanoutCmd {
-    /// The integer replies are summed.
+    /// `DBSIZE`: the counts summed.
     Dbsize,
+    /// `FLUSHDB`, `FLUSHALL`: `+OK` once every shard has.
+    Flush,
+    /// `KEYS pattern`: every shard's keys, one list.
+    Keys,
+    /// `RANDOMKEY`: the first shard's key that is not nil.
+    Randomkey,
+    /// `TIME`: the first shard's clock.
+    Time,
+    /// `CONFIG GET` (the first shard), `SET`, `RESETSTAT`, `REWRITE` (every shard).
+    Config,
+    /// `SCRIPT LOAD`, `FLUSH`, `EXISTS`: on every shard, so EVALSHA works wherever it lands.
+    Script,
+    /// `FUNCTION LOAD`, `FLUSH`, `DELETE`: on every shard, so FCALL works wherever it lands.
+    Function,
+}
+
+/// Which shards a fan-out goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Targets {
+    /// Every shard (every master).
+    All,
+    /// The first shard only (a read whose answer every shard shares, such as CONFIG GET).
+    First,
+}
+
+/// Where a fan-out goes and how its replies are merged, by its subcommand where it has one.
+///
+/// # Errors
+/// The proxy's refusal for a subcommand it does not fan out (`CONFIG HELP`, `SCRIPT KILL`...).
+pub(crate) fn fanout_plan(cmd: FanoutCmd, args: &[&[u8]]) -> Result<(MultiKind, Targets), String> {
+    let sub = args
+        .get(1)
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    let refuse = |name: &str| {
+        let sub = sanitize(args.get(1).copied().unwrap_or_default()).to_ascii_lowercase();
+        Err(unsupported(&format!("{name}|{sub}"), PER_SERVER))
+    };
+    Ok(match cmd {
+        FanoutCmd::Dbsize => (MultiKind::SumIntegers, Targets::All),
+        FanoutCmd::Flush => (MultiKind::Mset, Targets::All),
+        FanoutCmd::Keys => (MultiKind::Concat, Targets::All),
+        FanoutCmd::Randomkey => (MultiKind::FirstNonNil, Targets::All),
+        FanoutCmd::Time => (MultiKind::First, Targets::First),
+        FanoutCmd::Config => match &sub[..] {
+            b"get" => (MultiKind::First, Targets::First),
+            b"set" | b"resetstat" | b"rewrite" => (MultiKind::Mset, Targets::All),
+            _ => return refuse("config"),
+        },
+        FanoutCmd::Script => match &sub[..] {
+            b"load" => (MultiKind::First, Targets::All),
+            b"flush" => (MultiKind::Mset, Targets::All),
+            b"exists" => (MultiKind::AllOf, Targets::All),
+            _ => return refuse("script"),
+        },
+        FanoutCmd::Function => match &sub[..] {
+            b"load" => (MultiKind::First, Targets::All),
+            b"flush" | b"delete" => (MultiKind::Mset, Targets::All),
+            _ => return refuse("function"),
+        },
+    })
 }
 
 /// The longest command name looked up; longer names are unknown commands.
@@ -172,8 +243,8 @@ const TRANSACTION: &str = "transactions cannot span shards";
 const BLOCKING: &str = "blocking commands would stall the shared upstream connection";
 const PUBSUB: &str = "pub/sub needs a dedicated connection";
 const EVERY_SHARD: &str = "it would affect every shard's data";
+const PER_SERVER: &str = "this subcommand is not fanned out; send it to each server directly";
 const ONE_DATABASE: &str = "only database 0 is served";
-const SCRIPT: &str = "scripts may touch keys on any shard";
 const REPLICATION: &str = "replication and monitoring need a dedicated upstream connection";
 const ADMIN: &str = "administer each upstream server directly";
 const CLUSTER: &str = "the proxy is not a Redis Cluster node";
@@ -199,7 +270,7 @@ static COMMANDS: &[Spec] = &[
     route("client", -2, Route::Local(LocalCmd::Client)),
     no("cluster", CLUSTER),
     route("command", -1, Route::Local(LocalCmd::Command)),
-    no("config", ADMIN),
+    route("config", -2, Route::Fanout(FanoutCmd::Config)),
     same_slot("copy", -3, range(1, 2, 1)),
     route("dbsize", 1, Route::Fanout(FanoutCmd::Dbsize)),
     no("debug", ADMIN),
@@ -219,9 +290,9 @@ static COMMANDS: &[Spec] = &[
     key("expireat", -3),
     same_slot("fcall", -3, counted(0, 2)),
     same_slot("fcall_ro", -3, counted(0, 2)),
-    no("flushall", EVERY_SHARD),
-    no("flushdb", EVERY_SHARD),
-    no("function", SCRIPT),
+    route("flushall", -1, Route::Fanout(FanoutCmd::Flush)),
+    route("flushdb", -1, Route::Fanout(FanoutCmd::Flush)),
+    route("function", -2, Route::Fanout(FanoutCmd::Function)),
     key("get", 2),
     key("getbit", 3),
     key("getdel", 2),
@@ -247,7 +318,7 @@ static COMMANDS: &[Spec] = &[
     key("incrby", 3),
     key("incrbyfloat", 3),
     route("info", -1, Route::Local(LocalCmd::Info)),
-    no("keys", KEYSPACE),
+    route("keys", 2, Route::Fanout(FanoutCmd::Keys)),
     no("lastsave", ADMIN),
     key("lindex", 3),
     key("linsert", 5),
@@ -285,7 +356,7 @@ static COMMANDS: &[Spec] = &[
     no("pubsub", PUBSUB),
     no("punsubscribe", PUBSUB),
     route("quit", -1, Route::Local(LocalCmd::Quit)),
-    no("randomkey", KEYSPACE),
+    route("randomkey", 1, Route::Fanout(FanoutCmd::Randomkey)),
     no("readonly", CLUSTER),
     no("readwrite", CLUSTER),
     same_slot("rename", 3, range(1, 2, 1)),
@@ -301,7 +372,7 @@ static COMMANDS: &[Spec] = &[
     no("save", ADMIN),
     no("scan", KEYSPACE),
     key("scard", 2),
-    no("script", SCRIPT),
+    route("script", -2, Route::Fanout(FanoutCmd::Script)),
     same_slot("sdiff", -2, range(1, -1, 1)),
     same_slot("sdiffstore", -3, range(1, -1, 1)),
     route("select", 2, Route::Local(LocalCmd::Select)),
@@ -332,6 +403,7 @@ static COMMANDS: &[Spec] = &[
     no("sunsubscribe", PUBSUB),
     no("swapdb", EVERY_SHARD),
     no("sync", REPLICATION),
+    route("time", 1, Route::Fanout(FanoutCmd::Time)),
     multi("touch", -2, 1, MultiKind::SumIntegers),
     key("ttl", 2),
     key("type", 2),

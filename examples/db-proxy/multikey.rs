@@ -74,8 +74,53 @@ pub(crate) fn merge(
         return error;
     }
     let mut out = Vec::new();
+    let bad = |mut out: Vec<u8>| {
+        out.clear();
+        resp::write_error(&mut out, "ERR unexpected reply from upstream");
+        out
+    };
+    let ok = |r: &Result<Vec<u8>, String>| r.as_ref().ok().cloned().unwrap_or_default();
     match kind {
         MultiKind::Mset => resp::write_simple(&mut out, "OK"),
+        MultiKind::First => return replies.first().map(ok).unwrap_or_else(|| bad(out)),
+        MultiKind::FirstNonNil => {
+            let found = replies
+                .iter()
+                .map(ok)
+                .find(|r| r != b"$-1\r\n" && r != b"*-1\r\n");
+            return found.unwrap_or_else(|| b"$-1\r\n".to_vec());
+        }
+        MultiKind::Concat => {
+            let mut elements = Vec::new();
+            for reply in replies {
+                let Some(part) = reply.as_ref().ok().and_then(|r| array_elements(r)) else {
+                    return bad(out);
+                };
+                elements.extend(part);
+            }
+            resp::write_array_len(&mut out, elements.len());
+            for element in elements {
+                out.extend_from_slice(element);
+            }
+        }
+        MultiKind::AllOf => {
+            let arrays: Option<Vec<Vec<&[u8]>>> = replies
+                .iter()
+                .map(|r| r.as_ref().ok().and_then(|r| array_elements(r)))
+                .collect();
+            let Some(arrays) = arrays else {
+                return bad(out);
+            };
+            let len = arrays.first().map_or(0, Vec::len);
+            if arrays.iter().any(|a| a.len() != len) {
+                return bad(out);
+            }
+            resp::write_array_len(&mut out, len);
+            for i in 0..len {
+                let all = arrays.iter().all(|a| a[i] == b":1\r\n");
+                resp::write_integer(&mut out, i64::from(all));
+            }
+        }
         MultiKind::SumIntegers => match sum_integers(replies) {
             Some(total) => resp::write_integer(&mut out, total),
             None => resp::write_error(&mut out, "ERR unexpected reply from upstream"),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use corio::net::TcpStream;
 use corio::rt::time;
 
-use crate::command::{self, FanoutCmd, LocalCmd, MultiKind, Route};
+use crate::command::{self, LocalCmd, MultiKind, Route, Targets};
 use crate::flow::{self, Held, Window};
 use crate::keys::{Keys, CROSSSLOT};
 use crate::multikey::{self, Part};
@@ -387,11 +387,21 @@ fn dispatch(
                 error(CROSSSLOT)
             }
         },
-        Route::Fanout(FanoutCmd::Dbsize) => {
+        Route::Fanout(cmd) => {
+            let (kind, targets) = match command::fanout_plan(cmd, &args) {
+                Ok(plan) => plan,
+                Err(text) => {
+                    stats::error();
+                    return Some(error(&text));
+                }
+            };
+            let mut nodes = proxy.fanout_nodes();
+            if targets == Targets::First {
+                nodes.truncate(1);
+            }
             let mut request = Vec::new();
-            resp::encode_command(&mut request, [&b"DBSIZE"[..]]);
-            let parts = proxy
-                .fanout_nodes()
+            resp::encode_command(&mut request, args.iter().copied());
+            let parts = nodes
                 .into_iter()
                 .map(|node| {
                     let slot = proxy.upstream(node).send(&request, held, 0);
@@ -404,7 +414,7 @@ fn dispatch(
                 })
                 .collect();
             Pending::Split {
-                kind: MultiKind::SumIntegers,
+                kind,
                 nkeys: 0,
                 parts,
             }

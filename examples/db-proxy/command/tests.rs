@@ -134,26 +134,25 @@ fn wrong_arity_uses_the_lowercase_name() {
 #[test]
 fn unsupported_commands_say_why() {
     let cases = [
-        ("KEYS *", "keys", KEYSPACE),
+        ("SCAN 0", "scan", KEYSPACE),
         ("multi", "multi", TRANSACTION),
         ("BLPOP l 0", "blpop", BLOCKING),
         ("SUBSCRIBE c", "subscribe", PUBSUB),
-        ("FLUSHALL", "flushall", EVERY_SHARD),
+        ("SWAPDB 0 1", "swapdb", EVERY_SHARD),
         ("MOVE k 1", "move", ONE_DATABASE),
-        ("SCRIPT LOAD x", "script", SCRIPT),
         ("MONITOR", "monitor", REPLICATION),
-        ("CONFIG GET save", "config", ADMIN),
+        ("BGSAVE", "bgsave", ADMIN),
         ("CLUSTER INFO", "cluster", CLUSTER),
     ];
     for (line, name, reason) in cases {
         let text = format!("ERR command '{name}' is not supported by this proxy: {reason}");
         assert_eq!(classify_line(line), Err(text), "{line}");
     }
-    let brief = "KEYS SCAN RANDOMKEY MULTI EXEC DISCARD WATCH UNWATCH BLPOP BRPOP BLMOVE \
+    let brief = "SCAN MULTI EXEC DISCARD WATCH UNWATCH BLPOP BRPOP BLMOVE \
         BRPOPLPUSH BZPOPMIN BZPOPMAX BLMPOP BZMPOP XREAD XREADGROUP WAIT SUBSCRIBE PSUBSCRIBE \
-        SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE PUBLISH FLUSHALL FLUSHDB SWAPDB MOVE \
-        SCRIPT FUNCTION MONITOR SYNC PSYNC REPLICAOF SLAVEOF \
-        SHUTDOWN DEBUG CONFIG SAVE BGSAVE BGREWRITEAOF LASTSAVE SLOWLOG OBJECT MIGRATE RESTORE \
+        SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE PUBLISH SWAPDB MOVE \
+        MONITOR SYNC PSYNC REPLICAOF SLAVEOF \
+        SHUTDOWN DEBUG SAVE BGSAVE BGREWRITEAOF LASTSAVE SLOWLOG OBJECT MIGRATE RESTORE \
         DUMP CLUSTER READONLY READWRITE";
     for name in brief.split_whitespace() {
         let refused = classify(&[name.as_bytes()]).expect_err(name);
@@ -223,4 +222,37 @@ fn arity_matches_follows_redis_convention() {
     assert!(arity_matches(2, 2) && !arity_matches(2, 1) && !arity_matches(2, 3));
     assert!(arity_matches(-2, 2) && arity_matches(-2, 9) && !arity_matches(-2, 1));
     assert!(arity_matches(-1, 1));
+}
+
+#[test]
+fn admin_commands_fan_out_by_subcommand() {
+    let plan = |line: &str| {
+        let args = words(line);
+        let Ok(Route::Fanout(cmd)) = classify(&args) else {
+            panic!("{line} is a fan-out")
+        };
+        fanout_plan(cmd, &args)
+    };
+    assert_eq!(plan("FLUSHALL"), Ok((MultiKind::Mset, Targets::All)));
+    assert_eq!(plan("flushdb ASYNC"), Ok((MultiKind::Mset, Targets::All)));
+    assert_eq!(plan("KEYS *"), Ok((MultiKind::Concat, Targets::All)));
+    assert_eq!(plan("TIME"), Ok((MultiKind::First, Targets::First)));
+    assert_eq!(
+        plan("CONFIG GET maxmemory"),
+        Ok((MultiKind::First, Targets::First))
+    );
+    assert_eq!(
+        plan("config set maxmemory 1mb"),
+        Ok((MultiKind::Mset, Targets::All))
+    );
+    assert_eq!(
+        plan("SCRIPT EXISTS a b"),
+        Ok((MultiKind::AllOf, Targets::All))
+    );
+    assert_eq!(plan("FUNCTION FLUSH"), Ok((MultiKind::Mset, Targets::All)));
+    let refused = plan("SCRIPT KILL").unwrap_err();
+    assert!(
+        refused.starts_with("ERR command 'script|kill' is not supported"),
+        "{refused}"
+    );
 }
