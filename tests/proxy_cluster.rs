@@ -70,6 +70,26 @@ fn values_written_through_the_proxy_read_back_through_it_and_through_redis_cli_c
         assert_eq!(got.trim(), format!("value of {key}"));
     }
     assert_eq!(conn.cmd(&["DBSIZE"]), Reply::Integer(300));
+    // One SCAN loop walks every master: each key exactly once.
+    let mut cursor = "0".to_string();
+    let mut scanned = Vec::new();
+    for _ in 0..10_000 {
+        let Reply::Array(Some(reply)) = conn.cmd(&["SCAN", &cursor, "COUNT", "50"]) else {
+            panic!("SCAN is an array")
+        };
+        let [Reply::Bulk(Some(next)), Reply::Array(Some(batch))] = &reply[..] else {
+            panic!("SCAN reply: {reply:?}")
+        };
+        scanned.extend(batch.iter().cloned());
+        cursor = String::from_utf8(next.clone()).unwrap();
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(cursor, "0");
+    scanned.sort_by_key(|k| format!("{k:?}"));
+    scanned.dedup();
+    assert_eq!(scanned.len(), 300);
     let mut del = vec!["DEL"];
     del.extend(keys.iter().take(100).map(String::as_str));
     assert_eq!(conn.cmd(&del), Reply::Integer(100));

@@ -394,3 +394,53 @@ fn admin_commands_fan_out_to_every_shard_with_merged_replies() {
         assert_eq!(server.conn().cmd(&["DBSIZE"]), Reply::Integer(0));
     }
 }
+
+/// Every key a SCAN loop through the proxy returns, with `extra` arguments (MATCH, COUNT...).
+fn scan_all(conn: &mut support::RespConn, extra: &[&str]) -> (Vec<String>, usize) {
+    let mut cursor = "0".to_string();
+    let mut keys = Vec::new();
+    let mut calls = 0;
+    loop {
+        let mut args = vec!["SCAN", cursor.as_str()];
+        args.extend_from_slice(extra);
+        let Reply::Array(Some(reply)) = conn.cmd(&args) else {
+            panic!("SCAN is an array")
+        };
+        calls += 1;
+        assert!(calls < 10_000, "SCAN never ended");
+        let [Reply::Bulk(Some(next)), Reply::Array(Some(batch))] = &reply[..] else {
+            panic!("SCAN reply: {reply:?}")
+        };
+        for key in batch {
+            let Reply::Bulk(Some(key)) = key else {
+                panic!("{key:?}")
+            };
+            keys.push(String::from_utf8(key.clone()).unwrap());
+        }
+        cursor = String::from_utf8(next.clone()).unwrap();
+        if cursor == "0" {
+            return (keys, calls);
+        }
+    }
+}
+
+#[test]
+fn scan_visits_every_key_of_every_shard_exactly_once() {
+    let (_servers, proxy) = two_shards();
+    let mut conn = proxy.conn();
+    let keys: Vec<String> = (0..2000).map(|i| format!("scan:{i}")).collect();
+    let mut pipeline = Vec::new();
+    for key in &keys {
+        pipeline.extend(support::encode(&["SET", key, "v"]));
+    }
+    conn.send_raw(&pipeline);
+    conn.read_replies(keys.len());
+    assert_eq!(conn.cmd(&["SET", "other", "v"]), Reply::ok());
+    let (mut found, calls) = scan_all(&mut conn, &["MATCH", "scan:*", "COUNT", "100"]);
+    found.sort();
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(found.len(), 2000, "every key once ({calls} calls)");
+    assert_eq!(found, expected);
+    assert!(matches!(conn.cmd(&["SCAN", "x"]), Reply::Error(e) if e == "ERR invalid cursor"));
+}

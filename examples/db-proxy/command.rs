@@ -32,6 +32,8 @@ pub(crate) enum Route {
     /// Several keys that must share one hash slot: forwarded whole to it, or refused with
     /// `CROSSSLOT` (see [`Keys`]).
     SameSlot(Keys),
+    /// `SCAN`: one shard at a time, the cursor rewritten to walk them all (see `scan.rs`).
+    Scan,
     /// The proxy answers itself.
     Local(LocalCmd),
     /// Send to every shard and combine the replies.
@@ -238,7 +240,6 @@ const fn no(name: &'static str, reason: &'static str) -> Spec {
     }
 }
 
-const KEYSPACE: &str = "keys span every shard";
 const TRANSACTION: &str = "transactions cannot span shards";
 const BLOCKING: &str = "blocking commands would stall the shared upstream connection";
 const PUBSUB: &str = "pub/sub needs a dedicated connection";
@@ -370,7 +371,7 @@ static COMMANDS: &[Spec] = &[
     key("rpushx", -3),
     key("sadd", -3),
     no("save", ADMIN),
-    no("scan", KEYSPACE),
+    route("scan", -2, Route::Scan),
     key("scard", 2),
     route("script", -2, Route::Fanout(FanoutCmd::Script)),
     same_slot("sdiff", -2, range(1, -1, 1)),
@@ -487,7 +488,7 @@ fn info_of(spec: &'static Spec) -> Option<CommandInfo> {
         Plan::Route(Route::Single { key }) => (key as i64, key as i64, 1),
         Plan::Route(Route::Multi { first, step, .. }) => (first as i64, -1, step as i64),
         Plan::Route(Route::SameSlot(keys)) => keys.info(),
-        Plan::Route(Route::Local(_) | Route::Fanout(_)) => (0, 0, 0),
+        Plan::Route(Route::Local(_) | Route::Fanout(_) | Route::Scan) => (0, 0, 0),
     };
     Some(CommandInfo {
         name: spec.name,

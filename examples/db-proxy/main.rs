@@ -26,6 +26,7 @@ mod reads;
 mod resp;
 #[cfg(test)]
 mod resp_props;
+mod scan;
 mod session;
 mod shard;
 mod shutdown;

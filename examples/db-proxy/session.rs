@@ -24,7 +24,7 @@ use crate::multikey::{self, Part};
 use crate::reads;
 use crate::resp::{self, Parsed, Request};
 use crate::upstream::{Reply, ReplySlot};
-use crate::{shutdown, stats, Proxy};
+use crate::{scan, shutdown, stats, Proxy};
 
 mod input;
 mod local;
@@ -54,6 +54,14 @@ enum Pending {
         shard: usize,
         slot: Rc<ReplySlot>,
         resend: Option<Vec<u8>>,
+    },
+    /// SCAN on one shard: its reply's cursor is rewritten (see `scan.rs`). `shard` is the
+    /// position in the shard list, `shards` its length.
+    Scan {
+        node: usize,
+        slot: Rc<ReplySlot>,
+        shard: usize,
+        shards: usize,
     },
     /// INFO: every core's counters, gathered when its turn comes; the sections asked for
     /// (lowercase; empty for the default set).
@@ -419,6 +427,28 @@ fn dispatch(
                 parts,
             }
         }
+        Route::Scan => {
+            let nodes = proxy.fanout_nodes();
+            let Some((shard, cursor)) = scan::decode(args[1], nodes.len()) else {
+                stats::error();
+                return Some(error("ERR invalid cursor"));
+            };
+            let Some(&node) = nodes.get(shard) else {
+                return Some(unserved());
+            };
+            let cursor = cursor.to_string();
+            let mut rewritten = args.clone();
+            rewritten[1] = cursor.as_bytes();
+            let mut request = Vec::new();
+            resp::encode_command(&mut request, rewritten);
+            let slot = proxy.upstream(node).send(&request, held, 0);
+            Pending::Scan {
+                node,
+                slot,
+                shard,
+                shards: nodes.len(),
+            }
+        }
         Route::Local(LocalCmd::Info) => Pending::Info(
             args[1..]
                 .iter()
@@ -553,6 +583,27 @@ async fn answer(
                     }
                 }
             }
+            Pending::Scan {
+                node,
+                slot,
+                shard,
+                shards,
+            } => match wait(proxy, node, &slot, deadline).await {
+                Ok(bytes) => {
+                    upstream_bytes += bytes.len();
+                    match scan::rewrite(&bytes, shard, shards) {
+                        Some(out) => push(proxy, stream, output, &out).await?,
+                        None => {
+                            count_reply(&bytes);
+                            push(proxy, stream, output, &bytes).await?
+                        }
+                    }
+                }
+                Err(text) => {
+                    stats::error();
+                    resp::write_error(output, &text);
+                }
+            },
             Pending::Split { kind, nkeys, parts } => {
                 let mut replies = Vec::with_capacity(parts.len());
                 let mut counted = Vec::with_capacity(parts.len());

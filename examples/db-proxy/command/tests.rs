@@ -134,7 +134,6 @@ fn wrong_arity_uses_the_lowercase_name() {
 #[test]
 fn unsupported_commands_say_why() {
     let cases = [
-        ("SCAN 0", "scan", KEYSPACE),
         ("multi", "multi", TRANSACTION),
         ("BLPOP l 0", "blpop", BLOCKING),
         ("SUBSCRIBE c", "subscribe", PUBSUB),
@@ -148,7 +147,7 @@ fn unsupported_commands_say_why() {
         let text = format!("ERR command '{name}' is not supported by this proxy: {reason}");
         assert_eq!(classify_line(line), Err(text), "{line}");
     }
-    let brief = "SCAN MULTI EXEC DISCARD WATCH UNWATCH BLPOP BRPOP BLMOVE \
+    let brief = "MULTI EXEC DISCARD WATCH UNWATCH BLPOP BRPOP BLMOVE \
         BRPOPLPUSH BZPOPMIN BZPOPMAX BLMPOP BZMPOP XREAD XREADGROUP WAIT SUBSCRIBE PSUBSCRIBE \
         SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE PUBLISH SWAPDB MOVE \
         MONITOR SYNC PSYNC REPLICAOF SLAVEOF \
