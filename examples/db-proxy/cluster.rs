@@ -252,7 +252,13 @@ fn refresh_loop(seeds: Vec<SocketAddr>, interval: Duration, password: Option<Arc
             std::thread::sleep(MIN_GAP - since);
         }
         last = Instant::now();
-        refresh(&seeds, cause, password.as_deref());
+        // A refresh that panics (a bug) must not end the thread and freeze the map.
+        let refreshed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            refresh(&seeds, cause, password.as_deref())
+        }));
+        if refreshed.is_err() {
+            eprintln!("db-proxy: a cluster map refresh panicked; the next one will retry");
+        }
     }
 }
 

@@ -230,7 +230,7 @@ impl Value {
             .windows(2)
             .position(|w| w == b"\r\n")
             .unwrap_or(buf.len());
-        let line = String::from_utf8_lossy(&buf[1..line_end]).into_owned();
+        let line = String::from_utf8_lossy(buf.get(1..line_end).unwrap_or_default()).into_owned();
         let after = (line_end + 2).min(buf.len());
         match buf.first() {
             Some(b'+') => (Value::Simple(line), after),
@@ -339,5 +339,21 @@ mod tests {
         assert_eq!(map.replicas_of(3), &[4]);
         let bad = Value::parse(b"*3\r\n:9\r\n:5\r\n*2\r\n$1\r\nx\r\n:1\r\n").0;
         assert!(apply_slots_entry(&bad, asked, &mut nodes, &mut map).is_err());
+    }
+
+    #[test]
+    fn truncated_or_hostile_replies_parse_without_panicking() {
+        for buf in [
+            &b""[..],
+            b"\r\n",
+            b"*3\r\n:1\r\n",
+            b"$10\r\nabc",
+            b"*x\r\n",
+            b"$-5\r\n",
+            b"?",
+        ] {
+            let (_, len) = Value::parse(buf);
+            assert!(len <= buf.len());
+        }
     }
 }
