@@ -27,7 +27,7 @@ use std::cell::{Cell, RefCell};
 
 mod view;
 
-use view::{fetch_view, resolve};
+use view::fetch_view;
 
 /// The number of hash slots.
 pub(crate) const SLOTS: usize = 16384;
@@ -37,6 +37,9 @@ const NO_NODE: u32 = u32::MAX;
 const MIN_GAP: Duration = Duration::from_millis(100);
 /// Views compared per refresh.
 const VIEWS: usize = 3;
+/// Refreshes in a row whose best view is older than the map before it is taken anyway (a
+/// cluster recreated from scratch starts its epochs again).
+const STALE_VIEWS: u32 = 30;
 /// Connect, read and write timeout of the refresh thread's sockets.
 const IO_TIMEOUT: Duration = Duration::from_millis(1000);
 
@@ -102,6 +105,8 @@ struct Shared {
     refreshes: [u64; 5],
     /// The last refresh's failure, if it failed.
     last_error: Option<String>,
+    /// Views in a row older than the map, ignored (see [`STALE_VIEWS`]).
+    stale_views: u32,
 }
 
 static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
@@ -111,13 +116,6 @@ static VERSION: AtomicU64 = AtomicU64::new(0);
 
 fn shared() -> MutexGuard<'static, Option<Shared>> {
     SHARED.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The number of `addr`, numbering it if it is new.
-pub(crate) fn node_number(addr: SocketAddr) -> usize {
-    let mut guard = shared();
-    let shared = guard.as_mut().expect("cluster mode started");
-    number_in(&mut shared.nodes, addr)
 }
 
 fn number_in(nodes: &mut Vec<SocketAddr>, addr: SocketAddr) -> usize {
@@ -216,6 +214,7 @@ pub(crate) fn start(
         wanted: [false; 5],
         refreshes: [1, 0, 0, 0, 0],
         last_error: None,
+        stale_views: 0,
     });
     VERSION.store(1, Ordering::Relaxed);
     std::thread::Builder::new()
@@ -304,10 +303,21 @@ fn refresh(seeds: &[SocketAddr], cause: usize, password: Option<&str>) {
                 })
                 .collect();
             shared.last_error = None;
+            if view.epoch < shared.map.epoch && shared.stale_views < STALE_VIEWS {
+                // A node behind a partition, or an old master: keep the newer map.
+                shared.stale_views += 1;
+                shared.last_error = Some(format!(
+                    "ignored {}'s view of epoch {} (the map's is {})",
+                    view.source, view.epoch, shared.map.epoch
+                ));
+                return;
+            }
+            shared.stale_views = 0;
             if *shared.map != view {
                 shared.map = Arc::new(view);
-                VERSION.fetch_add(1, Ordering::Release);
             }
+            // Even an unchanged map ends the cores' MOVED patches, which it contradicts.
+            VERSION.fetch_add(1, Ordering::Release);
         }
         None => shared.last_error = Some(errors.join("; ")),
     }
@@ -439,7 +449,11 @@ pub(crate) fn redirect(reply: &[u8]) -> Option<Redirect> {
     if kind == "TRYAGAIN" {
         return Some(Redirect::TryAgain);
     }
-    let slot: u16 = words.next()?.parse().ok()?;
+    let slot: u16 = words
+        .next()?
+        .parse()
+        .ok()
+        .filter(|&s| usize::from(s) < SLOTS)?;
     let addr = words.next()?.to_owned();
     match kind {
         "MOVED" => Some(Redirect::Moved(slot, addr)),
@@ -448,12 +462,32 @@ pub(crate) fn redirect(reply: &[u8]) -> Option<Redirect> {
     }
 }
 
-/// The node number of a redirection's `host:port` (an empty host: the node that replied).
-pub(crate) fn redirect_node(target: &str, replied: SocketAddr) -> Option<usize> {
-    let (host, port) = target.rsplit_once(':')?;
-    let port: i64 = port.parse().ok()?;
-    let addr = resolve(Some(host), port, replied).ok()?;
-    Some(node_number(addr))
+impl Redirect {
+    /// The slot a MOVED or ASK is about.
+    pub(crate) fn slot(&self) -> Option<u16> {
+        match self {
+            Redirect::Moved(slot, _) | Redirect::Ask(slot, _) => Some(*slot),
+            Redirect::TryAgain => None,
+        }
+    }
+}
+
+/// The number of the node a redirection's `ip:port` names (an empty host: the node that
+/// replied), if a refresh has learnt that node from the cluster. `Err(true)`: an address the
+/// map does not name (yet); `Err(false)`: not an IP address and port (hostnames are not
+/// resolved on a core).
+pub(crate) fn redirect_node(target: &str, replied: SocketAddr) -> Result<usize, bool> {
+    let (host, port) = target.rsplit_once(':').ok_or(false)?;
+    let port: u16 = port.parse().map_err(|_| false)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = match host {
+        "" => replied.ip(),
+        host => host.parse().map_err(|_| false)?,
+    };
+    let addr = SocketAddr::new(ip, port);
+    let guard = shared();
+    let shared = guard.as_ref().ok_or(false)?;
+    shared.nodes.iter().position(|&n| n == addr).ok_or(true)
 }
 
 #[cfg(test)]

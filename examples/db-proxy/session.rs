@@ -53,7 +53,7 @@ enum Pending {
     Forwarded {
         shard: usize,
         slot: Rc<ReplySlot>,
-        resend: Option<Vec<u8>>,
+        resend: Option<redirect::Resend>,
     },
     /// SCAN on one shard: its reply's cursor is rewritten (see `scan.rs`). `shard` is the
     /// position in the shard list, `shards` its length.
@@ -348,15 +348,16 @@ fn dispatch(
     }
     let held = Some(&client.held);
     let estimate = client.estimate;
+    let at = |node: usize| (held, estimate, node);
     Some(match route {
         Route::Single { key } => match proxy.node_of_key(args[key]) {
             Some(node) if proxy.reads_from_replicas() && reads::is_read(args[0]) => {
                 match proxy.read_node(node) {
-                    Some(node) => forward(proxy, (held, estimate), node, request, &args, raw),
+                    Some(node) => forward(proxy, at(node), Some(args[key]), request, &args, raw),
                     None => no_replica(),
                 }
             }
-            Some(node) => forward(proxy, (held, estimate), node, request, &args, raw),
+            Some(node) => forward(proxy, at(node), Some(args[key]), request, &args, raw),
             None => unserved(),
         },
         Route::Multi { first, step, kind } => {
@@ -373,7 +374,7 @@ fn dispatch(
                 }
             }
             if let [node] = nodes[..] {
-                forward(proxy, (held, estimate), node, request, &args, raw)
+                forward(proxy, at(node), Some(args[first]), request, &args, raw)
             } else {
                 let nkeys = (args.len() - first) / step;
                 let parts = parts
@@ -388,7 +389,7 @@ fn dispatch(
             }
         }
         Route::SameSlot(keys) => match same_slot_node(proxy, &keys, &args) {
-            Ok(Some(node)) => forward(proxy, (held, estimate), node, request, &args, raw),
+            Ok(Some((node, key))) => forward(proxy, at(node), key, request, &args, raw),
             Ok(None) => unserved(),
             Err(()) => {
                 stats::error();
@@ -465,13 +466,18 @@ fn dispatch(
     })
 }
 
-/// The node a command whose keys must share a slot goes to: their slot's (with `--upstream`
-/// shards, their shard's); slot 0's for a command without keys, or whose key count is not
-/// valid (the upstream then answers with its own error). `Err` when the keys' slots differ.
-fn same_slot_node(proxy: &Proxy, keys: &Keys, args: &[&[u8]]) -> Result<Option<usize>, ()> {
+/// The node a command whose keys must share a slot goes to, with its first key: their slot's
+/// (with `--upstream` shards, their shard's); slot 0's for a command without keys, or whose
+/// key count is not valid (the upstream then answers with its own error). `Err` when the
+/// keys' slots differ.
+fn same_slot_node<'a>(
+    proxy: &Proxy,
+    keys: &Keys,
+    args: &[&'a [u8]],
+) -> Result<Option<(usize, Option<&'a [u8]>)>, ()> {
     let positions = keys.positions(args).unwrap_or_default();
     let Some(&first) = positions.first() else {
-        return Ok(proxy.node_of_slot(0));
+        return Ok(proxy.node_of_slot(0).map(|node| (node, None)));
     };
     let group = proxy.group_of_key(args[first]);
     if positions
@@ -480,7 +486,9 @@ fn same_slot_node(proxy: &Proxy, keys: &Keys, args: &[&[u8]]) -> Result<Option<u
     {
         return Err(());
     }
-    Ok(proxy.node_of_key(args[first]))
+    Ok(proxy
+        .node_of_key(args[first])
+        .map(|node| (node, Some(args[first]))))
 }
 
 /// The reply to a read under `--read-from replica` whose slot's master has no online replica.
@@ -496,11 +504,13 @@ fn unserved() -> Pending {
 }
 
 /// Sends a request whole to `shard`, re-encoding inline commands as multibulk; its reply
-/// counts against `held`, and is expected to be `estimate` bytes long.
+/// counts against `held`, and is expected to be `estimate` bytes long. In a cluster the
+/// request is kept (counted against the budget) with the slot of `key`, to follow a MOVED or
+/// ASK for that slot.
 fn forward(
     proxy: &Proxy,
-    (held, estimate): (Option<&Rc<Held>>, usize),
-    shard: usize,
+    (held, estimate, shard): (Option<&Rc<Held>>, usize, usize),
+    key: Option<&[u8]>,
     request: &Request,
     args: &[&[u8]],
     raw: &[u8],
@@ -516,7 +526,15 @@ fn forward(
         raw
     };
     let slot = upstream.send(bytes, held, estimate);
-    let resend = proxy.is_cluster().then(|| bytes.to_vec());
+    let resend = proxy.is_cluster().then(|| {
+        let mut counted = flow::Counted::default();
+        counted.set(bytes.len());
+        redirect::Resend {
+            request: bytes.to_vec(),
+            slot: key.map(crate::shard::key_slot),
+            _counted: counted,
+        }
+    });
     Pending::Forwarded {
         shard,
         slot,
@@ -556,8 +574,9 @@ async fn answer(
                 resend,
             } => {
                 let mut reply = wait(proxy, shard, &slot, deadline).await;
-                if let Some(request) = resend {
-                    reply = redirect::follow(proxy, held, shard, reply, &request, deadline).await;
+                if let Some(resend) = resend {
+                    let request = (&resend.request[..], resend.slot);
+                    reply = redirect::follow(proxy, held, shard, reply, request, deadline).await;
                 }
                 if held.is_cut() {
                     return Err(());
@@ -593,9 +612,15 @@ async fn answer(
                     upstream_bytes += bytes.len();
                     match scan::rewrite(&bytes, shard, shards) {
                         Some(out) => push(proxy, stream, output, &out).await?,
-                        None => {
+                        // An error passes through; a shard cursor the proxy's cannot carry
+                        // must not reach the client as if it were the proxy's.
+                        None if bytes.first() == Some(&b'-') => {
                             count_reply(&bytes);
                             push(proxy, stream, output, &bytes).await?
+                        }
+                        None => {
+                            stats::error();
+                            resp::write_error(output, "ERR SCAN reply the proxy cannot carry");
                         }
                     }
                 }
@@ -610,9 +635,9 @@ async fn answer(
                 for (part, node, slot) in &parts {
                     let mut reply = wait(proxy, *node, slot, deadline).await;
                     if proxy.is_cluster() {
+                        let request = (&part.request[..], Some(part.shard as u16));
                         reply =
-                            redirect::follow(proxy, held, *node, reply, &part.request, deadline)
-                                .await;
+                            redirect::follow(proxy, held, *node, reply, request, deadline).await;
                     }
                     if held.is_cut() {
                         return Err(());

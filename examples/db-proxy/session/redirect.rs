@@ -2,8 +2,12 @@
 //! MOVED retries at the named node (and patches the slot on this core until the next map),
 //! ASK sends `ASKING` and the request to the named node (the map unchanged), TRYAGAIN retries
 //! after a short pause. The session waits for each request's final reply in turn, so the
-//! client's replies stay in request order whatever is redirected. Spec: Redis Cluster's
-//! specification, "MOVED Redirection" and "ASK redirection".
+//! client's replies stay in request order whatever is redirected (a redirected request runs
+//! after the later requests of its batch that needed no redirection, as with a cluster
+//! client). Only a redirection for the request's own slot, to a node the cluster's map has
+//! named, is followed: an error text a script returns (`redis.error_reply('MOVED ...')`)
+//! reaches the client as it is and routes nothing. Spec: Redis Cluster's specification,
+//! "MOVED Redirection" and "ASK redirection".
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -23,18 +27,30 @@ const TRYAGAIN_PAUSE: Duration = Duration::from_millis(25);
 
 /// `ASKING`, as RESP.
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+/// How long a redirection to a node the map does not know yet waits for a refresh to name it.
+const UNKNOWN_NODE_WAIT: Duration = Duration::from_millis(500);
 
-/// Follows the redirections of `reply` (the answer of `node` to `request`) until a reply
-/// that is not one, at most [`MAX_REDIRECTS`] times; a node that cannot be reached or a
-/// CLUSTERDOWN asks for a new slot map.
+/// A forwarded request kept to follow a redirection: its bytes, the slot of its keys (none
+/// for a command without keys, which is never redirected), and the budget its copy takes.
+pub(crate) struct Resend {
+    pub(crate) request: Vec<u8>,
+    pub(crate) slot: Option<u16>,
+    pub(crate) _counted: crate::flow::Counted,
+}
+
+/// Follows the redirections of `reply` (the answer of `node` to `request`, whose keys are in
+/// `slot`) until a reply that is not one, at most [`MAX_REDIRECTS`] times; a node that cannot
+/// be reached or a CLUSTERDOWN asks for a new slot map.
 pub(super) async fn follow(
     proxy: &Proxy,
     held: &Rc<Held>,
     mut node: usize,
     mut reply: Reply,
-    request: &[u8],
+    (request, slot): (&[u8], Option<u16>),
     deadline: Instant,
 ) -> Reply {
+    // After an ASK, retries (TRYAGAIN) go to the importing node with ASKING again.
+    let mut asking = false;
     for _ in 0..MAX_REDIRECTS {
         let redirect = match &reply {
             Err(_) => {
@@ -46,17 +62,28 @@ pub(super) async fn follow(
                 return reply;
             }
             Ok(bytes) => match cluster::redirect(bytes) {
-                Some(redirect) => redirect,
-                None => return reply,
+                // Only for this request's own slot: anything else is an error text the client
+                // gets as it is (a script can return any).
+                Some(redirect)
+                    if slot.is_some() && redirect.slot().is_none_or(|s| Some(s) == slot) =>
+                {
+                    redirect
+                }
+                _ => return reply,
             },
         };
         stats::redirected(&redirect);
         let replied = proxy.upstream(node).addr;
         let target = match &redirect {
             Redirect::Moved(_, to) | Redirect::Ask(_, to) => {
-                match cluster::redirect_node(to, replied) {
+                match known_node(to, replied, deadline).await {
                     Some(target) => target,
-                    None => return Err(format!("ERR cannot follow a redirection to '{to}'")),
+                    None => {
+                        return Err(format!(
+                            "ERR cannot follow a redirection to '{to}': the cluster's map does \
+                             not name that node"
+                        ))
+                    }
                 }
             }
             Redirect::TryAgain => node,
@@ -68,10 +95,7 @@ pub(super) async fn follow(
                 }
                 cluster::request_refresh(Cause::Moved);
             }
-            Redirect::Ask(..) => {
-                // Its reply (+OK) is dropped: nobody holds the slot.
-                drop(proxy.upstream(target).send(ASKING, None, 0));
-            }
+            Redirect::Ask(..) => asking = true,
             Redirect::TryAgain => {
                 if Instant::now() + TRYAGAIN_PAUSE >= deadline {
                     break;
@@ -79,7 +103,15 @@ pub(super) async fn follow(
                 time::sleep(TRYAGAIN_PAUSE).await;
             }
         }
+        if matches!(redirect, Redirect::Moved(..)) {
+            asking = false;
+        }
         node = target;
+        if asking {
+            // Its reply (+OK) is dropped: nobody holds the slot. Nothing can be queued on the
+            // connection between it and the request (no await in between).
+            drop(proxy.upstream(node).send(ASKING, None, 0));
+        }
         let slot = proxy.upstream(node).send(request, Some(held), 0);
         reply = super::wait(proxy, node, &slot, deadline).await;
     }
@@ -91,5 +123,27 @@ pub(super) async fn follow(
             ))
         }
         _ => reply,
+    }
+}
+
+/// The number of the node a redirection names, if the cluster's map named it. A node the map
+/// does not know yet (a node just added) gets a refresh and a short wait; nothing is resolved
+/// by DNS here (that would block the core).
+async fn known_node(
+    target: &str,
+    replied: std::net::SocketAddr,
+    deadline: Instant,
+) -> Option<usize> {
+    let wait_until = (Instant::now() + UNKNOWN_NODE_WAIT).min(deadline);
+    loop {
+        match cluster::redirect_node(target, replied) {
+            Ok(node) => return Some(node),
+            Err(false) => return None, // not an address: a hostname or garbage
+            Err(true) if Instant::now() >= wait_until => return None,
+            Err(true) => {
+                cluster::request_refresh(Cause::Moved);
+                time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 }
