@@ -466,6 +466,9 @@ fn dispatch(
     })
 }
 
+/// A node to forward to, and the key whose slot a redirection must name (none: no keys).
+type Target<'a> = (usize, Option<&'a [u8]>);
+
 /// The node a command whose keys must share a slot goes to, with its first key: their slot's
 /// (with `--upstream` shards, their shard's); slot 0's for a command without keys, or whose
 /// key count is not valid (the upstream then answers with its own error). `Err` when the
@@ -474,7 +477,7 @@ fn same_slot_node<'a>(
     proxy: &Proxy,
     keys: &Keys,
     args: &[&'a [u8]],
-) -> Result<Option<(usize, Option<&'a [u8]>)>, ()> {
+) -> Result<Option<Target<'a>>, ()> {
     let positions = keys.positions(args).unwrap_or_default();
     let Some(&first) = positions.first() else {
         return Ok(proxy.node_of_slot(0).map(|node| (node, None)));
