@@ -270,6 +270,16 @@ fn info_gathers_every_core() {
         info.contains("shard0:addr=") && info.contains("shard1:addr="),
         "{info}"
     );
+    // The fields redis_exporter and dashboards read, as redis-server names them.
+    let number = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no numeric {name}:\n{info}"))
+    };
+    assert!(number("used_memory") > 0.0);
+    assert!(number("used_memory_rss") >= 1e6);
+    assert!(number("used_cpu_user") + number("used_cpu_sys") > 0.0);
 }
 
 #[test]

@@ -159,10 +159,15 @@ impl Proxy {
         info += "# Clients\r\n";
         info += &format!("connected_clients:{}\r\n", sum(|c| c.clients));
         info += "# Memory\r\n";
+        // As redis-server: what the allocator has handed out, and what is resident.
+        info += &format!("used_memory:{}\r\n", allocated_bytes());
         info += &format!("used_memory_rss:{}\r\n", resident_bytes());
         let pending = cores.iter().map(|c| c.buffer_pending);
         info += &format!("buffer_memory:{}\r\n", flow::used_exactly(pending));
         info += &format!("max_buffer_memory:{}\r\n", flow::budget());
+        info += "# CPU\r\n";
+        let (system, user) = cpu_seconds();
+        info += &format!("used_cpu_sys:{system:.6}\r\nused_cpu_user:{user:.6}\r\n");
         info += "# Stats\r\n";
         info += &format!("total_commands_processed:{}\r\n", sum(|c| c.requests));
         info += &format!("total_error_replies:{}\r\n", sum(|c| c.errors));
@@ -254,4 +259,32 @@ fn resident_bytes() -> u64 {
     // SAFETY: sysconf only reads system configuration.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * u64::try_from(page).unwrap_or(4096)
+}
+
+/// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: `uordblks` plus
+/// the memory-mapped blocks); 0 where that is not available.
+fn allocated_bytes() -> u64 {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        let info = unsafe { libc::mallinfo2() };
+        (info.uordblks + info.hblkhd) as u64
+    }
+    #[cfg(not(target_env = "gnu"))]
+    0
+}
+
+/// The process's CPU time so far, system and user, in seconds (`getrusage(RUSAGE_SELF)`).
+fn cpu_seconds() -> (f64, f64) {
+    // SAFETY: getrusage writes one rusage to the valid, exclusive pointer it is given; a
+    // zeroed rusage is a valid value of the plain C struct.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return (0.0, 0.0);
+        }
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (seconds(usage.ru_stime), seconds(usage.ru_utime))
 }
