@@ -50,6 +50,9 @@ use shard::ShardMap;
 use upstream::UpstreamConfig;
 
 /// A Redis-protocol sharding proxy: one event loop per core, io_uring underneath.
+///
+/// Sizes are in bytes, or with redis-server's units: `k`, `m`, `g` (powers of 1000) and `kb`,
+/// `mb`, `gb` (powers of 1024), any case: `--max-buffer-memory 4gb`.
 #[derive(Parser, Debug)]
 #[command(name = "db-proxy", version, args_override_self = true)]
 struct Args {
@@ -91,20 +94,20 @@ struct Args {
     max_clients: Option<usize>,
     /// Most bytes one client's unparsed requests may take (redis-server's
     /// `client-query-buffer-limit`); a request that needs more is refused at its length line.
-    #[arg(long, alias = "max-request-size", default_value_t = 1 << 30)]
+    #[arg(long, alias = "max-request-size", default_value_t = 1 << 30, value_parser = parse_size)]
     client_query_buffer_limit: usize,
     /// Largest bulk string argument, in bytes, inclusive (redis-server's `proto-max-bulk-len`).
-    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    #[arg(long, default_value_t = 512 * 1024 * 1024, value_parser = parse_size)]
     proto_max_bulk_len: usize,
     /// Most bytes of replies the proxy holds for one client that has not read them; past it
     /// the client is closed, as redis-server does past its output buffer limit. One reply is
     /// never too big on its own. 0: no limit.
-    #[arg(long, default_value_t = 1 << 30)]
+    #[arg(long, default_value_t = 1 << 30, value_parser = parse_size)]
     client_output_buffer_limit: usize,
     /// Most bytes all clients together may make the proxy hold (grown request buffers and
     /// replies not yet written). Past it, requests wait and then get `-OOM`. 0: half of the
     /// machine's memory.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = parse_size)]
     max_buffer_memory: usize,
     /// Most requests of one client in flight before their replies are written (the window
     /// adapts below this to the size of the client's replies).
@@ -461,4 +464,48 @@ fn resolve(addr: &str, flag: &str) -> io::Result<SocketAddr> {
 
 fn invalid(message: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message.to_owned())
+}
+
+/// A size in bytes as redis-server's config reads it: a number, optionally followed by `k`,
+/// `m`, `g` (1000, 1000², 1000³) or `kb`, `mb`, `gb` (1024, 1024², 1024³), in any case.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let multiplier: usize = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => return Err(format!("'{text}': use bytes or k, kb, m, mb, g, gb")),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("'{text}' is not a size"))
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_read_like_redis_server_config() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("512mb"), Ok(512 << 20));
+        assert_eq!(parse_size("1GB"), Ok(1 << 30));
+        assert_eq!(parse_size("1k"), Ok(1000));
+        assert_eq!(parse_size("1kb"), Ok(1024));
+        assert_eq!(parse_size("2g"), Ok(2_000_000_000));
+        assert!(parse_size("12x").is_err());
+        assert!(parse_size("mb").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999gb").is_err());
+    }
 }
