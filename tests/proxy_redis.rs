@@ -247,13 +247,20 @@ fn an_upstream_going_down_and_coming_back_is_logged_once_each() {
     }
     assert!(back, "the upstream never came back: {}", proxy.stderr());
     drop(client);
-    let log = proxy.stderr();
+    // The proxy's stderr reaches the test through a pipe drained by a thread: wait (bounded)
+    // for the line rather than racing it.
+    let back_line = format!("upstream 127.0.0.1:{port} is back");
+    let mut log = proxy.stderr();
+    for _ in 0..100 {
+        if log.contains(&back_line) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        log = proxy.stderr();
+    }
     let down = log.matches("unavailable: connect failed").count();
     assert_eq!(down, 1, "one line for the outage:\n{log}");
-    assert!(
-        log.contains(&format!("upstream 127.0.0.1:{port} is back")),
-        "{log}"
-    );
+    assert!(log.contains(&back_line), "{log}");
     drop(proxy);
     server.join().unwrap();
 }
