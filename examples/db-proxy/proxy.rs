@@ -9,6 +9,7 @@ use std::time::Duration;
 use corio::rt::CoreId;
 
 use crate::cluster::{self, CoreView};
+use crate::keys::Keys;
 use crate::reads::ReadFrom;
 use crate::shard::{key_slot, ShardMap};
 use crate::upstream::{Upstream, UpstreamConfig};
@@ -32,6 +33,9 @@ pub(crate) struct Config {
     /// Where reads go in cluster mode.
     pub(crate) read_from: ReadFrom,
 }
+
+/// A node to forward to, and the key whose slot a redirection must name (none: no keys).
+pub(crate) type Target<'a> = (usize, Option<&'a [u8]>);
 
 /// How keys find their upstream.
 pub(crate) enum Router {
@@ -115,6 +119,31 @@ impl Proxy {
             ReadFrom::Replica => view.replica_of(master),
             ReadFrom::PreferReplica => view.replica_of(master).or(Some(master)),
         }
+    }
+
+    /// The node a command whose keys must share a slot goes to, with its first key: their slot's
+    /// (with `--upstream` shards, their shard's); slot 0's for a command without keys, or whose
+    /// key count is not valid (the upstream then answers with its own error). `Err` when the
+    /// keys' slots differ.
+    pub(crate) fn same_slot_node<'a>(
+        &self,
+        keys: &Keys,
+        args: &[&'a [u8]],
+    ) -> Result<Option<Target<'a>>, ()> {
+        let positions = keys.positions(args).unwrap_or_default();
+        let Some(&first) = positions.first() else {
+            return Ok(self.node_of_slot(0).map(|node| (node, None)));
+        };
+        let group = self.group_of_key(args[first]);
+        if positions
+            .iter()
+            .any(|&i| self.group_of_key(args[i]) != group)
+        {
+            return Err(());
+        }
+        Ok(self
+            .node_of_key(args[first])
+            .map(|node| (node, Some(args[first]))))
     }
 
     /// The shard or node serving `key`.

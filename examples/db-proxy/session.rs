@@ -19,7 +19,7 @@ use corio::rt::time;
 
 use crate::command::{self, LocalCmd, MultiKind, Route, Targets};
 use crate::flow::{self, Held, Window};
-use crate::keys::{Keys, CROSSSLOT};
+use crate::keys::CROSSSLOT;
 use crate::multikey::{self, Part};
 use crate::reads;
 use crate::resp::{self, Parsed, Request};
@@ -388,7 +388,7 @@ fn dispatch(
                 Pending::Split { kind, nkeys, parts }
             }
         }
-        Route::SameSlot(keys) => match same_slot_node(proxy, &keys, &args) {
+        Route::SameSlot(keys) => match proxy.same_slot_node(&keys, &args) {
             Ok(Some((node, key))) => forward(proxy, at(node), key, request, &args, raw),
             Ok(None) => unserved(),
             Err(()) => {
@@ -464,34 +464,6 @@ fn dispatch(
             Pending::Ready(out)
         }
     })
-}
-
-/// A node to forward to, and the key whose slot a redirection must name (none: no keys).
-type Target<'a> = (usize, Option<&'a [u8]>);
-
-/// The node a command whose keys must share a slot goes to, with its first key: their slot's
-/// (with `--upstream` shards, their shard's); slot 0's for a command without keys, or whose
-/// key count is not valid (the upstream then answers with its own error). `Err` when the
-/// keys' slots differ.
-fn same_slot_node<'a>(
-    proxy: &Proxy,
-    keys: &Keys,
-    args: &[&'a [u8]],
-) -> Result<Option<Target<'a>>, ()> {
-    let positions = keys.positions(args).unwrap_or_default();
-    let Some(&first) = positions.first() else {
-        return Ok(proxy.node_of_slot(0).map(|node| (node, None)));
-    };
-    let group = proxy.group_of_key(args[first]);
-    if positions
-        .iter()
-        .any(|&i| proxy.group_of_key(args[i]) != group)
-    {
-        return Err(());
-    }
-    Ok(proxy
-        .node_of_key(args[first])
-        .map(|node| (node, Some(args[first]))))
 }
 
 /// The reply to a read under `--read-from replica` whose slot's master has no online replica.
