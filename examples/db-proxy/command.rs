@@ -7,15 +7,16 @@
 //! ([`Route::Fanout`]); other multi-key commands (MSETNX, RENAME, SINTER, EVAL...) go whole to
 //! their keys' slot when they share one, as Redis Cluster requires ([`Route::SameSlot`]);
 //! connection commands such as `PING` and `SELECT` are answered by the proxy itself
-//! ([`Route::Local`]). Commands that cannot work through a sharding proxy (transactions,
-//! blocking pops, pub/sub, SCRIPT and FUNCTION, whole-keyspace commands) are refused with a
-//! reason, and unknown commands and wrong argument counts get redis-server's exact error
-//! texts. The embedded backend's store reuses the name lookup and error formatters.
+//! ([`Route::Local`]). Commands that cannot work through a sharding proxy are refused with a
+//! reason. A command this table does not name is routed by what the upstream's `COMMAND` says
+//! of it (`learned.rs`): its key specs, arity and subcommands. Unknown commands and wrong
+//! argument counts get redis-server's exact error texts. The embedded backend's store reuses
+//! the name lookup and error formatters.
 //!
 //! Arity follows redis-server's convention: a positive arity is the exact argument count, the
 //! command name included; a negative one is a minimum of its absolute value.
 
-use crate::keys::Keys;
+use crate::keys::{Keys, LearnedKeys};
 
 /// How the proxy handles one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +250,7 @@ const ONE_DATABASE: &str = "only database 0 is served";
 const REPLICATION: &str = "replication and monitoring need a dedicated upstream connection";
 const ADMIN: &str = "administer each upstream server directly";
 const CLUSTER: &str = "the proxy is not a Redis Cluster node";
+const NO_KEY: &str = "it has no key to choose a shard by; send it to each server directly";
 
 /// Every known command, sorted by name for binary search.
 static COMMANDS: &[Spec] = &[
@@ -279,7 +281,6 @@ static COMMANDS: &[Spec] = &[
     key("decrby", 3),
     multi("del", -2, 1, MultiKind::SumIntegers),
     no("discard", TRANSACTION),
-    no("dump", ADMIN),
     route("echo", 2, Route::Local(LocalCmd::Echo)),
     same_slot("eval", -3, counted(0, 2)),
     same_slot("eval_ro", -3, counted(0, 2)),
@@ -341,7 +342,6 @@ static COMMANDS: &[Spec] = &[
     multi("mset", -3, 2, MultiKind::Mset),
     same_slot("msetnx", -3, range(1, -1, 2)),
     no("multi", TRANSACTION),
-    no("object", ADMIN),
     key("persist", 2),
     key("pexpire", -3),
     key("pexpireat", -3),
@@ -364,7 +364,6 @@ static COMMANDS: &[Spec] = &[
     same_slot("renamenx", 3, range(1, 2, 1)),
     no("replicaof", REPLICATION),
     route("reset", 1, Route::Local(LocalCmd::Reset)),
-    no("restore", ADMIN),
     key("rpop", -2),
     same_slot("rpoplpush", 3, range(1, 2, 1)),
     key("rpush", -3),
@@ -417,8 +416,6 @@ static COMMANDS: &[Spec] = &[
     key("xdel", -3),
     key("xlen", 2),
     key("xrange", -4),
-    no("xread", BLOCKING),
-    no("xreadgroup", BLOCKING),
     key("xrevrange", -4),
     key("xtrim", -4),
     key("zadd", -4),
@@ -454,12 +451,82 @@ static COMMANDS: &[Spec] = &[
 /// and wrong-arity errors, or `ERR command 'keys' is not supported by this proxy: <reason>`.
 pub(crate) fn classify(args: &[&[u8]]) -> Result<Route, String> {
     let Some(spec) = args.first().and_then(|name| lookup(name)) else {
-        return Err(unknown_command(args));
+        return learned_route(args);
     };
     match spec.plan {
         Plan::Unsupported(reason) => Err(unsupported(spec.name, reason)),
         _ if !arity_ok(spec, args) => Err(wrong_arity(spec.name)),
         Plan::Route(route) => Ok(route),
+    }
+}
+
+/// Routes a command the proxy's own table does not name by what the upstream's `COMMAND`
+/// says of it (see `learned.rs`): by its keys, which must share a slot; a command without
+/// keys goes to the first shard unless it writes or administers (it could not be known which
+/// shard it means). Pub/sub commands need a subscriber connection and are refused.
+fn learned_route(args: &[&[u8]]) -> Result<Route, String> {
+    let Some(table) = crate::learned::table() else {
+        return Err(unknown_command(args));
+    };
+    let Some(command) = table.lookup(args)? else {
+        return Err(unknown_command(args));
+    };
+    if !arity_matches(command.arity, args.len()) {
+        return Err(wrong_arity(&command.name));
+    }
+    let flags = command.flags();
+    if flags.pubsub {
+        return Err(unsupported(&command.name, PUBSUB));
+    }
+    // XREAD and XREADGROUP block only with BLOCK; other commands flagged blocking always may.
+    let blocks = flags.blocking
+        && (!command.name.starts_with("xread")
+            || args.iter().any(|a| a.eq_ignore_ascii_case(b"block")));
+    if blocks {
+        return Err(unsupported(&command.name, BLOCKING));
+    }
+    let keyless = command.positions(args).is_some_and(|keys| keys.is_empty());
+    if keyless && (flags.write || flags.admin) {
+        return Err(unsupported(&command.name, NO_KEY));
+    }
+    Ok(Route::SameSlot(Keys::Learned(LearnedKeys(command))))
+}
+
+/// Whether the proxy refuses the command `name` (lowercase) whatever its arguments: its own
+/// table's refusals, and learned pub/sub commands.
+pub(crate) fn refused(name: &str) -> bool {
+    match lookup(name.as_bytes()) {
+        Some(spec) => matches!(spec.plan, Plan::Unsupported(_)),
+        None => crate::learned::table()
+            .and_then(|t| t.get(name.as_bytes()))
+            .is_some_and(|c| c.flags().pubsub),
+    }
+}
+
+/// `COMMAND GETKEYS`: the argument indexes of the keys of the request `args`, found as the
+/// proxy routes it.
+///
+/// # Errors
+/// redis-server's texts: an unknown command, a wrong argument count, a command without
+/// keys, or arguments whose keys cannot be found.
+pub(crate) fn key_positions(args: &[&[u8]]) -> Result<Vec<usize>, &'static str> {
+    let route = classify(args).map_err(|text| {
+        if text.starts_with("ERR wrong number") {
+            "ERR Invalid number of arguments specified for command"
+        } else {
+            "ERR Invalid command specified"
+        }
+    })?;
+    let keys = match route {
+        Route::Single { key } => Some(vec![key]),
+        Route::Multi { first, step, .. } => Some((first..args.len()).step_by(step).collect()),
+        Route::SameSlot(keys) => keys.positions(args),
+        Route::Scan | Route::Local(_) | Route::Fanout(_) => Some(Vec::new()),
+    };
+    match keys {
+        None => Err("ERR Invalid arguments specified for command"),
+        Some(keys) if keys.is_empty() => Err("ERR The command has no key arguments"),
+        Some(keys) => Ok(keys),
     }
 }
 

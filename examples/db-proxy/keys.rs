@@ -4,6 +4,8 @@
 //! and refused with Redis Cluster's own `CROSSSLOT` error otherwise. Positions follow each
 //! command's key specification in `COMMAND INFO` (redis 7.0).
 
+use crate::learned::Learned;
+
 /// How to find a command's keys in its arguments (index 0 is the command name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Keys {
@@ -17,7 +19,21 @@ pub(crate) enum Keys {
     /// Keys at `1..=fixed` (ZUNIONSTORE's destination), then a key count at `count`, then
     /// that many keys (EVAL, ZUNION, LMPOP, SINTERCARD...).
     Counted { fixed: usize, count: usize },
+    /// As the upstream's `COMMAND` describes the command (see `learned.rs`).
+    Learned(LearnedKeys),
 }
+
+/// A learned command, compared by identity.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LearnedKeys(pub(crate) &'static Learned);
+
+impl PartialEq for LearnedKeys {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for LearnedKeys {}
 
 /// Redis Cluster's error for keys in more than one slot.
 pub(crate) const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
@@ -43,6 +59,7 @@ impl Keys {
                 }
                 Some((1..=fixed).chain(count + 1..end).collect())
             }
+            Keys::Learned(LearnedKeys(command)) => command.positions(args),
         }
     }
 
@@ -51,7 +68,7 @@ impl Keys {
     pub(crate) fn info(&self) -> (i64, i64, i64) {
         match *self {
             Keys::Range { first, last, step } => (first as i64, i64::from(last), step as i64),
-            Keys::Counted { .. } => (0, 0, 0),
+            Keys::Counted { .. } | Keys::Learned(_) => (0, 0, 0),
         }
     }
 }

@@ -18,8 +18,10 @@ mod accept;
 mod backend;
 mod cluster;
 mod command;
+mod control;
 mod flow;
 mod keys;
+mod learned;
 mod multikey;
 mod proxy;
 mod reads;
@@ -250,6 +252,15 @@ fn run(args: Args) -> io::Result<()> {
         );
         Some(map)
     };
+    if backends.is_empty() {
+        let addrs = if seeds.is_empty() {
+            upstream_addrs.clone()
+        } else {
+            seeds.clone()
+        };
+        let timeout = config.upstream.connect_timeout.min(Duration::from_secs(1));
+        learned::start(addrs, config.upstream.password.clone(), timeout);
+    }
     println!("listening on {local}");
     io::stdout().flush()?;
     if cluster_map.is_none() {

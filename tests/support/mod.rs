@@ -598,6 +598,17 @@ pub fn encode(args: &[&str]) -> Vec<u8> {
     out
 }
 
+/// `args` (binary) as one RESP2 multibulk request.
+pub fn encode_bytes(args: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 /// Parses one reply from the front of `buf`: `Ok(Some((reply, bytes used)))`, `Ok(None)` if
 /// `buf` holds only part of a reply, `Err` if it is not RESP2.
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, String> {

@@ -96,53 +96,78 @@ pub(super) fn info_sections(text: &str, sections: &[String]) -> String {
     out
 }
 
-/// `COMMAND [COUNT | LIST | INFO name... | DOCS name...]`: what client libraries ask when they
-/// start. INFO gives redis-server's 10-field entries (name, arity, flags, first key, last key,
-/// step, ACL categories, tips, key specs, subcommands) with the lists left empty, and a null
-/// for a command the proxy does not serve; DOCS gives an empty map.
+/// `COMMAND [COUNT | LIST | INFO name... | DOCS name... | GETKEYS command args...]`: what
+/// client libraries ask when they start. With a table learned from the upstream (see
+/// `learned.rs`), entries are the upstream's own, for the commands the proxy does not refuse;
+/// without one, redis-server's 10-field entries for the proxy's own table with the lists left
+/// empty. A null stands for a command not served. DOCS gives an empty map. GETKEYS finds the
+/// keys as the proxy routes them.
 fn command_command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    let write_info = |out: &mut Vec<u8>, info: Option<command::CommandInfo>| match info {
-        None => resp::write_null(out),
-        Some(info) => {
-            resp::write_array_len(out, 10);
-            resp::write_bulk(out, info.name.as_bytes());
-            resp::write_integer(out, i64::from(info.arity));
-            resp::write_array_len(out, 0);
-            resp::write_integer(out, info.keys.0);
-            resp::write_integer(out, info.keys.1);
-            resp::write_integer(out, info.keys.2);
-            for _ in 0..4 {
+    let learned = crate::learned::table();
+    let write_info = |out: &mut Vec<u8>, name: &[u8]| match learned {
+        Some(table) => match table.get(name).filter(|c| !command::refused(&c.name)) {
+            Some(command) => out.extend_from_slice(&command.raw),
+            None => resp::write_null(out),
+        },
+        None => match command::info(name) {
+            None => resp::write_null(out),
+            Some(info) => {
+                resp::write_array_len(out, 10);
+                resp::write_bulk(out, info.name.as_bytes());
+                resp::write_integer(out, i64::from(info.arity));
                 resp::write_array_len(out, 0);
+                resp::write_integer(out, info.keys.0);
+                resp::write_integer(out, info.keys.1);
+                resp::write_integer(out, info.keys.2);
+                for _ in 0..4 {
+                    resp::write_array_len(out, 0);
+                }
             }
-        }
+        },
+    };
+    let names: Vec<&[u8]> = match learned {
+        Some(table) => table
+            .iter()
+            .filter(|c| !command::refused(&c.name))
+            .map(|c| c.name.as_bytes())
+            .collect(),
+        None => command::served().map(|i| i.name.as_bytes()).collect(),
     };
     let Some(sub) = args.get(1) else {
-        let all: Vec<_> = command::served().collect();
-        resp::write_array_len(out, all.len());
-        for info in all {
-            write_info(out, Some(info));
+        resp::write_array_len(out, names.len());
+        for name in names {
+            write_info(out, name);
         }
         return;
     };
     match &sub.to_ascii_lowercase()[..] {
-        b"count" if args.len() == 2 => {
-            resp::write_integer(out, command::served().count() as i64);
-        }
+        b"count" if args.len() == 2 => resp::write_integer(out, names.len() as i64),
         b"list" if args.len() == 2 => {
-            let names: Vec<_> = command::served().map(|i| i.name).collect();
             resp::write_array_len(out, names.len());
             for name in names {
-                resp::write_bulk(out, name.as_bytes());
+                resp::write_bulk(out, name);
             }
         }
         b"info" if args.len() == 2 => command_command(out, &args[..1]),
         b"info" => {
             resp::write_array_len(out, args.len() - 2);
             for name in &args[2..] {
-                write_info(out, command::info(name));
+                write_info(out, name);
             }
         }
         b"docs" => resp::write_array_len(out, 0),
+        b"getkeys" if args.len() < 4 => {
+            resp::write_error(out, &command::wrong_arity("command|getkeys"))
+        }
+        b"getkeys" => match command::key_positions(&args[2..]) {
+            Ok(keys) => {
+                resp::write_array_len(out, keys.len());
+                for i in keys {
+                    resp::write_bulk(out, args[2 + i]);
+                }
+            }
+            Err(text) => resp::write_error(out, text),
+        },
         _ => resp::write_error(
             out,
             &format!(
