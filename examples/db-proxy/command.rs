@@ -33,6 +33,9 @@ pub(crate) enum Route {
     /// Several keys that must share one hash slot: forwarded whole to it, or refused with
     /// `CROSSSLOT` (see [`Keys`]).
     SameSlot(Keys),
+    /// A command that may block (BLPOP, BLMOVE, XREAD BLOCK...): sent on a connection pinned
+    /// to the client, whose keys must share a slot (see `session/pinned.rs`).
+    Blocking(Keys),
     /// `SCAN`: one shard at a time, the cursor rewritten to walk them all (see `scan.rs`).
     Scan,
     /// The proxy answers itself.
@@ -84,6 +87,9 @@ pub(crate) enum LocalCmd {
     Auth,
     /// `RESET`: the connection's state back to a new connection's.
     Reset,
+    /// `MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH`: the session's transaction state (see
+    /// `session/pinned.rs`, which handles them before routing).
+    Transaction,
 }
 
 /// A command sent to every shard (every master in a cluster), or to the first, with its
@@ -232,6 +238,10 @@ const fn counted(fixed: usize, count: usize) -> Keys {
     Keys::Counted { fixed, count }
 }
 
+const fn blocking(name: &'static str, arity: i32, keys: Keys) -> Spec {
+    route(name, arity, Route::Blocking(keys))
+}
+
 const fn no(name: &'static str, reason: &'static str) -> Spec {
     let plan = Plan::Unsupported(reason);
     Spec {
@@ -241,8 +251,8 @@ const fn no(name: &'static str, reason: &'static str) -> Spec {
     }
 }
 
-const TRANSACTION: &str = "transactions cannot span shards";
-const BLOCKING: &str = "blocking commands would stall the shared upstream connection";
+const WAIT: &str = "WAIT counts replicas of the writes made on its own connection, and the \
+     proxy's writes go over shared ones";
 const PUBSUB: &str = "pub/sub needs a dedicated connection";
 const EVERY_SHARD: &str = "it would affect every shard's data";
 const PER_SERVER: &str = "this subcommand is not fanned out; send it to each server directly";
@@ -262,14 +272,14 @@ static COMMANDS: &[Spec] = &[
     key("bitcount", -2),
     same_slot("bitop", -4, range(2, -1, 1)),
     key("bitpos", -3),
-    no("blmove", BLOCKING),
-    no("blmpop", BLOCKING),
-    no("blpop", BLOCKING),
-    no("brpop", BLOCKING),
-    no("brpoplpush", BLOCKING),
-    no("bzmpop", BLOCKING),
-    no("bzpopmax", BLOCKING),
-    no("bzpopmin", BLOCKING),
+    blocking("blmove", 6, range(1, 2, 1)),
+    blocking("blmpop", -5, counted(0, 2)),
+    blocking("blpop", -3, range(1, -2, 1)),
+    blocking("brpop", -3, range(1, -2, 1)),
+    blocking("brpoplpush", 4, range(1, 2, 1)),
+    blocking("bzmpop", -5, counted(0, 2)),
+    blocking("bzpopmax", -3, range(1, -2, 1)),
+    blocking("bzpopmin", -3, range(1, -2, 1)),
     route("client", -2, Route::Local(LocalCmd::Client)),
     no("cluster", CLUSTER),
     route("command", -1, Route::Local(LocalCmd::Command)),
@@ -280,13 +290,13 @@ static COMMANDS: &[Spec] = &[
     key("decr", 2),
     key("decrby", 3),
     multi("del", -2, 1, MultiKind::SumIntegers),
-    no("discard", TRANSACTION),
+    route("discard", 1, Route::Local(LocalCmd::Transaction)),
     route("echo", 2, Route::Local(LocalCmd::Echo)),
     same_slot("eval", -3, counted(0, 2)),
     same_slot("eval_ro", -3, counted(0, 2)),
     same_slot("evalsha", -3, counted(0, 2)),
     same_slot("evalsha_ro", -3, counted(0, 2)),
-    no("exec", TRANSACTION),
+    route("exec", 1, Route::Local(LocalCmd::Transaction)),
     multi("exists", -2, 1, MultiKind::SumIntegers),
     key("expire", -3),
     key("expireat", -3),
@@ -341,7 +351,7 @@ static COMMANDS: &[Spec] = &[
     no("move", ONE_DATABASE),
     multi("mset", -3, 2, MultiKind::Mset),
     same_slot("msetnx", -3, range(1, -1, 2)),
-    no("multi", TRANSACTION),
+    route("multi", 1, Route::Local(LocalCmd::Transaction)),
     key("persist", 2),
     key("pexpire", -3),
     key("pexpireat", -3),
@@ -409,9 +419,9 @@ static COMMANDS: &[Spec] = &[
     key("type", 2),
     multi("unlink", -2, 1, MultiKind::SumIntegers),
     no("unsubscribe", PUBSUB),
-    no("unwatch", TRANSACTION),
-    no("wait", BLOCKING),
-    no("watch", TRANSACTION),
+    route("unwatch", 1, Route::Local(LocalCmd::Transaction)),
+    no("wait", WAIT),
+    route("watch", -2, Route::Local(LocalCmd::Transaction)),
     key("xadd", -5),
     key("xdel", -3),
     key("xlen", 2),
@@ -482,14 +492,15 @@ fn learned_route(args: &[&[u8]]) -> Result<Route, String> {
     let blocks = flags.blocking
         && (!command.name.starts_with("xread")
             || args.iter().any(|a| a.eq_ignore_ascii_case(b"block")));
+    let keys = Keys::Learned(LearnedKeys(command));
     if blocks {
-        return Err(unsupported(&command.name, BLOCKING));
+        return Ok(Route::Blocking(keys));
     }
     let keyless = command.positions(args).is_some_and(|keys| keys.is_empty());
     if keyless && (flags.write || flags.admin) {
         return Err(unsupported(&command.name, NO_KEY));
     }
-    Ok(Route::SameSlot(Keys::Learned(LearnedKeys(command))))
+    Ok(Route::SameSlot(keys))
 }
 
 /// Whether the proxy refuses the command `name` (lowercase) whatever its arguments: its own
@@ -520,7 +531,7 @@ pub(crate) fn key_positions(args: &[&[u8]]) -> Result<Vec<usize>, &'static str> 
     let keys = match route {
         Route::Single { key } => Some(vec![key]),
         Route::Multi { first, step, .. } => Some((first..args.len()).step_by(step).collect()),
-        Route::SameSlot(keys) => keys.positions(args),
+        Route::SameSlot(keys) | Route::Blocking(keys) => keys.positions(args),
         Route::Scan | Route::Local(_) | Route::Fanout(_) => Some(Vec::new()),
     };
     match keys {
@@ -554,7 +565,7 @@ fn info_of(spec: &'static Spec) -> Option<CommandInfo> {
         Plan::Unsupported(_) => return None,
         Plan::Route(Route::Single { key }) => (key as i64, key as i64, 1),
         Plan::Route(Route::Multi { first, step, .. }) => (first as i64, -1, step as i64),
-        Plan::Route(Route::SameSlot(keys)) => keys.info(),
+        Plan::Route(Route::SameSlot(keys) | Route::Blocking(keys)) => keys.info(),
         Plan::Route(Route::Local(_) | Route::Fanout(_) | Route::Scan) => (0, 0, 0),
     };
     Some(CommandInfo {

@@ -115,6 +115,11 @@ struct Args {
     /// adapts below this to the size of the client's replies).
     #[arg(long, default_value_t = 1024)]
     max_pending: usize,
+    /// Most upstream connections pinned to clients at once, in all (a WATCH, a blocking
+    /// command such as BLPOP: each holds one to its shard until the client leaves). Past it,
+    /// such commands get an error.
+    #[arg(long, default_value_t = 4096)]
+    max_pinned: usize,
     /// Clients must `AUTH <password>` (or `AUTH default <password>`) before anything else.
     #[arg(long)]
     requirepass: Option<String>,
@@ -212,6 +217,8 @@ fn run(args: Args) -> io::Result<()> {
             bytes => bytes,
         },
         max_pending: args.max_pending,
+        max_pinned: args.max_pinned,
+        embedded: seeds.is_empty() && args.upstreams.is_empty(),
         client_write_timeout: Duration::from_millis(args.client_write_timeout_ms.max(1)),
         client_idle_timeout: (args.client_idle_timeout_secs > 0)
             .then(|| Duration::from_secs(args.client_idle_timeout_secs)),

@@ -25,6 +25,11 @@ pub(crate) struct Config {
     /// `--client-output-buffer-limit`.
     pub(crate) client_output_limit: usize,
     pub(crate) max_pending: usize,
+    /// Whether the upstreams are the embedded backends (which have no transactions and no
+    /// blocking commands).
+    pub(crate) embedded: bool,
+    /// `--max-pinned`: connections pinned to clients (WATCH, blocking commands), in all.
+    pub(crate) max_pinned: usize,
     pub(crate) client_write_timeout: Duration,
     /// How long a client may send nothing before it is disconnected (`None`: forever).
     pub(crate) client_idle_timeout: Option<Duration>,
@@ -187,6 +192,11 @@ impl Proxy {
         );
         info += "# Clients\r\n";
         info += &format!("connected_clients:{}\r\n", sum(|c| c.clients));
+        info += &format!(
+            "pinned_connections:{}\r\nmax_pinned:{}\r\n",
+            crate::session::pinned::pinned_connections(),
+            self.config.max_pinned
+        );
         info += "# Memory\r\n";
         // As redis-server: what the allocator has handed out, and what is resident.
         info += &format!("used_memory:{}\r\n", allocated_bytes());

@@ -29,6 +29,7 @@ use crate::{scan, shutdown, stats, Proxy};
 mod input;
 mod local;
 mod output;
+pub(crate) mod pinned;
 mod redirect;
 
 use input::Input;
@@ -73,6 +74,17 @@ enum Pending {
         nkeys: usize,
         parts: Vec<(Part, usize, Rc<ReplySlot>)>,
     },
+    /// Requests sent as one piece (a transaction's MULTI, commands and EXEC; a blocking
+    /// command; WATCH): the client gets the last reply. On a connection pinned to the client
+    /// when `dedicated`; `deadline` none: waits as long as the client stays (`BLPOP k 0`);
+    /// `blocking`: the client is watched meanwhile, and closing it closes the connection.
+    Exclusive {
+        upstream: Rc<crate::upstream::Upstream>,
+        slots: Vec<Rc<ReplySlot>>,
+        deadline: Option<Instant>,
+        dedicated: bool,
+        blocking: bool,
+    },
 }
 
 /// Per-client state that commands may change.
@@ -90,6 +102,8 @@ struct Client {
     estimate: usize,
     /// Bytes of the budget this client's own input buffer takes (not a reason for it to wait).
     own: usize,
+    /// Pinned connections, WATCH and MULTI state (see `pinned.rs`).
+    pins: pinned::Pins,
 }
 
 /// Why a batch of requests stopped.
@@ -118,6 +132,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         oom: false,
         estimate: 0,
         own: 0,
+        pins: pinned::Pins::default(),
     };
     let mut input = Input {
         buf: Vec::with_capacity(BUF_SIZE),
@@ -157,7 +172,8 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         if !queue.is_empty() {
             let _busy = shutdown::busy();
             let sent = queue.len();
-            match answer(&proxy, &stream, &client.held, &mut queue, &mut output).await {
+            let io = (&stream, &mut input);
+            match answer(&proxy, io, &mut client, &mut queue, &mut output).await {
                 Ok(bytes) => window.update(sent, bytes),
                 // The client stalled past the write timeout, went away, or passed its
                 // output buffer limit: close it. Its replies still coming are dropped.
@@ -333,6 +349,9 @@ fn dispatch(
         stats::error();
         return Some(error("NOAUTH Authentication required."));
     }
+    if let Some(pending) = pinned::intercept(proxy, client, &args, (raw, request.inline)) {
+        return Some(pending);
+    }
     let route = match command::classify(&args) {
         Ok(route) => route,
         Err(text) => {
@@ -427,6 +446,9 @@ fn dispatch(
                 nkeys: 0,
                 parts,
             }
+        }
+        Route::Blocking(keys) => {
+            pinned::blocking(proxy, client, keys, &args, (raw, request.inline))
         }
         Route::Scan => {
             let nodes = proxy.fanout_nodes();
@@ -523,11 +545,12 @@ fn forward(
 /// the client passed its output buffer limit.
 async fn answer(
     proxy: &Proxy,
-    stream: &TcpStream,
-    held: &Rc<Held>,
+    (stream, input): (&TcpStream, &mut Input),
+    client: &mut Client,
     queue: &mut VecDeque<Pending>,
     output: &mut Vec<u8>,
 ) -> Result<usize, ()> {
+    let held = &client.held.clone();
     let deadline = Instant::now() + proxy.config.upstream.request_timeout;
     let mut upstream_bytes = 0;
     while let Some(pending) = queue.pop_front() {
@@ -566,6 +589,49 @@ async fn answer(
                         let buf = write_out(proxy, stream, buf).await.ok_or(())?;
                         flow::freed(buf.capacity());
                     }
+                    Ok(bytes) => {
+                        upstream_bytes += bytes.len();
+                        count_reply(&bytes);
+                        push(proxy, stream, output, &bytes).await?;
+                    }
+                    Err(text) => {
+                        stats::error();
+                        resp::write_error(output, &text);
+                    }
+                }
+            }
+            Pending::Exclusive {
+                upstream,
+                slots,
+                deadline,
+                dedicated,
+                blocking,
+            } => {
+                let waited = exclusive(stream, input, &slots, deadline, blocking).await;
+                let reply = match waited {
+                    Waited::Reply(reply) => reply,
+                    Waited::ClientLeft => {
+                        client.pins.close(&upstream);
+                        return Err(());
+                    }
+                    Waited::TimedOut => {
+                        slots.iter().for_each(|slot| slot.abandon());
+                        if dedicated {
+                            client.pins.close(&upstream);
+                        } else {
+                            upstream.timed_out();
+                        }
+                        Err(format!(
+                            "ERR upstream {} timed out after {} ms",
+                            upstream.addr,
+                            proxy.config.upstream.request_timeout.as_millis()
+                        ))
+                    }
+                };
+                if held.is_cut() {
+                    return Err(());
+                }
+                match reply {
                     Ok(bytes) => {
                         upstream_bytes += bytes.len();
                         count_reply(&bytes);
@@ -660,6 +726,65 @@ async fn wait(proxy: &Proxy, shard: usize, slot: &ReplySlot, deadline: Instant) 
                 upstream.addr,
                 proxy.config.upstream.request_timeout.as_millis()
             ))
+        }
+    }
+}
+
+/// How waiting for an exclusive request ended.
+enum Waited {
+    Reply(Reply),
+    TimedOut,
+    /// The client closed its connection while a blocking command waited.
+    ClientLeft,
+}
+
+/// Waits for an exclusive request's last reply until `deadline` (none: for ever). For a
+/// blocking command the client is read meanwhile: what it sends is kept in `input`, and its
+/// leaving ends the wait (the caller then closes the pinned connection, so the upstream
+/// unblocks the command rather than pop a value for nobody).
+async fn exclusive(
+    stream: &TcpStream,
+    input: &mut Input,
+    slots: &[Rc<ReplySlot>],
+    deadline: Option<Instant>,
+    blocking: bool,
+) -> Waited {
+    use futures_util::future::{select, Either};
+    let reply = async {
+        match deadline {
+            None => Some(pinned::last_reply(slots).await),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                time::timeout(left, pinned::last_reply(slots)).await.ok()
+            }
+        }
+    };
+    let watch = async {
+        if blocking {
+            client_left(stream, input).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    match select(std::pin::pin!(reply), std::pin::pin!(watch)).await {
+        Either::Left((Some(reply), _)) => Waited::Reply(reply),
+        Either::Left((None, _)) => Waited::TimedOut,
+        Either::Right(((), _)) => Waited::ClientLeft,
+    }
+}
+
+/// Reads what the client sends into `input`'s spare room until it closes (EOF or an error);
+/// once the room is full, waits without reading.
+async fn client_left(stream: &TcpStream, input: &mut Input) {
+    loop {
+        let room = input.buf.capacity() - input.buf.len();
+        if room == 0 {
+            return std::future::pending().await;
+        }
+        let (res, buf) = stream.read(Vec::with_capacity(room.min(4096))).await;
+        match res {
+            Ok(0) | Err(_) => return,
+            Ok(n) => input.buf.extend_from_slice(&buf[..n]),
         }
     }
 }

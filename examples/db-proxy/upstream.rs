@@ -130,6 +130,9 @@ pub(crate) struct Upstream {
     backoff: Cell<Duration>,
     /// Whether this core has logged the upstream as down (and not yet as back).
     logged_down: Cell<bool>,
+    /// A connection pinned to one client (see `session/pinned.rs`): it is not logged, and
+    /// is closed by [`close`](Self::close) when the client is done with it.
+    dedicated: bool,
 }
 
 enum State {
@@ -150,7 +153,39 @@ impl Upstream {
             state: RefCell::new(State::Idle),
             backoff: Cell::new(MIN_BACKOFF),
             logged_down: Cell::new(false),
+            dedicated: false,
         })
+    }
+
+    /// A connection of its own for one client (a transaction with WATCH, a blocking
+    /// command), to the same upstream as `self`; it connects on its first request.
+    pub(crate) fn dedicated(&self) -> Rc<Upstream> {
+        Rc::new(Upstream {
+            addr: self.addr,
+            shard: self.shard,
+            config: self.config.clone(),
+            state: RefCell::new(State::Idle),
+            backoff: Cell::new(MIN_BACKOFF),
+            logged_down: Cell::new(false),
+            dedicated: true,
+        })
+    }
+
+    /// Closes the connection (its pending requests fail): the upstream sees the client of a
+    /// dedicated connection leave, and drops its WATCH or ends its blocking command.
+    pub(crate) fn close(&self) {
+        if let State::Up(conn) = &*self.state.borrow() {
+            conn.abort("connection closed by the proxy");
+        }
+    }
+
+    /// Whether the connection has failed or is down (a dedicated one is then replaced).
+    pub(crate) fn is_down(&self) -> bool {
+        match &*self.state.borrow() {
+            State::Up(conn) => conn.failed.borrow().is_some(),
+            State::Down { .. } => true,
+            State::Idle => false,
+        }
     }
 
     /// Queues one encoded request; its reply lands in the returned slot, counted against
@@ -246,7 +281,7 @@ impl Upstream {
         };
         conn.fail_all(&error);
         // Once per outage per core: a log line per failed retry would flood.
-        if !self.logged_down.replace(true) {
+        if !self.dedicated && !self.logged_down.replace(true) {
             eprintln!("{}: {error}", self.who());
         }
         let backoff = self.backoff.get();

@@ -57,6 +57,7 @@ pub(super) fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&
             // is required.
             client.name = None;
             client.authenticated = proxy.config.requirepass.is_none();
+            client.pins.reset();
             resp::write_simple(&mut out, "RESET");
         }
         LocalCmd::Select => match resp::parse_i64(args[1]) {
@@ -69,6 +70,8 @@ pub(super) fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&
         // Routed to `Pending::Info` by `dispatch`, which gathers every core's counters.
         LocalCmd::Info => resp::write_error(&mut out, "ERR INFO is answered after gathering"),
         LocalCmd::Auth => auth(proxy, client, &mut out, args),
+        // Handled by `pinned::intercept` before routing.
+        LocalCmd::Transaction => resp::write_error(&mut out, "ERR transaction command misrouted"),
     }
     out
 }
