@@ -87,6 +87,9 @@ pub(crate) enum LocalCmd {
     Auth,
     /// `RESET`: the connection's state back to a new connection's.
     Reset,
+    /// `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE` and their UNSUBSCRIBEs: the session enters
+    /// subscribed mode (see `session/pubsub.rs`).
+    Subscribe,
     /// `MULTI`, `EXEC`, `DISCARD`, `WATCH`, `UNWATCH`: the session's transaction state (see
     /// `session/pinned.rs`, which handles them before routing).
     Transaction,
@@ -253,7 +256,7 @@ const fn no(name: &'static str, reason: &'static str) -> Spec {
 
 const WAIT: &str = "WAIT counts replicas of the writes made on its own connection, and the \
      proxy's writes go over shared ones";
-const PUBSUB: &str = "pub/sub needs a dedicated connection";
+const PUBSUB: &str = "PUBSUB counts the subscribers of one server; ask each server directly";
 const EVERY_SHARD: &str = "it would affect every shard's data";
 const PER_SERVER: &str = "this subcommand is not fanned out; send it to each server directly";
 const ONE_DATABASE: &str = "only database 0 is served";
@@ -360,12 +363,12 @@ static COMMANDS: &[Spec] = &[
     same_slot("pfmerge", -2, range(1, -1, 1)),
     route("ping", -1, Route::Local(LocalCmd::Ping)),
     key("psetex", 4),
-    no("psubscribe", PUBSUB),
+    route("psubscribe", -2, Route::Local(LocalCmd::Subscribe)),
     no("psync", REPLICATION),
     key("pttl", 2),
-    no("publish", PUBSUB),
+    key("publish", 3),
     no("pubsub", PUBSUB),
-    no("punsubscribe", PUBSUB),
+    route("punsubscribe", -1, Route::Local(LocalCmd::Subscribe)),
     route("quit", -1, Route::Local(LocalCmd::Quit)),
     route("randomkey", 1, Route::Fanout(FanoutCmd::Randomkey)),
     no("readonly", CLUSTER),
@@ -402,15 +405,15 @@ static COMMANDS: &[Spec] = &[
     key("smismember", -3),
     same_slot("smove", 4, range(1, 2, 1)),
     key("spop", -2),
-    no("spublish", PUBSUB),
+    key("spublish", 3),
     key("srandmember", -2),
     key("srem", -3),
-    no("ssubscribe", PUBSUB),
+    route("ssubscribe", -2, Route::Local(LocalCmd::Subscribe)),
     key("strlen", 2),
-    no("subscribe", PUBSUB),
+    route("subscribe", -2, Route::Local(LocalCmd::Subscribe)),
     same_slot("sunion", -2, range(1, -1, 1)),
     same_slot("sunionstore", -3, range(1, -1, 1)),
-    no("sunsubscribe", PUBSUB),
+    route("sunsubscribe", -1, Route::Local(LocalCmd::Subscribe)),
     no("swapdb", EVERY_SHARD),
     no("sync", REPLICATION),
     route("time", 1, Route::Fanout(FanoutCmd::Time)),
@@ -418,7 +421,7 @@ static COMMANDS: &[Spec] = &[
     key("ttl", 2),
     key("type", 2),
     multi("unlink", -2, 1, MultiKind::SumIntegers),
-    no("unsubscribe", PUBSUB),
+    route("unsubscribe", -1, Route::Local(LocalCmd::Subscribe)),
     route("unwatch", 1, Route::Local(LocalCmd::Transaction)),
     no("wait", WAIT),
     route("watch", -2, Route::Local(LocalCmd::Transaction)),

@@ -30,6 +30,7 @@ mod input;
 mod local;
 mod output;
 pub(crate) mod pinned;
+mod pubsub;
 mod redirect;
 
 use input::Input;
@@ -104,6 +105,9 @@ struct Client {
     own: usize,
     /// Pinned connections, WATCH and MULTI state (see `pinned.rs`).
     pins: pinned::Pins,
+    /// A subscribe command that puts the session in subscribed mode once the replies before
+    /// it are written (see `pubsub.rs`).
+    subscribe: Option<Vec<Vec<u8>>>,
 }
 
 /// Why a batch of requests stopped.
@@ -133,6 +137,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         estimate: 0,
         own: 0,
         pins: pinned::Pins::default(),
+        subscribe: None,
     };
     let mut input = Input {
         buf: Vec::with_capacity(BUF_SIZE),
@@ -178,6 +183,17 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
                 // The client stalled past the write timeout, went away, or passed its
                 // output buffer limit: close it. Its replies still coming are dropped.
                 Err(()) => break,
+            }
+        }
+        if let Some(first) = client.subscribe.take() {
+            let (end, reset) = pubsub::serve(&proxy, &stream, &mut input, first).await;
+            if reset.0 {
+                local::reset(&proxy, &mut client);
+            }
+            match end {
+                pubsub::End::Close => break,
+                // Commands after the last UNSUBSCRIBE may already be in `input`.
+                pubsub::End::Unsubscribed => continue,
             }
         }
         if client.closing || shutdown::draining() {
@@ -273,7 +289,7 @@ fn parse_batch(
     window: usize,
 ) -> (usize, usize, Stop) {
     let mut start = 0;
-    while !client.closing {
+    while !client.closing && client.subscribe.is_none() {
         if queue.len() >= window {
             return (start, 0, Stop::Full);
         }
@@ -471,6 +487,14 @@ fn dispatch(
                 shard,
                 shards: nodes.len(),
             }
+        }
+        Route::Local(LocalCmd::Subscribe) if proxy.config.embedded => {
+            stats::error();
+            error("ERR pub/sub is not supported by db-proxy's embedded backends; run it with --upstream or --cluster")
+        }
+        Route::Local(LocalCmd::Subscribe) => {
+            client.subscribe = Some(args.iter().map(|a| a.to_vec()).collect());
+            return None;
         }
         Route::Local(LocalCmd::Info) => Pending::Info(
             args[1..]

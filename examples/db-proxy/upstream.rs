@@ -301,7 +301,9 @@ impl Upstream {
         format!("db-proxy: core {core} shard {}", self.shard)
     }
 
-    async fn connect(&self) -> io::Result<TcpStream> {
+    /// A new connection to this upstream, after its handshake (AUTH, READONLY): for the
+    /// sessions' subscriber connections, which are not pipelined.
+    pub(crate) async fn connect(&self) -> io::Result<TcpStream> {
         let stream = time::timeout(self.config.connect_timeout, TcpStream::connect(self.addr))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;

@@ -38,6 +38,14 @@ fn auth(proxy: &Proxy, client: &mut Client, out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// `RESET`, as redis-server: no name, database 0, no transaction, WATCH or pinned
+/// connection, and unauthenticated again if a password is required.
+pub(super) fn reset(proxy: &Proxy, client: &mut Client) {
+    client.name = None;
+    client.authenticated = proxy.config.requirepass.is_none();
+    client.pins.reset();
+}
+
 /// Answers the commands the proxy handles itself.
 pub(super) fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -53,11 +61,7 @@ pub(super) fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&
         }
         LocalCmd::Command => command_command(&mut out, args),
         LocalCmd::Reset => {
-            // As redis-server: no name, database 0, and unauthenticated again if a password
-            // is required.
-            client.name = None;
-            client.authenticated = proxy.config.requirepass.is_none();
-            client.pins.reset();
+            reset(proxy, client);
             resp::write_simple(&mut out, "RESET");
         }
         LocalCmd::Select => match resp::parse_i64(args[1]) {
@@ -71,7 +75,9 @@ pub(super) fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&
         LocalCmd::Info => resp::write_error(&mut out, "ERR INFO is answered after gathering"),
         LocalCmd::Auth => auth(proxy, client, &mut out, args),
         // Handled by `pinned::intercept` before routing.
-        LocalCmd::Transaction => resp::write_error(&mut out, "ERR transaction command misrouted"),
+        LocalCmd::Transaction | LocalCmd::Subscribe => {
+            resp::write_error(&mut out, "ERR command misrouted")
+        }
     }
     out
 }

@@ -43,6 +43,20 @@ pub(crate) fn pinned_connections() -> usize {
     PINNED.load(Ordering::Relaxed)
 }
 
+/// Counts one more pinned connection; `false` (and not counted) if `max` are open.
+pub(super) fn acquire(max: usize) -> bool {
+    if PINNED.fetch_add(1, Ordering::Relaxed) >= max {
+        PINNED.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
+/// A pinned connection was closed.
+pub(super) fn release() {
+    PINNED.fetch_sub(1, Ordering::Relaxed);
+}
+
 /// A client's pinned connections and transaction state.
 #[derive(Default)]
 pub(super) struct Pins {
@@ -76,8 +90,7 @@ impl Pins {
             }
             self.release(i); // failed: replaced below
         }
-        if PINNED.fetch_add(1, Ordering::Relaxed) >= proxy.config.max_pinned {
-            PINNED.fetch_sub(1, Ordering::Relaxed);
+        if !acquire(proxy.config.max_pinned) {
             stats::error();
             return Err(error(
                 "ERR max number of pinned upstream connections reached (--max-pinned)",
@@ -91,7 +104,7 @@ impl Pins {
     fn release(&mut self, i: usize) {
         let (_, upstream) = self.conns.swap_remove(i);
         upstream.close();
-        PINNED.fetch_sub(1, Ordering::Relaxed);
+        release();
     }
 
     /// Forgets the transaction and the watch and closes every pinned connection (RESET).
