@@ -409,58 +409,76 @@ fn past_the_budget_requests_wait_for_memory_and_are_served_once_the_hog_is_close
 
 /// A stand-in upstream on one connection: `GET slow` is answered one byte per 100 ms (15
 /// bytes, 1.5 s), anything else with `$4 fast` at once, strictly in order. Returns its port
-/// and a handle giving the number of connections it accepted.
+/// and a handle giving the number of connections that carried GETs.
 fn dribbling_upstream() -> (u16, thread::JoinHandle<usize>) {
     let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
     let handle = thread::spawn(move || {
-        let mut accepted = 0;
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Long enough for the test's first use to build the proxy.
+        let deadline = Instant::now() + Duration::from_secs(120);
         let mut conns = Vec::new();
         while Instant::now() < deadline {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    accepted += 1;
                     stream.set_nonblocking(false).unwrap();
                     stream
                         .set_read_timeout(Some(Duration::from_secs(3)))
                         .unwrap();
-                    conns.push(thread::spawn(move || serve_dribbling(stream)));
+                    let served = served.clone();
+                    conns.push(thread::spawn(move || {
+                        let got_gets = serve_dribbling(stream);
+                        served.fetch_or(got_gets, std::sync::atomic::Ordering::SeqCst);
+                        got_gets
+                    }));
                 }
                 Err(_)
                     if conns
                         .iter()
-                        .all(|c: &thread::JoinHandle<()>| c.is_finished())
-                        && accepted > 0 =>
+                        .all(|c: &thread::JoinHandle<bool>| c.is_finished())
+                        && served.load(std::sync::atomic::Ordering::SeqCst) =>
                 {
                     break
                 }
-                Err(_) => thread::sleep(Duration::from_millis(10)),
+                Err(e) => thread::sleep(Duration::from_millis(10)),
             }
         }
-        accepted
+        // Connections that carried GETs (not the proxy's COMMAND at start, which this
+        // stand-in never answers).
+        conns
+            .into_iter()
+            .filter_map(|c| c.join().ok())
+            .filter(|&served| served)
+            .count()
     });
     (port, handle)
 }
 
-fn serve_dribbling(mut stream: TcpStream) {
+/// Serves GETs until the connection ends; whether it served any.
+fn serve_dribbling(mut stream: TcpStream) -> bool {
     // Every request is `*2 $3 GET $4 <key>`: 23 bytes, the key at 17..21.
     let mut request = [0u8; 23];
+    let mut served = false;
     while stream.read_exact(&mut request).is_ok() {
+        if !request.starts_with(b"*2\r\n$3\r\nGET") {
+            return served;
+        }
+        served = true;
         if &request[17..21] == b"slow" {
             let reply = b"$9\r\nslowreply\r\n";
             for byte in reply.iter().take(reply.len() - 1) {
                 if stream.write_all(&[*byte]).is_err() {
-                    return;
+                    return served;
                 }
                 thread::sleep(Duration::from_millis(100));
             }
             let _ = stream.write_all(&reply[reply.len() - 1..]);
         } else if stream.write_all(b"$4\r\nfast\r\n").is_err() {
-            return;
+            return served;
         }
     }
+    served
 }
 
 #[test]

@@ -101,7 +101,7 @@ pub(crate) fn publish(table: Table) {
 
 /// Learns the table from the first of `addrs` that answers `COMMAND`, logging where from. If
 /// none does, the proxy starts with its own table only (unknown commands are refused), and a
-/// thread asks again every 2 s until one answers.
+/// thread asks again, every 2 s doubling to a minute, until one answers.
 pub(crate) fn start(addrs: Vec<SocketAddr>, password: Option<Arc<str>>, timeout: Duration) {
     let attempt = move || {
         let mut errors = Vec::new();
@@ -128,8 +128,10 @@ pub(crate) fn start(addrs: Vec<SocketAddr>, password: Option<Arc<str>>, timeout:
          table are refused until one does"
     );
     let retry = move || {
+        let mut pause = Duration::from_secs(2);
         while attempt().is_some() {
-            std::thread::sleep(Duration::from_secs(2));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(60));
         }
     };
     let spawned = std::thread::Builder::new()

@@ -113,7 +113,7 @@ pub(super) async fn follow(
             drop(proxy.upstream(node).send(ASKING, None, 0));
         }
         let slot = proxy.upstream(node).send(request, Some(held), 0);
-        reply = super::wait(proxy, node, &slot, deadline).await;
+        reply = super::answer::wait(proxy, node, &slot, deadline).await;
     }
     match &reply {
         Ok(bytes) if cluster::redirect(bytes).is_some() => {

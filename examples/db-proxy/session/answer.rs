@@ -1,0 +1,282 @@
+//! Answering a batch: every queued request's reply awaited in order and written to the
+//! client as it comes (small ones gathered into one write, large ones from their own buffer),
+//! with split replies merged, SCAN cursors rewritten, redirections followed, and a blocked
+//! client watched while it waits.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Instant;
+
+use corio::net::TcpStream;
+use corio::rt::time;
+
+use super::input::Input;
+use super::local::info_sections;
+use super::output::{flush, push, write_out};
+use super::{pinned, redirect, Client, Pending, GATHER};
+use crate::multikey::{self, Part};
+use crate::upstream::{Reply, ReplySlot};
+use crate::{flow, resp, scan, stats, Proxy};
+
+/// Waits for every queued reply, in order, and writes them to the client as they come
+/// (small ones gathered into one write). Returns the bytes of upstream replies written (for
+/// the client's window); `Err` when the client must be closed: a write failed or stalled, or
+/// the client passed its output buffer limit.
+pub(super) async fn answer(
+    proxy: &Proxy,
+    (stream, input): (&TcpStream, &mut Input),
+    client: &mut Client,
+    queue: &mut VecDeque<Pending>,
+    output: &mut Vec<u8>,
+) -> Result<usize, ()> {
+    let held = &client.held.clone();
+    let deadline = Instant::now() + proxy.config.upstream.request_timeout;
+    let mut upstream_bytes = 0;
+    while let Some(pending) = queue.pop_front() {
+        match pending {
+            Pending::Ready(bytes) => push(proxy, stream, output, &bytes).await?,
+            Pending::Info(sections) => {
+                let cores = corio::mesh::run_on_all(|core| async move { stats::snapshot(core) });
+                match cores.await {
+                    Ok(cores) => {
+                        let text = info_sections(&proxy.info(&cores), &sections);
+                        resp::write_bulk(output, text.as_bytes())
+                    }
+                    Err(err) => resp::write_error(output, &format!("ERR INFO: {err}")),
+                }
+            }
+            Pending::Forwarded {
+                shard,
+                slot,
+                resend,
+            } => {
+                let mut reply = wait(proxy, shard, &slot, deadline).await;
+                if let Some(resend) = resend {
+                    let request = (&resend.request[..], resend.slot);
+                    reply = redirect::follow(proxy, held, shard, reply, request, deadline).await;
+                }
+                if held.is_cut() {
+                    return Err(());
+                }
+                match reply {
+                    Ok(mut bytes) if bytes.len() >= GATHER => {
+                        // Large: written from its own buffer, after what was gathered.
+                        upstream_bytes += bytes.len();
+                        count_reply(&bytes);
+                        flush(proxy, stream, output).await?;
+                        let buf = bytes.take();
+                        let buf = write_out(proxy, stream, buf).await.ok_or(())?;
+                        flow::freed(buf.capacity());
+                    }
+                    Ok(bytes) => {
+                        upstream_bytes += bytes.len();
+                        count_reply(&bytes);
+                        push(proxy, stream, output, &bytes).await?;
+                    }
+                    Err(text) => {
+                        stats::error();
+                        resp::write_error(output, &text);
+                    }
+                }
+            }
+            Pending::Exclusive {
+                upstream,
+                slots,
+                deadline,
+                dedicated,
+                blocking,
+            } => {
+                let waited = exclusive(stream, input, &slots, deadline, blocking).await;
+                let reply = match waited {
+                    Waited::Reply(reply) => reply,
+                    Waited::ClientLeft => {
+                        client.pins.close(&upstream);
+                        return Err(());
+                    }
+                    Waited::TimedOut => {
+                        slots.iter().for_each(|slot| slot.abandon());
+                        if dedicated {
+                            client.pins.close(&upstream);
+                        } else {
+                            upstream.timed_out();
+                        }
+                        Err(format!(
+                            "ERR upstream {} timed out after {} ms",
+                            upstream.addr,
+                            proxy.config.upstream.request_timeout.as_millis()
+                        ))
+                    }
+                };
+                if held.is_cut() {
+                    return Err(());
+                }
+                match reply {
+                    Ok(bytes) => {
+                        upstream_bytes += bytes.len();
+                        count_reply(&bytes);
+                        push(proxy, stream, output, &bytes).await?;
+                    }
+                    Err(text) => {
+                        stats::error();
+                        resp::write_error(output, &text);
+                    }
+                }
+            }
+            Pending::Scan {
+                node,
+                slot,
+                shard,
+                shards,
+            } => match wait(proxy, node, &slot, deadline).await {
+                Ok(bytes) => {
+                    upstream_bytes += bytes.len();
+                    match scan::rewrite(&bytes, shard, shards) {
+                        Some(out) => push(proxy, stream, output, &out).await?,
+                        // An error passes through; a shard cursor the proxy's cannot carry
+                        // must not reach the client as if it were the proxy's.
+                        None if bytes.first() == Some(&b'-') => {
+                            count_reply(&bytes);
+                            push(proxy, stream, output, &bytes).await?
+                        }
+                        None => {
+                            stats::error();
+                            resp::write_error(output, "ERR SCAN reply the proxy cannot carry");
+                        }
+                    }
+                }
+                Err(text) => {
+                    stats::error();
+                    resp::write_error(output, &text);
+                }
+            },
+            Pending::Split { kind, nkeys, parts } => {
+                let mut replies = Vec::with_capacity(parts.len());
+                let mut counted = Vec::with_capacity(parts.len());
+                for (part, node, slot) in &parts {
+                    let mut reply = wait(proxy, *node, slot, deadline).await;
+                    if proxy.is_cluster() {
+                        let request = (&part.request[..], Some(part.shard as u16));
+                        reply =
+                            redirect::follow(proxy, held, *node, reply, request, deadline).await;
+                    }
+                    if held.is_cut() {
+                        return Err(());
+                    }
+                    upstream_bytes += reply.as_ref().map_or(0, |r| r.len());
+                    // The bytes move out for the merge, but stay counted until written.
+                    replies.push(reply.map(|mut r| {
+                        let bytes = r.take();
+                        counted.push(r);
+                        bytes
+                    }));
+                }
+                let parts: Vec<Part> = parts.into_iter().map(|(part, ..)| part).collect();
+                let merged = multikey::merge(kind, &parts, &replies, nkeys);
+                drop(replies);
+                if merged.first() == Some(&b'-') {
+                    stats::error();
+                }
+                push(proxy, stream, output, &merged).await?;
+                counted.clear();
+            }
+        }
+    }
+    flush(proxy, stream, output).await?;
+    Ok(upstream_bytes)
+}
+
+/// Waits for one reply until `deadline`. On timeout this request fails alone: its reply is
+/// dropped when it comes, and the connection is given up only if it is stuck
+/// ([`Upstream::timed_out`](crate::upstream::Upstream::timed_out)).
+pub(super) async fn wait(
+    proxy: &Proxy,
+    shard: usize,
+    slot: &ReplySlot,
+    deadline: Instant,
+) -> Reply {
+    match time::timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        slot.wait(),
+    )
+    .await
+    {
+        Ok(reply) => reply,
+        Err(_) => {
+            slot.abandon();
+            let upstream = proxy.upstream(shard);
+            upstream.timed_out();
+            Err(format!(
+                "ERR upstream {} timed out after {} ms",
+                upstream.addr,
+                proxy.config.upstream.request_timeout.as_millis()
+            ))
+        }
+    }
+}
+
+/// How waiting for an exclusive request ended.
+enum Waited {
+    Reply(Reply),
+    TimedOut,
+    /// The client closed its connection while a blocking command waited.
+    ClientLeft,
+}
+
+/// Waits for an exclusive request's last reply until `deadline` (none: for ever). For a
+/// blocking command the client is read meanwhile: what it sends is kept in `input`, and its
+/// leaving ends the wait (the caller then closes the pinned connection, so the upstream
+/// unblocks the command rather than pop a value for nobody).
+async fn exclusive(
+    stream: &TcpStream,
+    input: &mut Input,
+    slots: &[Rc<ReplySlot>],
+    deadline: Option<Instant>,
+    blocking: bool,
+) -> Waited {
+    use futures_util::future::{select, Either};
+    let reply = async {
+        match deadline {
+            None => Some(pinned::last_reply(slots).await),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                time::timeout(left, pinned::last_reply(slots)).await.ok()
+            }
+        }
+    };
+    let watch = async {
+        if blocking {
+            client_left(stream, input).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    match select(std::pin::pin!(reply), std::pin::pin!(watch)).await {
+        Either::Left((Some(reply), _)) => Waited::Reply(reply),
+        Either::Left((None, _)) => Waited::TimedOut,
+        Either::Right(((), _)) => Waited::ClientLeft,
+    }
+}
+
+/// Reads what the client sends into `input`'s spare room until it closes (EOF or an error);
+/// once the room is full, waits without reading.
+async fn client_left(stream: &TcpStream, input: &mut Input) {
+    loop {
+        let room = input.buf.capacity() - input.buf.len();
+        if room == 0 {
+            return std::future::pending().await;
+        }
+        let (res, buf) = stream.read(Vec::with_capacity(room.min(4096))).await;
+        match res {
+            Ok(0) | Err(_) => return,
+            Ok(n) => input.buf.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Counts an upstream's error reply (WRONGTYPE, a non-integer INCR...) as an error the client
+/// got, as redis-server's total_error_replies does.
+fn count_reply(bytes: &[u8]) {
+    if bytes.first() == Some(&b'-') {
+        stats::error();
+    }
+}
