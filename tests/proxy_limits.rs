@@ -441,7 +441,7 @@ fn dribbling_upstream() -> (u16, thread::JoinHandle<usize>) {
                 {
                     break
                 }
-                Err(e) => thread::sleep(Duration::from_millis(10)),
+                Err(_) => thread::sleep(Duration::from_millis(10)),
             }
         }
         // Connections that carried GETs (not the proxy's COMMAND at start, which this
