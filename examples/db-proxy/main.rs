@@ -123,6 +123,10 @@ struct Args {
     /// Clients must `AUTH <password>` (or `AUTH default <password>`) before anything else.
     #[arg(long)]
     requirepass: Option<String>,
+    /// A user clients may `AUTH NAME PASSWORD` as (or `HELLO 3 AUTH NAME PASSWORD`), besides
+    /// `default`; repeatable. The proxy checks it: upstreams see `--upstream-password`.
+    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = parse_user)]
+    users: Vec<(String, String)>,
     /// Password sent as `AUTH` on every connection to an upstream.
     #[arg(long)]
     upstream_password: Option<String>,
@@ -144,6 +148,17 @@ fn main() -> ExitCode {
             eprintln!("db-proxy: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--user NAME:PASSWORD`.
+fn parse_user(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, password)) if !name.is_empty() && name != "default" => {
+            Ok((name.to_owned(), password.to_owned()))
+        }
+        Some(("default", _)) => Err("the default user's password is --requirepass".into()),
+        _ => Err("expected NAME:PASSWORD".into()),
     }
 }
 
@@ -203,6 +218,7 @@ fn run(args: Args) -> io::Result<()> {
             request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
             password: args.upstream_password.as_deref().map(Arc::from),
             readonly: !seeds.is_empty() && args.read_from != reads::ReadFrom::Master,
+            resp3: false,
         },
         read_from: args.read_from,
         max_clients: max_clients(
@@ -223,6 +239,7 @@ fn run(args: Args) -> io::Result<()> {
         client_idle_timeout: (args.client_idle_timeout_secs > 0)
             .then(|| Duration::from_secs(args.client_idle_timeout_secs)),
         requirepass: args.requirepass.as_deref().map(Arc::from),
+        users: args.users.clone().into(),
     };
 
     let proto_max_bulk_len = args.proto_max_bulk_len.max(1);

@@ -87,7 +87,7 @@ pub(crate) fn merge(
             let found = replies
                 .iter()
                 .map(ok)
-                .find(|r| r != b"$-1\r\n" && r != b"*-1\r\n");
+                .find(|r| r != b"$-1\r\n" && r != b"*-1\r\n" && r != b"_\r\n");
             return found.unwrap_or_else(|| b"$-1\r\n".to_vec());
         }
         MultiKind::Concat => {

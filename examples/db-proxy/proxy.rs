@@ -35,6 +35,8 @@ pub(crate) struct Config {
     pub(crate) client_idle_timeout: Option<Duration>,
     /// The password clients must AUTH with, if any.
     pub(crate) requirepass: Option<Arc<str>>,
+    /// Users other than `default` (`--user NAME:PASSWORD`), checked by AUTH and HELLO.
+    pub(crate) users: Arc<[(String, String)]>,
     /// Where reads go in cluster mode.
     pub(crate) read_from: ReadFrom,
 }
@@ -59,6 +61,9 @@ pub(crate) struct Proxy {
     /// One connection per shard or cluster node, by number; grown as a cluster's nodes
     /// appear.
     upstreams: RefCell<Vec<Rc<Upstream>>>,
+    /// The same for RESP3 clients (`HELLO 3`): connections that sent `HELLO 3` themselves,
+    /// made when a RESP3 client first needs one.
+    upstreams3: RefCell<Vec<Option<Rc<Upstream>>>>,
 }
 
 impl Proxy {
@@ -81,7 +86,27 @@ impl Proxy {
             limits,
             router,
             upstreams: RefCell::new(upstreams),
+            upstreams3: RefCell::default(),
         }
+    }
+
+    /// The connection to `node` for a client of protocol 3 (`resp3`) or 2.
+    pub(crate) fn upstream_for(&self, node: usize, resp3: bool) -> Rc<Upstream> {
+        let upstream = self.upstream(node);
+        if !resp3 {
+            return upstream;
+        }
+        let mut pool = self.upstreams3.borrow_mut();
+        if pool.len() <= node {
+            pool.resize(node + 1, None);
+        }
+        pool[node]
+            .get_or_insert_with(|| {
+                let mut config = self.config.upstream.clone();
+                config.resp3 = true;
+                Upstream::new(node, upstream.addr, config)
+            })
+            .clone()
     }
 
     /// The connection to shard or node `node`.

@@ -107,6 +107,11 @@ struct Client {
     own: usize,
     /// Pinned connections, WATCH and MULTI state (see `pinned.rs`).
     pins: pinned::Pins,
+    /// The user the client authenticated as (`default` until AUTH names another).
+    user: String,
+    /// Whether the client chose RESP3 (`HELLO 3`): its requests go over connections that
+    /// speak RESP3 to the upstream.
+    resp3: bool,
     /// A subscribe command that puts the session in subscribed mode once the replies before
     /// it are written (see `pubsub.rs`).
     subscribe: Option<Vec<Vec<u8>>>,
@@ -139,6 +144,8 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         estimate: 0,
         own: 0,
         pins: pinned::Pins::default(),
+        user: "default".to_owned(),
+        resp3: false,
         subscribe: None,
     };
     let mut input = Input {
@@ -188,7 +195,8 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
             }
         }
         if let Some(first) = client.subscribe.take() {
-            let (end, reset) = pubsub::serve(&proxy, &stream, &mut input, first).await;
+            let (end, reset) =
+                pubsub::serve(&proxy, &stream, &mut input, first, client.resp3).await;
             if reset.0 {
                 local::reset(&proxy, &mut client);
             }
@@ -207,7 +215,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
                 // This client's large replies wait for the shard's connection to drain, so
                 // they never queue more than the bound ahead of other clients' requests.
                 // Bounded: past the request timeout the request is sent anyway.
-                let upstream = proxy.upstream(shard);
+                let upstream = proxy.upstream_for(shard, client.resp3);
                 let timeout = proxy.config.upstream.request_timeout;
                 force_next = time::timeout(timeout, upstream.uncongested())
                     .await
@@ -336,7 +344,7 @@ fn hold_back(proxy: &Proxy, client: &Client, request: &Request, buf: &[u8]) -> O
         Route::Single { key } => {
             let shard = proxy.node_of_key(args[key])?;
             proxy
-                .upstream(shard)
+                .upstream_for(shard, client.resp3)
                 .congested()
                 .then_some(Stop::Congested(shard))
         }
@@ -385,7 +393,8 @@ fn dispatch(
     }
     let held = Some(&client.held);
     let estimate = client.estimate;
-    let at = |node: usize| (held, estimate, node);
+    let resp3 = client.resp3;
+    let at = |node: usize| (held, estimate, node, resp3);
     Some(match route {
         Route::Single { key } => match proxy.node_of_key(args[key]) {
             Some(node) if proxy.reads_from_replicas() && reads::is_read(args[0]) => {
@@ -418,7 +427,7 @@ fn dispatch(
                     .into_iter()
                     .zip(nodes)
                     .map(|(part, node)| {
-                        let slot = proxy.upstream(node).send(&part.request, held, 0);
+                        let slot = proxy.upstream_for(node, resp3).send(&part.request, held, 0);
                         (part, node, slot)
                     })
                     .collect();
@@ -450,7 +459,7 @@ fn dispatch(
             let parts = nodes
                 .into_iter()
                 .map(|node| {
-                    let slot = proxy.upstream(node).send(&request, held, 0);
+                    let slot = proxy.upstream_for(node, resp3).send(&request, held, 0);
                     let part = Part {
                         shard: node,
                         request: request.clone(),
@@ -482,7 +491,7 @@ fn dispatch(
             rewritten[1] = cursor.as_bytes();
             let mut request = Vec::new();
             resp::encode_command(&mut request, rewritten);
-            let slot = proxy.upstream(node).send(&request, held, 0);
+            let slot = proxy.upstream_for(node, resp3).send(&request, held, 0);
             Pending::Scan {
                 node,
                 slot,
@@ -532,13 +541,13 @@ fn unserved() -> Pending {
 /// ASK for that slot.
 fn forward(
     proxy: &Proxy,
-    (held, estimate, shard): (Option<&Rc<Held>>, usize, usize),
+    (held, estimate, shard, resp3): (Option<&Rc<Held>>, usize, usize, bool),
     key: Option<&[u8]>,
     request: &Request,
     args: &[&[u8]],
     raw: &[u8],
 ) -> Pending {
-    let upstream = proxy.upstream(shard);
+    let upstream = proxy.upstream_for(shard, resp3);
     let encoded;
     let bytes = if request.inline {
         let mut inline = Vec::new();

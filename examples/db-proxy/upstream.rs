@@ -113,6 +113,9 @@ pub(crate) struct UpstreamConfig {
     pub(crate) password: Option<std::sync::Arc<str>>,
     /// Whether every new connection sends `READONLY` (cluster mode, reads from replicas).
     pub(crate) readonly: bool,
+    /// Whether every new connection sends `HELLO 3`: the connections of RESP3 clients, whose
+    /// replies then come from the upstream in RESP3 as they are.
+    pub(crate) resp3: bool,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -323,6 +326,15 @@ impl Upstream {
             readonly
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "READONLY timed out"))??;
+        }
+        if self.config.resp3 {
+            let hello = time::timeout(
+                self.config.connect_timeout,
+                handshake(&stream, &[b"HELLO", b"3"]),
+            );
+            hello
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "HELLO 3 timed out"))??;
         }
         Ok(stream)
     }
@@ -562,8 +574,8 @@ async fn read_until_failure(conn: &Conn, stream: &TcpStream, shard: usize) -> St
     }
 }
 
-/// Sends `command` (AUTH, READONLY) and reads its one reply, which must be a simple string,
-/// before any request is pipelined.
+/// Sends `command` (AUTH, READONLY, HELLO 3) and reads its one reply, which must not be an
+/// error, before any request is pipelined.
 async fn handshake(stream: &TcpStream, command: &[&[u8]]) -> io::Result<()> {
     let mut request = Vec::new();
     resp::encode_command(&mut request, command.iter().copied());
@@ -575,7 +587,7 @@ async fn handshake(stream: &TcpStream, command: &[&[u8]]) -> io::Result<()> {
         let scanned = resp::scan_reply(&reply, 4).map_err(|e| io::Error::other(e.to_string()))?;
         if let Some(len) = scanned {
             return match reply.first() {
-                Some(b'+') => Ok(()),
+                Some(b'+' | b'%' | b'*') => Ok(()),
                 _ => Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     format!(

@@ -30,6 +30,7 @@ pub(super) async fn answer(
     output: &mut Vec<u8>,
 ) -> Result<usize, ()> {
     let held = &client.held.clone();
+    let resp3 = client.resp3;
     let deadline = Instant::now() + proxy.config.upstream.request_timeout;
     let mut upstream_bytes = 0;
     while let Some(pending) = queue.pop_front() {
@@ -50,10 +51,11 @@ pub(super) async fn answer(
                 slot,
                 resend,
             } => {
-                let mut reply = wait(proxy, shard, &slot, deadline).await;
+                let mut reply = wait(proxy, (shard, resp3), &slot, deadline).await;
                 if let Some(resend) = resend {
                     let request = (&resend.request[..], resend.slot);
-                    reply = redirect::follow(proxy, held, shard, reply, request, deadline).await;
+                    reply = redirect::follow(proxy, (held, resp3), shard, reply, request, deadline)
+                        .await;
                 }
                 if held.is_cut() {
                     return Err(());
@@ -127,7 +129,7 @@ pub(super) async fn answer(
                 slot,
                 shard,
                 shards,
-            } => match wait(proxy, node, &slot, deadline).await {
+            } => match wait(proxy, (node, resp3), &slot, deadline).await {
                 Ok(bytes) => {
                     upstream_bytes += bytes.len();
                     match scan::rewrite(&bytes, shard, shards) {
@@ -153,11 +155,12 @@ pub(super) async fn answer(
                 let mut replies = Vec::with_capacity(parts.len());
                 let mut counted = Vec::with_capacity(parts.len());
                 for (part, node, slot) in &parts {
-                    let mut reply = wait(proxy, *node, slot, deadline).await;
+                    let mut reply = wait(proxy, (*node, resp3), slot, deadline).await;
                     if proxy.is_cluster() {
                         let request = (&part.request[..], Some(part.shard as u16));
                         reply =
-                            redirect::follow(proxy, held, *node, reply, request, deadline).await;
+                            redirect::follow(proxy, (held, resp3), *node, reply, request, deadline)
+                                .await;
                     }
                     if held.is_cut() {
                         return Err(());
@@ -190,7 +193,7 @@ pub(super) async fn answer(
 /// ([`Upstream::timed_out`](crate::upstream::Upstream::timed_out)).
 pub(super) async fn wait(
     proxy: &Proxy,
-    shard: usize,
+    (shard, resp3): (usize, bool),
     slot: &ReplySlot,
     deadline: Instant,
 ) -> Reply {
@@ -203,7 +206,7 @@ pub(super) async fn wait(
         Ok(reply) => reply,
         Err(_) => {
             slot.abandon();
-            let upstream = proxy.upstream(shard);
+            let upstream = proxy.upstream_for(shard, resp3);
             upstream.timed_out();
             Err(format!(
                 "ERR upstream {} timed out after {} ms",

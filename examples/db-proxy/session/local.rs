@@ -7,34 +7,60 @@ use crate::Proxy;
 
 use super::Client;
 
-/// The commands a client may send before it has authenticated, as redis-server allows.
+/// The commands a client may send before it has authenticated, as redis-server allows
+/// (HELLO only with its AUTH option, checked in [`hello`]).
 pub(super) fn allowed_before_auth(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"auth") || name.eq_ignore_ascii_case(b"quit")
+    name.eq_ignore_ascii_case(b"auth")
+        || name.eq_ignore_ascii_case(b"quit")
+        || name.eq_ignore_ascii_case(b"hello")
 }
 
-/// `AUTH [username] password` against `--requirepass` (user `default` only).
-fn auth(proxy: &Proxy, client: &mut Client, out: &mut Vec<u8>, args: &[&[u8]]) {
-    let Some(expected) = &proxy.config.requirepass else {
-        return resp::write_error(
-            out,
-            "ERR AUTH <password> called without any password configured for the default user. \
-             Are you sure your configuration is correct?",
-        );
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// Checks `user`'s `password`: the `default` user against `--requirepass` (no password needed
+/// without one), others against `--user NAME:PASSWORD`. The error text when they do not match.
+fn check(proxy: &Proxy, user: &[u8], password: &[u8]) -> Result<(), &'static str> {
+    let ok = if user == b"default" {
+        proxy
+            .config
+            .requirepass
+            .as_deref()
+            .is_none_or(|expected| expected.as_bytes() == password)
+    } else {
+        proxy
+            .config
+            .users
+            .iter()
+            .any(|(name, pass)| name.as_bytes() == user && pass.as_bytes() == password)
     };
-    let given = match args {
-        [_, password] => password,
-        [_, user, password] if user.eq_ignore_ascii_case(b"default") => password,
-        [_, _, _] => &&b""[..], // any other user cannot match
+    ok.then_some(()).ok_or(WRONGPASS)
+}
+
+/// `AUTH [username] password`: the `default` user against `--requirepass`, other users
+/// against `--user NAME:PASSWORD` (checked by the proxy: the upstreams see the proxy's own
+/// `--upstream-password`).
+fn auth(proxy: &Proxy, client: &mut Client, out: &mut Vec<u8>, args: &[&[u8]]) {
+    let (user, password) = match args {
+        [_, password] => {
+            if proxy.config.requirepass.is_none() {
+                return resp::write_error(
+                    out,
+                    "ERR AUTH <password> called without any password configured for the \
+                     default user. Are you sure your configuration is correct?",
+                );
+            }
+            (&b"default"[..], *password)
+        }
+        [_, user, password] => (*user, *password),
         _ => return resp::write_error(out, "ERR syntax error"),
     };
-    if *given == expected.as_bytes() && !expected.is_empty() {
-        client.authenticated = true;
-        resp::write_simple(out, "OK");
-    } else {
-        resp::write_error(
-            out,
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        );
+    match check(proxy, user, password) {
+        Ok(()) => {
+            client.authenticated = true;
+            client.user = String::from_utf8_lossy(user).into_owned();
+            resp::write_simple(out, "OK");
+        }
+        Err(text) => resp::write_error(out, text),
     }
 }
 
@@ -43,6 +69,8 @@ fn auth(proxy: &Proxy, client: &mut Client, out: &mut Vec<u8>, args: &[&[u8]]) {
 pub(super) fn reset(proxy: &Proxy, client: &mut Client) {
     client.name = None;
     client.authenticated = proxy.config.requirepass.is_none();
+    client.user = "default".to_owned();
+    client.resp3 = false;
     client.pins.reset();
 }
 
@@ -69,7 +97,7 @@ pub(super) fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&
             Some(_) => resp::write_error(&mut out, "ERR DB index is out of range"),
             None => resp::write_error(&mut out, "ERR value is not an integer or out of range"),
         },
-        LocalCmd::Hello => hello(&mut out, args),
+        LocalCmd::Hello => hello(proxy, client, &mut out, args),
         LocalCmd::Client => client_command(&mut out, client, args),
         // Routed to `Pending::Info` by `dispatch`, which gathers every core's counters.
         LocalCmd::Info => resp::write_error(&mut out, "ERR INFO is answered after gathering"),
@@ -187,13 +215,17 @@ fn command_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
-/// `HELLO [protover]`: RESP2 only; the reply mirrors redis-server's, as a flat array.
-fn hello(out: &mut Vec<u8>, args: &[&[u8]]) {
+/// `HELLO [protover [AUTH username password] [SETNAME clientname]]`, as redis-server 7.0:
+/// protocol 2 or 3 (a RESP3 client's requests then go over upstream connections that speak
+/// RESP3, so its replies are RESP3 as the upstream makes them), authentication and a name in
+/// one round trip. The reply is a map in RESP3, a flat array in RESP2.
+fn hello(proxy: &Proxy, client: &mut Client, out: &mut Vec<u8>, args: &[&[u8]]) {
+    let mut proto = if client.resp3 { 3 } else { 2 };
     if let Some(version) = args.get(1) {
         match resp::parse_i64(version) {
-            Some(2) => {}
-            Some(3) => return resp::write_error(out, "NOPROTO unsupported protocol version"),
-            _ => {
+            Some(v @ (2 | 3)) => proto = v,
+            Some(_) => return resp::write_error(out, "NOPROTO unsupported protocol version"),
+            None => {
                 return resp::write_error(
                     out,
                     "ERR Protocol version is not an integer or out of range",
@@ -201,13 +233,62 @@ fn hello(out: &mut Vec<u8>, args: &[&[u8]]) {
             }
         }
     }
-    if args.len() > 2 {
-        return resp::write_error(
-            out,
-            "ERR HELLO options (AUTH, SETNAME) are not supported by this proxy",
-        );
+    let mut auth = None;
+    let mut name = None;
+    let mut i = 2;
+    while i < args.len() {
+        let more = args.len() - i - 1;
+        match &args[i].to_ascii_lowercase()[..] {
+            b"auth" if more >= 2 => {
+                auth = Some((args[i + 1], args[i + 2]));
+                i += 3;
+            }
+            b"setname" if more >= 1 => {
+                name = Some(args[i + 1]);
+                i += 2;
+            }
+            _ => {
+                let option = command::sanitize(args[i]);
+                return resp::write_error(
+                    out,
+                    &format!("ERR Syntax error in HELLO option '{option}'"),
+                );
+            }
+        }
     }
-    resp::write_array_len(out, 14);
+    match auth {
+        Some((user, password)) => {
+            if let Err(text) = check(proxy, user, password) {
+                return resp::write_error(out, text);
+            }
+            client.authenticated = true;
+            client.user = String::from_utf8_lossy(user).into_owned();
+        }
+        None if !client.authenticated => {
+            return resp::write_error(
+                out,
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise \
+                 the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the \
+                 client and select the RESP protocol version at the same time",
+            )
+        }
+        None => {}
+    }
+    if let Some(name) = name {
+        if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+            return resp::write_error(
+                out,
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            );
+        }
+        client.name = (!name.is_empty()).then(|| name.to_vec());
+    }
+    client.resp3 = proto == 3;
+    if client.resp3 {
+        out.extend_from_slice(b"%7\r\n");
+    } else {
+        resp::write_array_len(out, 14);
+    }
     for (key, value) in [
         ("server", "redis"),
         ("version", "7.0.0"),
@@ -219,7 +300,7 @@ fn hello(out: &mut Vec<u8>, args: &[&[u8]]) {
     ] {
         resp::write_bulk(out, key.as_bytes());
         match key {
-            "proto" => resp::write_integer(out, 2),
+            "proto" => resp::write_integer(out, proto),
             "id" => resp::write_integer(out, 0),
             "modules" => resp::write_array_len(out, 0),
             _ => resp::write_bulk(out, value.as_bytes()),

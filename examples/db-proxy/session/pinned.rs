@@ -83,7 +83,11 @@ struct Tx {
 
 impl Pins {
     /// The client's own connection to `node`, opened (lazily) if it has none.
-    fn conn(&mut self, proxy: &Proxy, node: usize) -> Result<Rc<Upstream>, Pending> {
+    fn conn(
+        &mut self,
+        proxy: &Proxy,
+        (node, resp3): (usize, bool),
+    ) -> Result<Rc<Upstream>, Pending> {
         if let Some(i) = self.conns.iter().position(|(n, _)| *n == node) {
             if !self.conns[i].1.is_down() {
                 return Ok(self.conns[i].1.clone());
@@ -96,7 +100,7 @@ impl Pins {
                 "ERR max number of pinned upstream connections reached (--max-pinned)",
             ));
         }
-        let upstream = proxy.upstream(node).dedicated();
+        let upstream = proxy.upstream_for(node, resp3).dedicated();
         self.conns.push((node, upstream.clone()));
         Ok(upstream)
     }
@@ -278,7 +282,7 @@ fn exec(proxy: &Proxy, client: &mut Client) -> Pending {
         return error("EXECABORT Transaction discarded because of previous errors.");
     }
     let (upstream, dedicated) = match client.pins.watch.take() {
-        Some((_, node)) => match client.pins.conn(proxy, node) {
+        Some((_, node)) => match client.pins.conn(proxy, (node, client.resp3)) {
             Ok(upstream) => (upstream, true),
             Err(refused) => return refused,
         },
@@ -289,7 +293,7 @@ fn exec(proxy: &Proxy, client: &mut Client) -> Pending {
                 None => proxy.fanout_nodes().first().copied(),
             };
             match node {
-                Some(node) => (proxy.upstream(node), false),
+                Some(node) => (proxy.upstream_for(node, client.resp3), false),
                 None => return unserved(),
             }
         }
@@ -313,7 +317,7 @@ fn exec(proxy: &Proxy, client: &mut Client) -> Pending {
 /// Ends a WATCH in force (on its pinned connection); the UNWATCH's reply, if one was sent.
 fn unwatch(proxy: &Proxy, client: &mut Client) -> Option<Pending> {
     let (_, node) = client.pins.watch.take()?;
-    let upstream = client.pins.conn(proxy, node).ok()?;
+    let upstream = client.pins.conn(proxy, (node, client.resp3)).ok()?;
     let slot = upstream.send(UNWATCH, Some(&client.held), 0);
     Some(Pending::Exclusive {
         upstream,
@@ -337,7 +341,7 @@ fn watch(proxy: &Proxy, client: &mut Client, args: &[&[u8]], request: Raw) -> Pe
     let Some(node) = proxy.node_of_key(args[1]) else {
         return unserved();
     };
-    let upstream = match client.pins.conn(proxy, node) {
+    let upstream = match client.pins.conn(proxy, (node, client.resp3)) {
         Ok(upstream) => upstream,
         Err(refused) => return refused,
     };
@@ -380,7 +384,7 @@ pub(super) fn blocking(
             return error(CROSSSLOT);
         }
     };
-    let upstream = match client.pins.conn(proxy, node) {
+    let upstream = match client.pins.conn(proxy, (node, client.resp3)) {
         Ok(upstream) => upstream,
         Err(refused) => return refused,
     };

@@ -60,8 +60,10 @@ pub(super) async fn serve(
     stream: &TcpStream,
     input: &mut Input,
     first: Vec<Vec<u8>>,
+    resp3: bool,
 ) -> (End, Reset) {
     let mut sub = Subscriber::default();
+    sub.resp3 = resp3;
     let mut output = Vec::new();
     let first: Vec<&[u8]> = first.iter().map(Vec::as_slice).collect();
     if sub.command(proxy, &first, &mut output).await.is_err() {
@@ -220,6 +222,9 @@ struct Subscriber {
     want: [HashMap<Vec<u8>, Vec<usize>>; 3],
     /// Subscriptions confirmed to the client (for the counts).
     confirmed: [HashSet<Vec<u8>>; 3],
+    /// A RESP3 client: confirmations are push messages, PING answers `+PONG`, and the
+    /// subscriber connections speak RESP3 (their messages come as pushes).
+    resp3: bool,
 }
 
 /// Index of channels, patterns and shard channels in `want` and `confirmed`.
@@ -239,6 +244,8 @@ impl Subscriber {
         let Some(kind) = Kind::of(&name) else {
             let mut out = Vec::new();
             match &name[..] {
+                b"ping" if self.resp3 && args.len() == 1 => resp::write_simple(&mut out, "PONG"),
+                b"ping" if self.resp3 && args.len() == 2 => resp::write_bulk(&mut out, args[1]),
                 b"ping" if args.len() <= 2 => {
                     resp::write_array_len(&mut out, 2);
                     resp::write_bulk(&mut out, b"pong");
@@ -353,7 +360,7 @@ impl Subscriber {
                 self.pending.push_back(Out::Ready(out));
                 return Err(());
             }
-            let stream = match proxy.upstream(node).connect().await {
+            let stream = match proxy.upstream_for(node, self.resp3).connect().await {
                 Ok(stream) => Rc::new(stream),
                 Err(err) => {
                     pinned::release();
@@ -429,7 +436,11 @@ impl Subscriber {
                     } else {
                         self.confirmed[CHANNELS].len() + self.confirmed[PATTERNS].len()
                     };
-                    resp::write_array_len(output, 3);
+                    if self.resp3 {
+                        output.extend_from_slice(b">3\r\n");
+                    } else {
+                        resp::write_array_len(output, 3);
+                    }
                     resp::write_bulk(output, kind.name());
                     match &channel {
                         Some(name) => resp::write_bulk(output, name),
@@ -489,9 +500,12 @@ fn targets(proxy: &Proxy, set: usize, name: &[u8]) -> Option<Vec<usize>> {
     proxy.node_of_key(name).map(|node| vec![node])
 }
 
-/// The first element of a push frame (`*3\r\n$7\r\nmessage\r\n...`): its kind.
+/// The first element of a push frame (`*3\r\n$7\r\nmessage\r\n...`, or `>3...` in RESP3):
+/// its kind.
 fn head(frame: &[u8]) -> Option<&[u8]> {
-    let rest = frame.strip_prefix(b"*")?;
+    let rest = frame
+        .strip_prefix(b"*")
+        .or_else(|| frame.strip_prefix(b">"))?;
     let line = rest.iter().position(|&b| b == b'\r')?;
     let rest = rest.get(line + 2..)?.strip_prefix(b"$")?;
     let line = rest.iter().position(|&b| b == b'\r')?;

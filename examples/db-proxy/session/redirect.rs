@@ -43,7 +43,7 @@ pub(crate) struct Resend {
 /// be reached or a CLUSTERDOWN asks for a new slot map.
 pub(super) async fn follow(
     proxy: &Proxy,
-    held: &Rc<Held>,
+    (held, resp3): (&Rc<Held>, bool),
     mut node: usize,
     mut reply: Reply,
     (request, slot): (&[u8], Option<u16>),
@@ -110,10 +110,10 @@ pub(super) async fn follow(
         if asking {
             // Its reply (+OK) is dropped: nobody holds the slot. Nothing can be queued on the
             // connection between it and the request (no await in between).
-            drop(proxy.upstream(node).send(ASKING, None, 0));
+            drop(proxy.upstream_for(node, resp3).send(ASKING, None, 0));
         }
-        let slot = proxy.upstream(node).send(request, Some(held), 0);
-        reply = super::answer::wait(proxy, node, &slot, deadline).await;
+        let slot = proxy.upstream_for(node, resp3).send(request, Some(held), 0);
+        reply = super::answer::wait(proxy, (node, resp3), &slot, deadline).await;
     }
     match &reply {
         Ok(bytes) if cluster::redirect(bytes).is_some() => {
