@@ -506,6 +506,12 @@ fn learned_route(args: &[&[u8]]) -> Result<Route, String> {
     Ok(Route::SameSlot(keys))
 }
 
+/// Whether `name` (any case) is a command: in the proxy's table or the upstream's `COMMAND`
+/// (what per-command counters may be kept for, so random names cannot grow them).
+pub(crate) fn is_known(name: &[u8]) -> bool {
+    lookup(name).is_some() || crate::learned::table().is_some_and(|t| t.get(name).is_some())
+}
+
 /// Whether the proxy refuses the command `name` (lowercase) whatever its arguments: its own
 /// table's refusals, and learned pub/sub commands.
 pub(crate) fn refused(name: &str) -> bool {

@@ -20,8 +20,10 @@ mod cluster;
 mod command;
 mod control;
 mod flow;
+mod info;
 mod keys;
 mod learned;
+mod metrics;
 mod multikey;
 mod proxy;
 mod reads;
@@ -127,6 +129,9 @@ struct Args {
     /// `default`; repeatable. The proxy checks it: upstreams see `--upstream-password`.
     #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = parse_user)]
     users: Vec<(String, String)>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (text format 0.0.4).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     /// Password sent as `AUTH` on every connection to an upstream.
     #[arg(long)]
     upstream_password: Option<String>,
@@ -186,6 +191,23 @@ fn run(args: Args) -> io::Result<()> {
     let listeners = reuseport_listeners(listen, cores)
         .map_err(|err| io::Error::new(err.kind(), format!("cannot listen on {listen}: {err}")))?;
     let local = listeners[0].local_addr()?;
+    let metrics_listener = match &args.metrics_listen {
+        Some(addr) => {
+            let addr = resolve(addr, "--metrics-listen")?;
+            let listener = std::net::TcpListener::bind(addr).map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("cannot listen on {addr} for metrics: {err}"),
+                )
+            })?;
+            eprintln!(
+                "db-proxy: metrics at http://{}/metrics",
+                listener.local_addr()?
+            );
+            Some(listener)
+        }
+        None => None,
+    };
 
     let seeds = args
         .cluster
@@ -315,6 +337,8 @@ fn run(args: Args) -> io::Result<()> {
     // listener for that core (backends[i][core]).
     let mut backends: Vec<std::vec::IntoIter<std::net::TcpListener>> =
         backends.into_iter().map(Vec::into_iter).collect();
+    // Core 0 serves the metrics.
+    let mut metrics_listener = metrics_listener;
     let per_core: Vec<_> = listeners
         .into_iter()
         .map(|listener| {
@@ -323,7 +347,7 @@ fn run(args: Args) -> io::Result<()> {
                 .enumerate()
                 .filter_map(|(i, per_core)| Some((i, per_core.next()?)))
                 .collect();
-            (listener, mine)
+            (listener, mine, metrics_listener.take())
         })
         .collect();
     let upstream_addrs = Arc::new(upstream_addrs);
@@ -331,7 +355,7 @@ fn run(args: Args) -> io::Result<()> {
     let server = std::thread::spawn(move || {
         // try_run: a core that fails ends the whole proxy with that core's error, rather than
         // leaving the other cores serving without it.
-        let results = runtime.try_run_with(per_core, move |core, (listener, mine)| {
+        let results = runtime.try_run_with(per_core, move |core, (listener, mine, metrics)| {
             let upstream_addrs = upstream_addrs.clone();
             let cluster_map = cluster_map.clone();
             let stores = stores.clone();
@@ -355,6 +379,10 @@ fn run(args: Args) -> io::Result<()> {
                     None => Router::Shards(ShardMap::new(upstream_addrs.len())),
                 };
                 let proxy = Rc::new(Proxy::new(core, config, limits, router, &upstream_addrs));
+                if let Some(metrics) = metrics {
+                    let metrics = TcpListener::from_std(metrics)?;
+                    spawn(metrics::serve(metrics, proxy.clone())).detach();
+                }
                 accept_loop(listener, proxy).await
             }
         });

@@ -11,9 +11,9 @@ use corio::rt::CoreId;
 use crate::cluster::{self, CoreView};
 use crate::keys::Keys;
 use crate::reads::ReadFrom;
+use crate::resp;
 use crate::shard::{key_slot, ShardMap};
 use crate::upstream::{Upstream, UpstreamConfig};
-use crate::{flow, resp, stats};
 
 /// Settings every core shares (copied to each).
 #[derive(Clone, Debug)]
@@ -120,6 +120,11 @@ impl Proxy {
         upstreams[node].clone()
     }
 
+    /// How many shards or cluster nodes this core has connections for.
+    pub(crate) fn upstream_count(&self) -> usize {
+        self.upstreams.borrow().len()
+    }
+
     /// Whether this proxy fronts a Redis Cluster.
     pub(crate) fn is_cluster(&self) -> bool {
         matches!(self.router, Router::Cluster(_))
@@ -205,150 +210,4 @@ impl Proxy {
             Router::Cluster(view) => view.masters(),
         }
     }
-
-    /// The INFO text: every core's counters (gathered by the caller) and the shard map.
-    pub(crate) fn info(&self, cores: &[stats::Snapshot]) -> String {
-        let sum = |f: fn(&stats::Snapshot) -> u64| cores.iter().map(f).sum::<u64>();
-        let mut info = String::from("# Server\r\nredis_version:7.0.0\r\nproxy:corio db-proxy\r\n");
-        info += &format!(
-            "cores:{}\r\nserved_by_core:{}\r\n",
-            cores.len(),
-            self.core.0
-        );
-        info += "# Clients\r\n";
-        info += &format!("connected_clients:{}\r\n", sum(|c| c.clients));
-        info += &format!(
-            "pinned_connections:{}\r\nmax_pinned:{}\r\n",
-            crate::session::pinned::pinned_connections(),
-            self.config.max_pinned
-        );
-        info += "# Memory\r\n";
-        // As redis-server: what the allocator has handed out, and what is resident.
-        info += &format!("used_memory:{}\r\n", allocated_bytes());
-        info += &format!("used_memory_rss:{}\r\n", resident_bytes());
-        let pending = cores.iter().map(|c| c.buffer_pending);
-        info += &format!("buffer_memory:{}\r\n", flow::used_exactly(pending));
-        info += &format!("max_buffer_memory:{}\r\n", flow::budget());
-        info += "# CPU\r\n";
-        let (system, user) = cpu_seconds();
-        info += &format!("used_cpu_sys:{system:.6}\r\nused_cpu_user:{user:.6}\r\n");
-        info += "# Stats\r\n";
-        info += &format!("total_commands_processed:{}\r\n", sum(|c| c.requests));
-        info += &format!("total_error_replies:{}\r\n", sum(|c| c.errors));
-        for c in cores {
-            info += &format!(
-                "core{}:clients={},commands={},errors={}\r\n",
-                c.core, c.clients, c.requests, c.errors
-            );
-        }
-        match &self.router {
-            Router::Shards(shards) => {
-                info += "# Shards\r\n";
-                for (i, upstream) in self.upstreams.borrow().iter().enumerate() {
-                    let slots = shards.slots_of(i);
-                    info += &format!(
-                        "shard{i}:addr={},slots={}-{}\r\n",
-                        upstream.addr,
-                        slots.start,
-                        slots.end - 1
-                    );
-                }
-            }
-            Router::Cluster(_) => {
-                info += &cluster::info();
-                let sum = |f: fn(&stats::Snapshot) -> u64| cores.iter().map(f).sum::<u64>();
-                info += &format!(
-                    "cluster_redirections:moved={},ask={},tryagain={}\r\n",
-                    sum(|c| c.moved),
-                    sum(|c| c.ask),
-                    sum(|c| c.tryagain)
-                );
-            }
-        }
-        info += "# Runtime\r\n";
-        let mut total = corio::rt::Metrics::default();
-        for c in cores {
-            total.merge(&c.runtime);
-        }
-        for (name, value) in total.fields() {
-            info += &format!("corio_{name}:{value}\r\n");
-        }
-        for c in cores {
-            let fields: Vec<String> = c
-                .runtime
-                .fields()
-                .iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect();
-            info += &format!("core{}_runtime:{}\r\n", c.core, fields.join(","));
-        }
-        info += "# Latency\r\n";
-        let sampled = cores.iter().map(|c| c.latency.len()).max().unwrap_or(0);
-        for i in 0..sampled.max(self.upstreams.borrow().len()) {
-            let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
-            for histogram in cores.iter().filter_map(|c| c.latency.get(i)) {
-                match &mut merged {
-                    Some(m) => {
-                        let _ = m.add(histogram);
-                    }
-                    None => merged = Some(histogram.clone()),
-                }
-            }
-            let Some(h) = merged.filter(|h| !h.is_empty()) else {
-                info += &format!("shard{i}_latency_usec:count=0\r\n");
-                continue;
-            };
-            info += &format!(
-                "shard{i}_latency_usec:count={},p50={},p90={},p99={},p999={},max={}\r\n",
-                h.len(),
-                h.value_at_quantile(0.5),
-                h.value_at_quantile(0.9),
-                h.value_at_quantile(0.99),
-                h.value_at_quantile(0.999),
-                h.max()
-            );
-        }
-        info
-    }
-}
-
-/// This process's resident set size in bytes, from `/proc/self/statm` (0 if unreadable).
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf only reads system configuration.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
-}
-
-/// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: `uordblks` plus
-/// the memory-mapped blocks); 0 where that is not available.
-fn allocated_bytes() -> u64 {
-    #[cfg(target_env = "gnu")]
-    {
-        // SAFETY: mallinfo2 only reads the allocator's statistics.
-        let info = unsafe { libc::mallinfo2() };
-        (info.uordblks + info.hblkhd) as u64
-    }
-    #[cfg(not(target_env = "gnu"))]
-    0
-}
-
-/// The process's CPU time so far, system and user, in seconds (`getrusage(RUSAGE_SELF)`).
-fn cpu_seconds() -> (f64, f64) {
-    // SAFETY: getrusage writes one rusage to the valid, exclusive pointer it is given; a
-    // zeroed rusage is a valid value of the plain C struct.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return (0.0, 0.0);
-        }
-        usage
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (seconds(usage.ru_stime), seconds(usage.ru_utime))
 }

@@ -153,7 +153,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         taken: 0,
     };
     let mut output: Vec<u8> = Vec::with_capacity(BUF_SIZE);
-    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut queue: VecDeque<(Option<stats::Started>, Pending)> = VecDeque::new();
     let mut window = Window::new(proxy.config.max_pending);
     let mut need = 0;
     // Set when a congested shard did not drain in time: the next batch is sent regardless.
@@ -294,7 +294,7 @@ fn parse_batch(
     input: &[u8],
     proxy: &Proxy,
     client: &mut Client,
-    queue: &mut VecDeque<Pending>,
+    queue: &mut VecDeque<(Option<stats::Started>, Pending)>,
     partial: &mut resp::Partial,
     window: usize,
 ) -> (usize, usize, Stop) {
@@ -310,14 +310,19 @@ fn parse_batch(
                     // Not consumed: parsed again after the wait.
                     return (start, 0, stop);
                 }
+                let started = request
+                    .args(buf)
+                    .next()
+                    .filter(|name| command::is_known(name))
+                    .and_then(stats::Started::new);
                 if let Some(pending) = dispatch(proxy, client, &request, buf, &buf[..consumed]) {
-                    queue.push_back(pending);
+                    queue.push_back((started, pending));
                 }
                 start += consumed;
             }
             Ok(Parsed::Incomplete { need }) => return (start, start + need, Stop::Incomplete),
             Err(err) => {
-                queue.push_back(error(&format!("ERR {err}")));
+                queue.push_back((None, error(&format!("ERR {err}"))));
                 stats::error();
                 client.closing = true;
             }

@@ -1,10 +1,12 @@
-//! Counters for INFO: each core counts its own clients, requests and errors, and records each
-//! upstream reply's latency per shard in an HDR histogram, all in thread-locals (no atomics, no
-//! sharing on the request path); INFO gathers every core's snapshot through corio-mesh's
-//! `run_on_all` and adds them up.
+//! Counters for INFO and `/metrics`: each core counts its own clients, requests and errors,
+//! each command's calls, time and failures (with an HDR histogram of its latency), error
+//! replies by their first word, and each upstream reply's latency per shard, all in
+//! thread-locals (no atomics, no sharing on the request path); INFO gathers every core's
+//! snapshot through corio-mesh's `run_on_all` and adds them up.
 
 use std::cell::{Cell, RefCell};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use corio::rt::CoreId;
 use hdrhistogram::Histogram;
@@ -21,8 +23,81 @@ struct Counters {
     tryagain: Cell<u64>,
 }
 
+/// One command's counters, as redis-server's `cmdstat_*` and `latency_percentiles_usec_*`.
+#[derive(Clone, Debug)]
+pub(crate) struct CommandStat {
+    pub(crate) calls: u64,
+    /// Microseconds from reading the request to having its reply, in all.
+    pub(crate) usec: u64,
+    /// Refused before running (wrong arity, CROSSSLOT, NOAUTH, a limit...).
+    pub(crate) rejected: u64,
+    /// Ran and replied with an error.
+    pub(crate) failed: u64,
+    /// Latency in microseconds.
+    pub(crate) latency: Histogram<u64>,
+}
+
+impl CommandStat {
+    fn new() -> CommandStat {
+        CommandStat {
+            calls: 0,
+            usec: 0,
+            rejected: 0,
+            failed: 0,
+            latency: histogram(),
+        }
+    }
+
+    /// Adds `other`'s counts (another core's).
+    pub(crate) fn merge(&mut self, other: &CommandStat) {
+        self.calls += other.calls;
+        self.usec += other.usec;
+        self.rejected += other.rejected;
+        self.failed += other.failed;
+        let _ = self.latency.add(&other.latency);
+    }
+}
+
+/// 1 µs to 1 h at 3 significant figures; values past the top are clamped.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid")
+}
+
+/// A request being answered: its command (lowercase) and when it was read.
+pub(crate) struct Started {
+    name: crate::command::CommandName,
+    at: Instant,
+}
+
+impl Started {
+    /// A request of the command `name` read now; `None` for a name no command has.
+    pub(crate) fn new(name: &[u8]) -> Option<Started> {
+        Some(Started {
+            name: crate::command::CommandName::new(name)?,
+            at: Instant::now(),
+        })
+    }
+}
+
+/// How a request ended, for the counters.
+pub(crate) enum Outcome<'a> {
+    Ok,
+    /// Refused before it ran, with this error reply.
+    Rejected(&'a [u8]),
+    /// Ran, and replied with this error.
+    Failed(&'a [u8]),
+}
+
 thread_local! {
     static COUNTERS: Counters = Counters::default();
+    /// Per command (lowercase name).
+    static COMMANDS: RefCell<HashMap<Box<[u8]>, CommandStat>> = RefCell::default();
+    /// Error replies by their first word (`ERR`, `WRONGTYPE`, `CROSSSLOT`...).
+    static ERRORS: RefCell<HashMap<Box<[u8]>, u64>> = RefCell::default();
+    /// Requests queued on this core's upstream connections and not yet answered.
+    static INFLIGHT: Cell<i64> = const { Cell::new(0) };
+    /// Whether each upstream (by shard or node) was last seen up from this core.
+    static UPSTREAM_UP: RefCell<Vec<Option<bool>>> = const { RefCell::new(Vec::new()) };
     /// Per shard: microseconds from queueing a request to its upstream to reading its reply.
     static LATENCY: RefCell<Vec<Histogram<u64>>> = const { RefCell::new(Vec::new()) };
 }
@@ -43,6 +118,78 @@ pub(crate) struct Snapshot {
     pub(crate) runtime: corio::rt::Metrics,
     /// The core's change to the buffer budget not yet added process-wide (see `flow`).
     pub(crate) buffer_pending: isize,
+    /// Per command.
+    pub(crate) commands: HashMap<Box<[u8]>, CommandStat>,
+    /// Error replies by their first word.
+    pub(crate) errors_by_kind: HashMap<Box<[u8]>, u64>,
+    /// Requests waiting for an upstream's reply.
+    pub(crate) inflight: i64,
+    /// Each upstream's state as this core last saw it (none: never used).
+    pub(crate) upstream_up: Vec<Option<bool>>,
+}
+
+/// Counts one answered request: its command's calls, time and outcome, and the error reply's
+/// first word.
+pub(crate) fn command_done(started: &Started, outcome: Outcome) {
+    let usec = (started.at.elapsed().as_micros() as u64).max(1);
+    COMMANDS.with(|commands| {
+        let mut commands = commands.borrow_mut();
+        let name = started.name.as_bytes();
+        let stat = match commands.get_mut(name) {
+            Some(stat) => stat,
+            None => commands.entry(name.into()).or_insert_with(CommandStat::new),
+        };
+        match outcome {
+            Outcome::Rejected(_) => stat.rejected += 1,
+            Outcome::Ok | Outcome::Failed(_) => {
+                stat.calls += 1;
+                stat.usec += usec;
+                stat.latency.saturating_record(usec);
+                if matches!(outcome, Outcome::Failed(_)) {
+                    stat.failed += 1;
+                }
+            }
+        }
+    });
+    if let Outcome::Rejected(reply) | Outcome::Failed(reply) = outcome {
+        error_kind(reply);
+    }
+}
+
+/// Counts an error reply (`-KIND text\r\n`) by its first word.
+pub(crate) fn error_kind(reply: &[u8]) {
+    let text = reply.strip_prefix(b"-").unwrap_or(reply);
+    let end = text
+        .iter()
+        .position(|&b| b == b' ' || b == b'\r')
+        .unwrap_or(text.len())
+        .min(64);
+    let kind = &text[..end];
+    ERRORS.with(|errors| {
+        let mut errors = errors.borrow_mut();
+        match errors.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                errors.insert(kind.into(), 1);
+            }
+        }
+    });
+}
+
+/// A request was queued on an upstream connection (`1`) or answered (`-1`).
+pub(crate) fn inflight(delta: i64) {
+    INFLIGHT.with(|n| n.set(n.get() + delta));
+}
+
+/// Upstream `shard` was seen up or down from this core.
+pub(crate) fn upstream_state(shard: usize, up: bool) {
+    UPSTREAM_UP.with(|states| {
+        let mut states = states.borrow_mut();
+        if states.len() <= shard {
+            states.resize(shard + 1, None);
+        }
+        states[shard] = Some(up);
+    });
 }
 
 /// Records one upstream reply of `shard` that took `elapsed`.
@@ -50,10 +197,7 @@ pub(crate) fn record_latency(shard: usize, elapsed: Duration) {
     LATENCY.with(|latency| {
         let mut latency = latency.borrow_mut();
         while latency.len() <= shard {
-            // 1 µs to 1 h at 3 significant figures; values past the top are clamped.
-            let histogram =
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid");
-            latency.push(histogram);
+            latency.push(histogram());
         }
         let micros = (elapsed.as_micros() as u64).max(1);
         latency[shard].saturating_record(micros);
@@ -101,6 +245,10 @@ pub(crate) fn snapshot(core: CoreId) -> Snapshot {
         latency: LATENCY.with(|l| l.borrow().clone()),
         runtime: corio::rt::metrics(),
         buffer_pending: crate::flow::pending(),
+        commands: COMMANDS.with(|m| m.borrow().clone()),
+        errors_by_kind: ERRORS.with(|m| m.borrow().clone()),
+        inflight: INFLIGHT.with(Cell::get),
+        upstream_up: UPSTREAM_UP.with(|s| s.borrow().clone()),
     })
 }
 

@@ -267,6 +267,9 @@ impl Upstream {
     async fn run(self: Rc<Self>, conn: Rc<Conn>) {
         let error = match self.connect().await {
             Ok(stream) => {
+                if !self.dedicated {
+                    stats::upstream_state(self.shard, true);
+                }
                 self.backoff.set(MIN_BACKOFF);
                 if self.logged_down.replace(false) {
                     eprintln!("{}: upstream {} is back", self.who(), self.addr);
@@ -283,6 +286,9 @@ impl Upstream {
             Err(err) => conn.error_text(&format!("connect failed: {err}")),
         };
         conn.fail_all(&error);
+        if !self.dedicated {
+            stats::upstream_state(self.shard, false);
+        }
         // Once per outage per core: a log line per failed retry would flood.
         if !self.dedicated && !self.logged_down.replace(true) {
             eprintln!("{}: {error}", self.who());
@@ -393,6 +399,7 @@ impl Conn {
 
     /// A slot left the FIFO (answered or failed): its estimate is no longer in flight.
     fn settle(&self, slot: &ReplySlot) {
+        stats::inflight(-1);
         let inflight = self.inflight.get() - slot.estimate;
         self.inflight.set(inflight);
         if inflight <= UPSTREAM_INFLIGHT && slot.estimate > 0 {
@@ -419,6 +426,7 @@ impl Conn {
             ..ReplySlot::default()
         });
         self.inflight.set(self.inflight.get() + estimate);
+        stats::inflight(1);
         // Counted until written (or failed): a slow upstream holds these bytes.
         flow::take(request.len());
         self.out.borrow_mut().extend_from_slice(request);

@@ -15,6 +15,7 @@ use super::local::info_sections;
 use super::output::{flush, push, write_out};
 use super::{pinned, redirect, Client, Pending, GATHER};
 use crate::multikey::{self, Part};
+use crate::stats::{Outcome, Started};
 use crate::upstream::{Reply, ReplySlot};
 use crate::{flow, resp, scan, stats, Proxy};
 
@@ -26,24 +27,47 @@ pub(super) async fn answer(
     proxy: &Proxy,
     (stream, input): (&TcpStream, &mut Input),
     client: &mut Client,
-    queue: &mut VecDeque<Pending>,
+    queue: &mut VecDeque<(Option<Started>, Pending)>,
     output: &mut Vec<u8>,
 ) -> Result<usize, ()> {
     let held = &client.held.clone();
     let resp3 = client.resp3;
     let deadline = Instant::now() + proxy.config.upstream.request_timeout;
     let mut upstream_bytes = 0;
-    while let Some(pending) = queue.pop_front() {
+    while let Some((started, pending)) = queue.pop_front() {
+        // The error reply this request got, if any (its first bytes, for the counters), and
+        // whether the proxy refused it before it ran.
+        let mut failure: Option<Vec<u8>> = None;
+        let mut rejected = false;
         match pending {
-            Pending::Ready(bytes) => push(proxy, stream, output, &bytes).await?,
+            Pending::Ready(bytes) => {
+                failure = error_head(&bytes);
+                rejected = true;
+                push(proxy, stream, output, &bytes).await?
+            }
             Pending::Info(sections) => {
+                let wants = |name: &str| {
+                    sections.is_empty()
+                        || sections.iter().any(|s| {
+                            s == name || matches!(&s[..], "all" | "everything" | "default")
+                        })
+                };
+                let keyspace = if wants("keyspace") {
+                    crate::info::keyspace(proxy).await
+                } else {
+                    String::new()
+                };
                 let cores = corio::mesh::run_on_all(|core| async move { stats::snapshot(core) });
                 match cores.await {
                     Ok(cores) => {
-                        let text = info_sections(&proxy.info(&cores), &sections);
+                        let text = info_sections(&proxy.info(&cores, &keyspace), &sections);
                         resp::write_bulk(output, text.as_bytes())
                     }
-                    Err(err) => resp::write_error(output, &format!("ERR INFO: {err}")),
+                    Err(err) => {
+                        let text = format!("ERR INFO: {err}");
+                        resp::write_error(output, &text);
+                        failure = Some(text.into_bytes());
+                    }
                 }
             }
             Pending::Forwarded {
@@ -63,6 +87,7 @@ pub(super) async fn answer(
                 match reply {
                     Ok(mut bytes) if bytes.len() >= GATHER => {
                         // Large: written from its own buffer, after what was gathered.
+                        failure = error_head(&bytes);
                         upstream_bytes += bytes.len();
                         count_reply(&bytes);
                         flush(proxy, stream, output).await?;
@@ -71,6 +96,7 @@ pub(super) async fn answer(
                         flow::freed(buf.capacity());
                     }
                     Ok(bytes) => {
+                        failure = error_head(&bytes);
                         upstream_bytes += bytes.len();
                         count_reply(&bytes);
                         push(proxy, stream, output, &bytes).await?;
@@ -78,6 +104,7 @@ pub(super) async fn answer(
                     Err(text) => {
                         stats::error();
                         resp::write_error(output, &text);
+                        failure = Some(text.into_bytes());
                     }
                 }
             }
@@ -114,6 +141,7 @@ pub(super) async fn answer(
                 }
                 match reply {
                     Ok(bytes) => {
+                        failure = error_head(&bytes);
                         upstream_bytes += bytes.len();
                         count_reply(&bytes);
                         push(proxy, stream, output, &bytes).await?;
@@ -121,6 +149,7 @@ pub(super) async fn answer(
                     Err(text) => {
                         stats::error();
                         resp::write_error(output, &text);
+                        failure = Some(text.into_bytes());
                     }
                 }
             }
@@ -137,18 +166,22 @@ pub(super) async fn answer(
                         // An error passes through; a shard cursor the proxy's cannot carry
                         // must not reach the client as if it were the proxy's.
                         None if bytes.first() == Some(&b'-') => {
+                            failure = error_head(&bytes);
                             count_reply(&bytes);
                             push(proxy, stream, output, &bytes).await?
                         }
                         None => {
                             stats::error();
-                            resp::write_error(output, "ERR SCAN reply the proxy cannot carry");
+                            let text = "ERR SCAN reply the proxy cannot carry";
+                            resp::write_error(output, text);
+                            failure = Some(text.into());
                         }
                     }
                 }
                 Err(text) => {
                     stats::error();
                     resp::write_error(output, &text);
+                    failure = Some(text.into_bytes());
                 }
             },
             Pending::Split { kind, nkeys, parts } => {
@@ -179,9 +212,19 @@ pub(super) async fn answer(
                 if merged.first() == Some(&b'-') {
                     stats::error();
                 }
+                failure = error_head(&merged);
                 push(proxy, stream, output, &merged).await?;
                 counted.clear();
             }
+        }
+        let outcome = match &failure {
+            None => Outcome::Ok,
+            Some(error) if rejected => Outcome::Rejected(error),
+            Some(error) => Outcome::Failed(error),
+        };
+        match &started {
+            Some(started) => stats::command_done(started, outcome),
+            None => failure.iter().for_each(|error| stats::error_kind(error)),
         }
     }
     flush(proxy, stream, output).await?;
@@ -274,6 +317,11 @@ async fn client_left(stream: &TcpStream, input: &mut Input) {
             Ok(n) => input.buf.extend_from_slice(&buf[..n]),
         }
     }
+}
+
+/// The first bytes of `reply` if it is an error (enough for its first word).
+fn error_head(reply: &[u8]) -> Option<Vec<u8>> {
+    (reply.first() == Some(&b'-')).then(|| reply[..reply.len().min(64)].to_vec())
 }
 
 /// Counts an upstream's error reply (WRONGTYPE, a non-integer INCR...) as an error the client

@@ -110,21 +110,25 @@ pub(super) fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&
     out
 }
 
-/// The `# Section` blocks of an INFO text that `sections` names (any case); all of them when
-/// `sections` is empty or names `all`, `everything` or `default`, as redis-server does.
+/// The `# Section` blocks of an INFO text that `sections` names (any case), as redis-server
+/// picks them: every section for `all` or `everything`; for none or `default`, all but
+/// `commandstats` and `latencystats` (which redis-server leaves out of its default too), and
+/// any named besides.
 pub(super) fn info_sections(text: &str, sections: &[String]) -> String {
-    if sections.is_empty()
-        || sections
-            .iter()
-            .any(|s| matches!(s.as_str(), "all" | "everything" | "default"))
+    if sections
+        .iter()
+        .any(|s| matches!(s.as_str(), "all" | "everything"))
     {
         return text.to_string();
     }
+    let default = sections.is_empty() || sections.iter().any(|s| s == "default");
     let mut out = String::new();
     let mut keep = false;
     for line in text.split_inclusive("\r\n") {
         if let Some(name) = line.strip_prefix("# ") {
-            keep = sections.contains(&name.trim_end().to_ascii_lowercase());
+            let name = name.trim_end().to_ascii_lowercase();
+            keep = sections.contains(&name)
+                || (default && !matches!(name.as_str(), "commandstats" | "latencystats"));
         }
         if keep {
             out.push_str(line);
