@@ -16,6 +16,10 @@
 //! Arity follows redis-server's convention: a positive arity is the exact argument count, the
 //! command name included; a negative one is a minimum of its absolute value.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
+
 use crate::keys::{Keys, LearnedKeys};
 
 /// How the proxy handles one request.
@@ -508,8 +512,9 @@ fn learned_route(args: &[&[u8]]) -> Result<Route, String> {
 
 /// Whether `name` (any case) is a command: in the proxy's table or the upstream's `COMMAND`
 /// (what per-command counters may be kept for, so random names cannot grow them).
-pub(crate) fn is_known(name: &[u8]) -> bool {
-    lookup(name).is_some() || crate::learned::table().is_some_and(|t| t.get(name).is_some())
+pub(crate) fn is_known(name: &CommandName) -> bool {
+    index().get(name.as_bytes()).is_some()
+        || crate::learned::table().is_some_and(|t| t.get(name.as_bytes()).is_some())
 }
 
 /// Whether the proxy refuses the command `name` (lowercase) whatever its arguments: its own
@@ -584,10 +589,47 @@ fn info_of(spec: &'static Spec) -> Option<CommandInfo> {
     })
 }
 
+/// The table entry for `name` (any case): one hash and one comparison, on every request.
 fn lookup(name: &[u8]) -> Option<&'static Spec> {
     let name = CommandName::new(name)?;
-    let found = COMMANDS.binary_search_by(|spec| spec.name.as_bytes().cmp(name.as_bytes()));
-    found.ok().map(|i| &COMMANDS[i])
+    index().get(name.as_bytes()).map(|&i| &COMMANDS[i])
+}
+
+/// The table's positions by lowercase name.
+fn index() -> &'static HashMap<&'static [u8], usize, BuildHasherDefault<Fnv>> {
+    static INDEX: OnceLock<HashMap<&'static [u8], usize, BuildHasherDefault<Fnv>>> =
+        OnceLock::new();
+    INDEX.get_or_init(|| {
+        COMMANDS
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| (spec.name.as_bytes(), i))
+            .collect()
+    })
+}
+
+/// FNV-1a: a fast hash for short, trusted-length keys such as command names (the table is
+/// fixed, so hash flooding cannot grow anything).
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = hash;
+    }
 }
 
 /// The redis arity, plus the argument shapes redis-server checks in the command itself.

@@ -237,8 +237,9 @@ impl Table {
 
     /// The entry for `COMMAND INFO name` (a top-level name, any case).
     pub(crate) fn get(&self, name: &[u8]) -> Option<&Learned> {
-        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-        self.commands.get(&name).filter(|c| !c.name.contains('|'))
+        let name = CommandName::new(name)?;
+        let name = std::str::from_utf8(name.as_bytes()).ok()?;
+        self.commands.get(name).filter(|c| !c.name.contains('|'))
     }
 }
 

@@ -112,6 +112,8 @@ struct Client {
     /// Whether the client chose RESP3 (`HELLO 3`): its requests go over connections that
     /// speak RESP3 to the upstream.
     resp3: bool,
+    /// Requests answered in the batch being written, for the counters (kept between batches).
+    done: Vec<(stats::Started, stats::Outcome)>,
     /// A subscribe command that puts the session in subscribed mode once the replies before
     /// it are written (see `pubsub.rs`).
     subscribe: Option<Vec<Vec<u8>>>,
@@ -146,6 +148,7 @@ pub(crate) async fn serve(stream: TcpStream, proxy: Rc<Proxy>) {
         pins: pinned::Pins::default(),
         user: "default".to_owned(),
         resp3: false,
+        done: Vec::new(),
         subscribe: None,
     };
     let mut input = Input {
@@ -299,6 +302,8 @@ fn parse_batch(
     window: usize,
 ) -> (usize, usize, Stop) {
     let mut start = 0;
+    // One clock reading for the batch's command timings.
+    let batch_start = Instant::now();
     while !client.closing && client.subscribe.is_none() {
         if queue.len() >= window {
             return (start, 0, Stop::Full);
@@ -310,11 +315,8 @@ fn parse_batch(
                     // Not consumed: parsed again after the wait.
                     return (start, 0, stop);
                 }
-                let started = request
-                    .args(buf)
-                    .next()
-                    .filter(|name| command::is_known(name))
-                    .and_then(stats::Started::new);
+                let name = request.args(buf).next();
+                let started = name.and_then(|name| stats::Started::new(name, batch_start));
                 if let Some(pending) = dispatch(proxy, client, &request, buf, &buf[..consumed]) {
                     queue.push_back((started, pending));
                 }

@@ -70,22 +70,23 @@ pub(crate) struct Started {
 }
 
 impl Started {
-    /// A request of the command `name` read now; `None` for a name no command has.
-    pub(crate) fn new(name: &[u8]) -> Option<Started> {
-        Some(Started {
-            name: crate::command::CommandName::new(name)?,
-            at: Instant::now(),
-        })
+    /// A request of the command `name` read at `at` (one clock reading per batch of
+    /// requests).
+    /// `None` too for a name no command has: counters are kept for known commands only, so
+    /// random names cannot grow them.
+    pub(crate) fn new(name: &[u8], at: Instant) -> Option<Started> {
+        let name = crate::command::CommandName::new(name)?;
+        crate::command::is_known(&name).then_some(Started { name, at })
     }
 }
 
 /// How a request ended, for the counters.
-pub(crate) enum Outcome<'a> {
+pub(crate) enum Outcome {
     Ok,
-    /// Refused before it ran, with this error reply.
-    Rejected(&'a [u8]),
-    /// Ran, and replied with this error.
-    Failed(&'a [u8]),
+    /// Refused before it ran, with this error reply (its first bytes).
+    Rejected(Vec<u8>),
+    /// Ran, and replied with this error (its first bytes).
+    Failed(Vec<u8>),
 }
 
 thread_local! {
@@ -128,10 +129,10 @@ pub(crate) struct Snapshot {
     pub(crate) upstream_up: Vec<Option<bool>>,
 }
 
-/// Counts one answered request: its command's calls, time and outcome, and the error reply's
-/// first word.
-pub(crate) fn command_done(started: &Started, outcome: Outcome) {
-    let usec = (started.at.elapsed().as_micros() as u64).max(1);
+/// Counts one request answered at `now`: its command's calls, time and outcome, and the error
+/// reply's first word.
+pub(crate) fn command_done(started: &Started, outcome: &Outcome, now: Instant) {
+    let usec = (now.saturating_duration_since(started.at).as_micros() as u64).max(1);
     COMMANDS.with(|commands| {
         let mut commands = commands.borrow_mut();
         let name = started.name.as_bytes();

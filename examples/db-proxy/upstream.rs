@@ -91,6 +91,11 @@ impl ReplySlot {
         self.reply.borrow_mut().take();
     }
 
+    /// The reply, if it has come.
+    pub(crate) fn try_take(&self) -> Option<Reply> {
+        self.reply.borrow_mut().take()
+    }
+
     /// Waits for the reply.
     pub(crate) async fn wait(&self) -> Reply {
         poll_fn(|cx| {

@@ -34,6 +34,10 @@ pub(super) async fn answer(
     let resp3 = client.resp3;
     let deadline = Instant::now() + proxy.config.upstream.request_timeout;
     let mut upstream_bytes = 0;
+    // Outcomes, counted with one clock reading once the batch is answered (the vector is the
+    // session's, kept between batches).
+    let done = &mut client.done;
+    done.clear();
     while let Some((started, pending)) = queue.pop_front() {
         // The error reply this request got, if any (its first bytes, for the counters), and
         // whether the proxy refused it before it ran.
@@ -217,17 +221,21 @@ pub(super) async fn answer(
                 counted.clear();
             }
         }
-        let outcome = match &failure {
-            None => Outcome::Ok,
-            Some(error) if rejected => Outcome::Rejected(error),
-            Some(error) => Outcome::Failed(error),
-        };
-        match &started {
-            Some(started) => stats::command_done(started, outcome),
-            None => failure.iter().for_each(|error| stats::error_kind(error)),
+        match (started, failure) {
+            (Some(started), None) => done.push((started, Outcome::Ok)),
+            (Some(started), Some(error)) if rejected => {
+                done.push((started, Outcome::Rejected(error)))
+            }
+            (Some(started), Some(error)) => done.push((started, Outcome::Failed(error))),
+            (None, Some(error)) => stats::error_kind(&error),
+            (None, None) => {}
         }
     }
     flush(proxy, stream, output).await?;
+    let now = Instant::now();
+    for (started, outcome) in done.drain(..) {
+        stats::command_done(&started, &outcome, now);
+    }
     Ok(upstream_bytes)
 }
 
@@ -240,6 +248,10 @@ pub(super) async fn wait(
     slot: &ReplySlot,
     deadline: Instant,
 ) -> Reply {
+    // A reply already in (most of a pipeline's) needs no timer.
+    if let Some(reply) = slot.try_take() {
+        return reply;
+    }
     match time::timeout(
         deadline.saturating_duration_since(Instant::now()),
         slot.wait(),
