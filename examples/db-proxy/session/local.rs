@@ -211,9 +211,10 @@ fn command_command(out: &mut Vec<u8>, args: &[&[u8]]) {
         },
         _ => resp::write_error(
             out,
-            &format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
-                command::sanitize(sub)
+            &subcommand_error(
+                "command",
+                sub,
+                &["count", "list", "info", "docs", "getkeys"],
             ),
         ),
     }
@@ -334,10 +335,37 @@ fn client_command(out: &mut Vec<u8>, client: &mut Client, args: &[&[u8]]) {
         (b"id", 2) => resp::write_integer(out, 0),
         _ => resp::write_error(
             out,
-            &format!(
-                "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
-                command::sanitize(args[1])
-            ),
+            &subcommand_error("client", args[1], &["setname", "getname", "setinfo", "id"]),
         ),
     }
+}
+
+/// redis-server's error for a subcommand of `container` the proxy does not run: the wrong
+/// argument count of one it serves (`served`), the proxy's refusal of one the upstream has,
+/// or redis-server's unknown-subcommand text.
+fn subcommand_error(container: &str, sub: &[u8], served: &[&str]) -> String {
+    let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    let full = format!("{container}|{lower}");
+    if served.contains(&lower.as_str()) {
+        return command::wrong_arity(&full);
+    }
+    let args = [container.as_bytes(), sub];
+    let upstream_has = crate::learned::table().is_some_and(|t| {
+        t.lookup(&args)
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.name.contains('|'))
+    });
+    if upstream_has {
+        return format!(
+            "ERR command '{}' is not supported by this proxy: it is answered per server; \
+             send it to each server directly",
+            command::sanitize(full.as_bytes())
+        );
+    }
+    format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        command::sanitize(&sub[..sub.len().min(128)]),
+        container.to_ascii_uppercase()
+    )
 }
