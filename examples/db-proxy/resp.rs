@@ -1,5 +1,5 @@
-//! RESP2 framing for the proxy: an incremental request parser here, a reply scanner and
-//! encoders in `reply.rs`.
+//! RESP framing for the proxy: the incremental request parser here, the reply scanner in
+//! `scan.rs` (shared with loadgen), the encoders in `encode.rs`.
 //!
 //! A session hands [`parse_request`] every byte its client sent that is not yet consumed; it
 //! answers with one whole request, or with how many bytes must arrive before a retry can
@@ -20,9 +20,24 @@
 use std::fmt;
 use std::ops::Range;
 
-mod reply;
+mod encode;
+mod scan;
 
-pub(crate) use reply::*;
+pub(crate) use encode::*;
+
+/// The length of the first complete reply in `buf` (see `scan.rs`), with the proxy's error
+/// type.
+///
+/// # Errors
+/// A [`ProtocolError`] for bytes that are not a RESP reply, or nest deeper than `max_depth`.
+pub(crate) fn scan_reply(buf: &[u8], max_depth: usize) -> Result<Option<usize>, ProtocolError> {
+    scan::scan_reply(buf, max_depth).map_err(|err| match err {
+        scan::ReplyError::BadType(byte) => ProtocolError::BadReplyType(byte),
+        scan::ReplyError::BadLength => ProtocolError::BadReplyLength,
+        scan::ReplyError::MissingCrlf => ProtocolError::MissingCrlf,
+        scan::ReplyError::TooDeep => ProtocolError::ReplyTooDeep,
+    })
+}
 
 /// Caps on what a client may claim, checked as soon as a length line is complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

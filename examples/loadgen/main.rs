@@ -21,7 +21,10 @@
 
 mod conn;
 mod proto;
+// The reply scanner db-proxy uses, shared so both frame RESP the same way.
 mod report;
+#[path = "../db-proxy/resp/scan.rs"]
+mod scan;
 mod schedule;
 
 use std::cell::Cell;

@@ -5,8 +5,9 @@
 //!   (parsed with httparse) followed by a body framed by `Content-Length` or by
 //!   `Transfer-Encoding: chunked` (RFC 9112 §6-7). A status of 400 or above counts as an error.
 //! - **resp**: `GET key` / `SET key value` as RESP2 arrays of bulk strings over a key space
-//!   of `key:<n>`; a reply is any complete RESP2 value (nested arrays included); an error
-//!   reply (`-ERR ...`) counts as an error. Source: <https://redis.io/docs/latest/develop/reference/protocol-spec/>.
+//!   of `key:<n>`; a reply is any complete RESP value (nested arrays included), framed by
+//!   db-proxy's reply scanner (`examples/db-proxy/resp/scan.rs`, included as module `scan`);
+//!   an error reply (`-ERR ...`) counts as an error. Source: <https://redis.io/docs/latest/develop/reference/protocol-spec/>.
 //!
 //! [`Framer::reply`] looks at the bytes received so far and says whether they start with a
 //! whole reply, and how long it is: replies are never copied, only measured.
@@ -149,9 +150,18 @@ impl Framer {
                 }))
             }
             Protocol::Http { .. } => http_reply(buf),
-            Protocol::Resp { .. } => {
-                Ok(resp_value(buf, 0, 0)?.map(|(len, error)| Reply { len, error }))
-            }
+            // Framed by db-proxy's own reply scanner (`examples/db-proxy/resp/scan.rs`).
+            Protocol::Resp { .. } => match crate::scan::scan_reply(buf, MAX_DEPTH) {
+                Ok(Some(len)) => Ok(Some(Reply {
+                    len,
+                    error: buf[0] == b'-',
+                })),
+                Ok(None) if buf.len() > MAX_HEAD && find_crlf(&buf[..MAX_HEAD]).is_none() => {
+                    Err(ProtocolError("RESP line longer than 64 KiB".into()))
+                }
+                Ok(None) => Ok(None),
+                Err(err) => Err(ProtocolError(err.to_string())),
+            },
         }
     }
 }
@@ -162,74 +172,6 @@ fn bulk(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
-}
-
-/// The RESP value at `buf[at..]`: its end offset relative to `at`, and whether it is an error.
-fn resp_value(buf: &[u8], at: usize, depth: usize) -> Result<Option<(usize, bool)>, ProtocolError> {
-    if depth > MAX_DEPTH {
-        return Err(ProtocolError("RESP reply nested too deeply".into()));
-    }
-    let Some(&kind) = buf.get(at) else {
-        return Ok(None);
-    };
-    let Some(line_end) = find_crlf(&buf[at..]) else {
-        if buf.len() - at > MAX_HEAD {
-            return Err(ProtocolError("RESP line longer than 64 KiB".into()));
-        }
-        return Ok(None);
-    };
-    let line = &buf[at + 1..at + line_end];
-    let after_line = line_end + 2;
-    match kind {
-        b'+' | b':' | b'_' | b',' | b'#' => Ok(Some((after_line, false))),
-        b'-' => Ok(Some((after_line, true))),
-        b'$' => {
-            let n = resp_len(line)?;
-            if n < 0 {
-                return Ok(Some((after_line, false)));
-            }
-            let total = after_line + n as usize + 2;
-            if buf.len() - at < total {
-                return Ok(None);
-            }
-            if &buf[at + total - 2..at + total] != b"\r\n" {
-                return Err(ProtocolError("RESP bulk string not ended by CRLF".into()));
-            }
-            Ok(Some((total, false)))
-        }
-        b'*' => {
-            let n = resp_len(line)?;
-            let mut len = after_line;
-            let mut error = false;
-            for _ in 0..n.max(0) {
-                match resp_value(buf, at + len, depth + 1)? {
-                    Some((item, item_error)) => {
-                        len += item;
-                        error |= item_error;
-                    }
-                    None => return Ok(None),
-                }
-            }
-            Ok(Some((len, error)))
-        }
-        other => Err(ProtocolError(format!(
-            "not a RESP reply: type byte {:?}",
-            char::from(other)
-        ))),
-    }
-}
-
-fn resp_len(line: &[u8]) -> Result<i64, ProtocolError> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .filter(|n| *n >= -1)
-        .ok_or_else(|| {
-            ProtocolError(format!(
-                "bad RESP length {:?}",
-                String::from_utf8_lossy(line)
-            ))
-        })
 }
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
@@ -400,7 +342,8 @@ mod tests {
             (b"$-1\r\n", false),
             (b"$3\r\nabc\r\n", false),
             (b"*2\r\n$1\r\na\r\n*1\r\n:1\r\n", false),
-            (b"*2\r\n-ERR x\r\n+OK\r\n", true),
+            // Only a reply that is an error counts as one (not an error inside an array).
+            (b"*2\r\n-ERR x\r\n+OK\r\n", false),
         ];
         for (reply, error) in replies {
             for cut in 0..reply.len() {

@@ -1,8 +1,42 @@
-//! Replies: [`scan_reply`] finds where an upstream's reply ends (framing only, nothing
-//! decoded), and the `write_*` encoders and [`encode_command`] build what the proxy sends
-//! itself: its own replies, and the requests it re-encodes for upstreams.
+//! Where a RESP reply ends: framing only, nothing decoded, so a reply is forwarded as the bytes
+//! it came as. Self-contained (no other module of the proxy), so loadgen includes this very
+//! file to frame the replies it measures.
+//!
+//! Source: the RESP specification (RESP2 and RESP3),
+//! <https://redis.io/docs/latest/develop/reference/protocol-spec/>.
 
-use super::{parse_i64, ProtocolError};
+use std::fmt;
+
+/// Why bytes are not a RESP reply. The connection cannot be resynchronised afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplyError {
+    /// A reply starting with a byte that is no RESP type.
+    BadType(u8),
+    /// A length or count that is not a number, or is negative where that means nothing.
+    BadLength,
+    /// A line or bulk string not followed by CRLF.
+    MissingCrlf,
+    /// Aggregates nested deeper than the caller allows.
+    TooDeep,
+}
+
+impl fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyError::BadType(byte) => {
+                let shown = if byte.is_ascii_graphic() || *byte == b' ' {
+                    char::from(*byte)
+                } else {
+                    '?'
+                };
+                write!(f, "Protocol error: bad reply type '{shown}'")
+            }
+            ReplyError::BadLength => f.write_str("Protocol error: invalid reply length"),
+            ReplyError::MissingCrlf => f.write_str("Protocol error: missing CRLF terminator"),
+            ReplyError::TooDeep => f.write_str("Protocol error: reply nested too deeply"),
+        }
+    }
+}
 
 /// What one reply header introduces.
 enum Value {
@@ -21,9 +55,9 @@ enum Value {
 /// proportional to the number of values, not bytes, and deep replies cannot overflow the stack.
 ///
 /// # Errors
-/// A [`ProtocolError`] for an unknown type byte, a bad length, a missing CRLF, or a reply with
+/// A [`ReplyError`] for an unknown type byte, a bad length, a missing CRLF, or a reply with
 /// aggregates nested more than `max_depth` deep (a bare `:1` has depth 0, `*0` depth 1).
-pub(crate) fn scan_reply(buf: &[u8], max_depth: usize) -> Result<Option<usize>, ProtocolError> {
+pub(crate) fn scan_reply(buf: &[u8], max_depth: usize) -> Result<Option<usize>, ReplyError> {
     let mut open: Vec<u64> = Vec::new(); // values still due in each open aggregate, innermost last
     let mut pos = 0;
     loop {
@@ -33,7 +67,7 @@ pub(crate) fn scan_reply(buf: &[u8], max_depth: usize) -> Result<Option<usize>, 
         pos = next;
         if let Value::Aggregate(count) = value {
             if open.len() >= max_depth {
-                return Err(ProtocolError::ReplyTooDeep);
+                return Err(ReplyError::TooDeep);
             }
             if count > 0 {
                 open.push(count);
@@ -63,12 +97,12 @@ fn value_done(open: &mut Vec<u64>) -> bool {
 const REPLY_TYPES: &[u8] = b"+-:$*_,#(!=%~>|";
 
 /// Reads the reply header at `pos`: what it introduces and where the next header starts.
-fn reply_header(buf: &[u8], pos: usize) -> Result<Option<(Value, usize)>, ProtocolError> {
+fn reply_header(buf: &[u8], pos: usize) -> Result<Option<(Value, usize)>, ReplyError> {
     let Some(&kind) = buf.get(pos) else {
         return Ok(None);
     };
     if !REPLY_TYPES.contains(&kind) {
-        return Err(ProtocolError::BadReplyType(kind));
+        return Err(ReplyError::BadType(kind));
     }
     let Some(cr) = buf[pos + 1..].iter().position(|&b| b == b'\r') else {
         return Ok(None);
@@ -77,7 +111,7 @@ fn reply_header(buf: &[u8], pos: usize) -> Result<Option<(Value, usize)>, Protoc
     match buf.get(cr + 1) {
         None => return Ok(None),
         Some(b'\n') => {}
-        Some(_) => return Err(ProtocolError::MissingCrlf),
+        Some(_) => return Err(ReplyError::MissingCrlf),
     }
     let (line, next) = (&buf[pos + 1..cr], cr + 2);
     let count = |nullable| reply_len(line, nullable).map(|n| n.unwrap_or(0));
@@ -92,13 +126,13 @@ fn reply_header(buf: &[u8], pos: usize) -> Result<Option<(Value, usize)>, Protoc
 }
 
 /// A reply length or count; `None` for `-1` where `nullable`.
-fn reply_len(line: &[u8], nullable: bool) -> Result<Option<u64>, ProtocolError> {
-    match parse_i64(line) {
+fn reply_len(line: &[u8], nullable: bool) -> Result<Option<u64>, ReplyError> {
+    match parse_len(line) {
         Some(-1) if nullable => Ok(None),
         Some(n) => u64::try_from(n)
             .map(Some)
-            .map_err(|_| ProtocolError::BadReplyLength),
-        None => Err(ProtocolError::BadReplyLength),
+            .map_err(|_| ReplyError::BadLength),
+        None => Err(ReplyError::BadLength),
     }
 }
 
@@ -107,97 +141,45 @@ fn skip_blob(
     buf: &[u8],
     start: usize,
     len: Option<u64>,
-) -> Result<Option<(Value, usize)>, ProtocolError> {
+) -> Result<Option<(Value, usize)>, ReplyError> {
     let Some(len) = len else {
         return Ok(Some((Value::Scalar, start)));
     };
-    let len = usize::try_from(len).map_err(|_| ProtocolError::BadReplyLength)?;
+    let len = usize::try_from(len).map_err(|_| ReplyError::BadLength)?;
     let end = start.saturating_add(len);
     let after = end.saturating_add(2);
     if buf.len() < after {
         return Ok(None);
     }
     if &buf[end..after] != b"\r\n" {
-        return Err(ProtocolError::MissingCrlf);
+        return Err(ReplyError::MissingCrlf);
     }
     Ok(Some((Value::Scalar, after)))
 }
 
-/// Appends a simple string reply, `+{text}\r\n`; a CR or LF in `text` becomes a space.
-pub(crate) fn write_simple(out: &mut Vec<u8>, text: &str) {
-    write_line(out, b'+', text);
-}
-
-/// Appends an error reply, `-{msg}\r\n`; `msg` is the whole text, e.g. `ERR unknown command`.
-/// A CR or LF in `msg` becomes a space (as redis-server does), so the reply stays one line.
-pub(crate) fn write_error(out: &mut Vec<u8>, msg: &str) {
-    write_line(out, b'-', msg);
-}
-
-fn write_line(out: &mut Vec<u8>, kind: u8, text: &str) {
-    out.push(kind);
-    out.extend(
-        text.bytes()
-            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-    );
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends an integer reply, `:{n}\r\n`.
-pub(crate) fn write_integer(out: &mut Vec<u8>, n: i64) {
-    out.push(b':');
-    if n < 0 {
-        out.push(b'-');
+/// A decimal length line: an optional `-`, then digits without a leading zero (`0` alone).
+fn parse_len(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, text),
+    };
+    match digits {
+        [b'0'] if !negative => return Some(0),
+        [b'1'..=b'9', ..] => {}
+        _ => return None,
     }
-    push_decimal(out, n.unsigned_abs());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends a bulk string reply, `${len}\r\n{data}\r\n`.
-pub(crate) fn write_bulk(out: &mut Vec<u8>, data: &[u8]) {
-    out.push(b'$');
-    push_decimal(out, data.len() as u64);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends the RESP2 null bulk string, `$-1\r\n` (a missing key).
-pub(crate) fn write_null(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"$-1\r\n");
-}
-
-/// Appends an array header, `*{len}\r\n`; the caller then appends `len` values.
-pub(crate) fn write_array_len(out: &mut Vec<u8>, len: usize) {
-    out.push(b'*');
-    push_decimal(out, len as u64);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends a multibulk request: an array of bulk strings, one per argument.
-pub(crate) fn encode_command<'a, I>(out: &mut Vec<u8>, args: I)
-where
-    I: IntoIterator<Item = &'a [u8]>,
-    I::IntoIter: ExactSizeIterator,
-{
-    let args = args.into_iter();
-    write_array_len(out, args.len());
-    for arg in args {
-        write_bulk(out, arg);
-    }
-}
-
-/// Appends `n` in decimal, formatted on the stack.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+    let mut value: u64 = 0;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
         }
+        value = value
+            .checked_mul(10)?
+            .checked_add(u64::from(digit - b'0'))?;
     }
-    out.extend_from_slice(&digits[start..]);
+    if negative {
+        0i64.checked_sub_unsigned(value)
+    } else {
+        i64::try_from(value).ok()
+    }
 }
