@@ -497,3 +497,102 @@ fn wait_replicated(port: u16) {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn transactions_blocking_pops_and_pubsub_work_in_front_of_a_cluster() {
+    let _serial = support::serial();
+    let cluster = RedisCluster::start();
+    let proxy = proxy_for(&cluster);
+    let mut conn = proxy.conn();
+    let queued = || Reply::Simple("QUEUED".into());
+    // A transaction on one slot, and one across slots (CROSSSLOT, then EXECABORT).
+    assert_eq!(conn.cmd(&["MULTI"]), Reply::ok());
+    assert_eq!(conn.cmd(&["SET", "{u}a", "1"]), queued());
+    assert_eq!(conn.cmd(&["INCR", "{u}a"]), queued());
+    assert_eq!(
+        conn.cmd(&["EXEC"]),
+        Reply::Array(Some(vec![Reply::ok(), Reply::Integer(2)]))
+    );
+    assert_eq!(conn.cmd(&["MULTI"]), Reply::ok());
+    assert_eq!(conn.cmd(&["SET", "{u}a", "1"]), queued());
+    assert!(conn
+        .cmd(&["SET", "{v}b", "1"])
+        .error_text()
+        .starts_with("CROSSSLOT"));
+    assert!(conn.cmd(&["EXEC"]).error_text().starts_with("EXECABORT"));
+    // WATCH on the slot's master: another client's write aborts the transaction.
+    assert_eq!(conn.cmd(&["WATCH", "{u}a"]), Reply::ok());
+    assert_eq!(proxy.conn().cmd(&["SET", "{u}a", "7"]), Reply::ok());
+    assert_eq!(conn.cmd(&["MULTI"]), Reply::ok());
+    assert_eq!(conn.cmd(&["INCR", "{u}a"]), queued());
+    assert_eq!(conn.cmd(&["EXEC"]), Reply::Array(None));
+    // A command the proxy's table never names, routed by the cluster's COMMAND.
+    assert_eq!(conn.cmd(&["SET", "{u}x", "ohmytext"]), Reply::ok());
+    assert_eq!(conn.cmd(&["SET", "{u}y", "mynewtext"]), Reply::ok());
+    assert_eq!(conn.cmd(&["LCS", "{u}x", "{u}y"]), Reply::bulk("mytext"));
+    // BLPOP woken by another client's LPUSH.
+    let port = proxy.port();
+    let waiter = thread::spawn(move || RespConn::connect(port).cmd(&["BLPOP", "{u}q", "5"]));
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(conn.cmd(&["LPUSH", "{u}q", "job"]), Reply::Integer(1));
+    assert_eq!(
+        waiter.join().unwrap(),
+        Reply::Array(Some(vec![Reply::bulk("{u}q"), Reply::bulk("job")]))
+    );
+    // Pub/sub: a channel, a pattern (each message once, though every node sees every
+    // PUBLISH) and a shard channel.
+    let mut sub = proxy.conn();
+    sub.send(&["SUBSCRIBE", "news"]);
+    assert_eq!(
+        sub.read_reply(),
+        Reply::Array(Some(vec![
+            Reply::bulk("subscribe"),
+            Reply::bulk("news"),
+            Reply::Integer(1)
+        ]))
+    );
+    sub.send(&["PSUBSCRIBE", "ne*"]);
+    assert_eq!(
+        sub.read_reply(),
+        Reply::Array(Some(vec![
+            Reply::bulk("psubscribe"),
+            Reply::bulk("ne*"),
+            Reply::Integer(2)
+        ]))
+    );
+    sub.send(&["SSUBSCRIBE", "{u}orders"]);
+    assert_eq!(
+        sub.read_reply(),
+        Reply::Array(Some(vec![
+            Reply::bulk("ssubscribe"),
+            Reply::bulk("{u}orders"),
+            Reply::Integer(1)
+        ]))
+    );
+    assert_eq!(conn.cmd(&["PUBLISH", "news", "hello"]), Reply::Integer(2));
+    assert_eq!(
+        conn.cmd(&["SPUBLISH", "{u}orders", "o1"]),
+        Reply::Integer(1)
+    );
+    let mut got: Vec<String> = sub
+        .read_replies(3)
+        .into_iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), 3);
+    assert!(
+        got[0].contains("message") && got[0].contains("hello"),
+        "{got:?}"
+    );
+    assert!(got[1].contains("pmessage"), "{got:?}");
+    assert!(
+        got[2].contains("smessage") && got[2].contains("o1"),
+        "{got:?}"
+    );
+    // Nothing more (no second copy of the pattern message).
+    assert_eq!(
+        sub.cmd(&["PING"]),
+        Reply::Array(Some(vec![Reply::bulk("pong"), Reply::bulk("")]))
+    );
+}
