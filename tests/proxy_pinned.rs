@@ -262,3 +262,92 @@ fn a_client_that_leaves_while_blocked_pops_nothing() {
     assert_eq!(second.cmd(&["PING"]), Reply::Simple("PONG".into()));
     assert_eq!(first.read_reply(), Reply::Array(None));
 }
+
+/// Sends `args` on `stream` and returns what comes back until it is quiet for 300 ms
+/// (bounded: 5 s).
+fn exchange(stream: &mut std::net::TcpStream, args: &[&str]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    stream.write_all(&encode(args)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) if !out.is_empty() => break,
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn pinned_commands_keep_the_clients_order_and_odd_timeouts_are_safe() {
+    let (_servers, proxy) = two_shards();
+    let q = key_on(0, "ordered");
+    let mut conn = proxy.conn();
+    // DEL then BLPOP in one write: the BLPOP is sent after the DEL's reply, so it finds the
+    // list gone and times out, as on one redis-server.
+    assert_eq!(conn.cmd(&["RPUSH", &q, "a"]), Reply::Integer(1));
+    let pipeline = [encode(&["DEL", &q]), encode(&["BLPOP", &q, "0.2"])].concat();
+    conn.send_raw(&pipeline);
+    assert_eq!(
+        conn.read_replies(2),
+        vec![Reply::Integer(1), Reply::Array(None)]
+    );
+    // Replies before a blocking command reach the client while it blocks.
+    let port = proxy.port();
+    let q2 = q.clone();
+    let waker = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(500));
+        support::RespConn::connect(port).cmd(&["LPUSH", &q2, "late"])
+    });
+    conn.send_raw(&[encode(&["PING"]), encode(&["BLPOP", &q, "0"])].concat());
+    let started = Instant::now();
+    assert_eq!(conn.read_reply(), Reply::Simple("PONG".into()));
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "PONG held back"
+    );
+    assert_eq!(
+        conn.read_reply(),
+        Reply::Array(Some(vec![Reply::bulk(&q), Reply::bulk("late")]))
+    );
+    assert_eq!(waker.join().unwrap(), Reply::Integer(1));
+    // A timeout too large for any clock does not crash the session (redis-server refuses it).
+    let refused = conn.cmd(&["BLPOP", &q, "1e300"]);
+    assert!(refused.error_text().starts_with("ERR"), "{refused:?}");
+    assert_eq!(conn.cmd(&["PING"]), Reply::Simple("PONG".into()));
+    // XREADGROUP with a group named "block": no BLOCK option, so it does not block.
+    let s = key_on(1, "stream");
+    assert_eq!(
+        conn.cmd(&["XGROUP", "CREATE", &s, "block", "$", "MKSTREAM"]),
+        Reply::ok()
+    );
+    assert_eq!(
+        conn.cmd(&["XREADGROUP", "GROUP", "block", "c", "STREAMS", &s, ">"]),
+        Reply::Array(None)
+    );
+    // A RESP3 client's pinned connection is not a RESP2 client's: the same client switching
+    // protocols gets each one's null.
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(exchange(&mut raw, &["HELLO", "3"]).starts_with(b"%7\r\n"));
+    let none = key_on(0, "none");
+    assert_eq!(exchange(&mut raw, &["BLPOP", &none, "0.1"]), b"_\r\n");
+    assert!(exchange(&mut raw, &["HELLO", "2"]).starts_with(b"*14\r\n"));
+    assert_eq!(exchange(&mut raw, &["BLPOP", &none, "0.1"]), b"*-1\r\n");
+    // Clients counted out, pinned connections closed.
+    drop(conn);
+    drop(raw);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.info_field("pinned_connections") != 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(proxy.info_field("pinned_connections"), 0);
+    // Only the connection asking INFO.
+    assert_eq!(proxy.info_field("connected_clients"), 1);
+}

@@ -182,3 +182,38 @@ fn messages_published_through_any_client_reach_every_subscriber() {
     wait_pinned(&proxy, 0);
     assert_eq!(publisher.cmd(&["PUBLISH", &a, "gone"]), Reply::Integer(0));
 }
+
+#[test]
+fn reset_and_quit_wait_for_the_confirmations_before_them() {
+    let (_servers, proxy) = two_shards();
+    let (a, b) = (key_on(0, "c"), key_on(1, "c"));
+    let mut conn = proxy.conn();
+    let pipeline = [
+        support::encode(&["SUBSCRIBE", &a, &b]),
+        support::encode(&["RESET"]),
+        support::encode(&["GET", "x"]),
+    ]
+    .concat();
+    conn.send_raw(&pipeline);
+    assert_eq!(
+        conn.read_replies(4),
+        vec![
+            push("subscribe", Some(&a), 1),
+            push("subscribe", Some(&b), 2),
+            Reply::Simple("RESET".into()),
+            Reply::Bulk(None)
+        ]
+    );
+    let pipeline = [
+        support::encode(&["PSUBSCRIBE", "p*"]),
+        support::encode(&["QUIT"]),
+    ]
+    .concat();
+    conn.send_raw(&pipeline);
+    assert_eq!(
+        conn.read_replies(2),
+        vec![push("psubscribe", Some("p*"), 1), Reply::ok()]
+    );
+    conn.expect_closed();
+    wait_pinned(&proxy, 0);
+}

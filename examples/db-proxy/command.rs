@@ -496,9 +496,8 @@ fn learned_route(args: &[&[u8]]) -> Result<Route, String> {
         return Err(unsupported(&command.name, PUBSUB));
     }
     // XREAD and XREADGROUP block only with BLOCK; other commands flagged blocking always may.
-    let blocks = flags.blocking
-        && (!command.name.starts_with("xread")
-            || args.iter().any(|a| a.eq_ignore_ascii_case(b"block")));
+    let blocks =
+        flags.blocking && (!command.name.starts_with("xread") || xread_block(args).is_some());
     let keys = Keys::Learned(LearnedKeys(command));
     if blocks {
         return Ok(Route::Blocking(keys));
@@ -508,6 +507,23 @@ fn learned_route(args: &[&[u8]]) -> Result<Route, String> {
         return Err(unsupported(&command.name, NO_KEY));
     }
     Ok(Route::SameSlot(keys))
+}
+
+/// The argument of XREAD's or XREADGROUP's `BLOCK` option, looked for among the options
+/// before `STREAMS` (so a group, consumer or stream named "block" is not taken for it).
+pub(crate) fn xread_block<'a>(args: &[&'a [u8]]) -> Option<&'a [u8]> {
+    let mut i = 1;
+    while let Some(option) = args.get(i) {
+        let option = option.to_ascii_lowercase();
+        match &option[..] {
+            b"streams" => return None,
+            b"block" => return args.get(i + 1).copied(),
+            b"group" => i += 3,
+            b"count" => i += 2,
+            _ => i += 1, // NOACK, or an unknown option the upstream will refuse
+        }
+    }
+    None
 }
 
 /// Whether `name` (any case) is a command: in the proxy's table or the upstream's `COMMAND`

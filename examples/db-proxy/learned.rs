@@ -448,7 +448,12 @@ impl KeySpec {
                     return None;
                 }
                 let first = first + firstkey as i64;
-                (first, first + (count - 1) * step as i64, step)
+                // A huge count cannot fit the arguments: checked, it is out of bounds below.
+                let last = (count - 1)
+                    .checked_mul(step as i64)
+                    .and_then(|span| first.checked_add(span))
+                    .unwrap_or(i64::MAX);
+                (first, last, step)
             }
             Find::Unknown => return Some(()),
         };

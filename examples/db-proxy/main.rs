@@ -460,9 +460,9 @@ async fn accept_loop(listener: TcpListener, proxy: Rc<Proxy>) -> io::Result<()> 
         }
         let proxy = proxy.clone();
         spawn(async move {
-            stats::client_connected();
+            // Counted out even if the session ends by a panic (caught per task).
+            let _connected = stats::Connected::new();
             session::serve(stream, proxy).await;
-            stats::client_gone();
         })
         .detach();
     }

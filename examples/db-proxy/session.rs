@@ -77,17 +77,8 @@ enum Pending {
         nkeys: usize,
         parts: Vec<(Part, usize, Rc<ReplySlot>)>,
     },
-    /// Requests sent as one piece (a transaction's MULTI, commands and EXEC; a blocking
-    /// command; WATCH): the client gets the last reply. On a connection pinned to the client
-    /// when `dedicated`; `deadline` none: waits as long as the client stays (`BLPOP k 0`);
-    /// `blocking`: the client is watched meanwhile, and closing it closes the connection.
-    Exclusive {
-        upstream: Rc<crate::upstream::Upstream>,
-        slots: Vec<Rc<ReplySlot>>,
-        deadline: Option<Instant>,
-        dedicated: bool,
-        blocking: bool,
-    },
+    /// Requests sent as one piece in their turn (see [`pinned::Exclusive`]).
+    Exclusive(pinned::Exclusive),
 }
 
 /// Per-client state that commands may change.
@@ -316,11 +307,22 @@ fn parse_batch(
                     return (start, 0, stop);
                 }
                 let name = request.args(buf).next();
-                let started = name.and_then(|name| stats::Started::new(name, batch_start));
-                if let Some(pending) = dispatch(proxy, client, &request, buf, &buf[..consumed]) {
-                    queue.push_back((started, pending));
+                if !queue.is_empty() && name.is_some_and(|n| n.eq_ignore_ascii_case(b"reset")) {
+                    // RESET closes pinned connections: only once what came before is answered.
+                    return (start, 0, Stop::Full);
                 }
+                let started = name.and_then(|name| stats::Started::new(name, batch_start));
+                let pending = dispatch(proxy, client, &request, buf, &buf[..consumed]);
                 start += consumed;
+                if let Some(pending) = pending {
+                    // A blocking command ends the batch: what follows it is read after its
+                    // reply, as redis-server would (a pipelined LPUSH must not wake it).
+                    let blocks = matches!(&pending, Pending::Exclusive(e) if e.blocking);
+                    queue.push_back((started, pending));
+                    if blocks {
+                        return (start, 0, Stop::Full);
+                    }
+                }
             }
             Ok(Parsed::Incomplete { need }) => return (start, start + need, Stop::Incomplete),
             Err(err) => {

@@ -89,6 +89,9 @@ pub(crate) enum Outcome {
     Failed(Vec<u8>),
 }
 
+/// The most error kinds counted, as redis-server's `ERROR_STATS_NUMBER`.
+const MAX_ERROR_KINDS: usize = 128;
+
 thread_local! {
     static COUNTERS: Counters = Counters::default();
     /// Per command (lowercase name).
@@ -168,8 +171,12 @@ pub(crate) fn error_kind(reply: &[u8]) {
     let kind = &text[..end];
     ERRORS.with(|errors| {
         let mut errors = errors.borrow_mut();
+        let kinds = errors.len();
         match errors.get_mut(kind) {
             Some(n) => *n += 1,
+            // As redis-server: at most 128 kinds are tracked (a script can make any error
+            // text); errors of further kinds count in total_error_replies only.
+            None if kinds >= MAX_ERROR_KINDS => {}
             None => {
                 errors.insert(kind.into(), 1);
             }
@@ -212,12 +219,20 @@ fn bump(field: fn(&Counters) -> &Cell<u64>, delta: i64) {
     });
 }
 
-pub(crate) fn client_connected() {
-    bump(|c| &c.clients, 1);
+/// One connected client, counted while it lives (also when its task ends by a panic).
+pub(crate) struct Connected(());
+
+impl Connected {
+    pub(crate) fn new() -> Connected {
+        bump(|c| &c.clients, 1);
+        Connected(())
+    }
 }
 
-pub(crate) fn client_gone() {
-    bump(|c| &c.clients, -1);
+impl Drop for Connected {
+    fn drop(&mut self) {
+        bump(|c| &c.clients, -1);
+    }
 }
 
 pub(crate) fn request() {

@@ -112,14 +112,28 @@ pub(super) async fn answer(
                     }
                 }
             }
-            Pending::Exclusive {
-                upstream,
-                slots,
-                deadline,
-                dedicated,
-                blocking,
-            } => {
-                let waited = exclusive(stream, input, &slots, deadline, blocking).await;
+            Pending::Exclusive(exclusive) => {
+                let pinned::Exclusive {
+                    upstream,
+                    requests,
+                    timeout,
+                    dedicated,
+                    blocking,
+                    answer,
+                } = exclusive;
+                // Sent now, in turn: every earlier request of the client has its reply. The
+                // replies gathered so far go out first (a blocked client must have them).
+                let held_ref = Some(held);
+                let slots: Vec<_> = requests
+                    .iter()
+                    .map(|request| upstream.send(request, held_ref, 0))
+                    .collect();
+                drop(requests);
+                if blocking || slots.len() > 1 {
+                    flush(proxy, stream, output).await?;
+                }
+                let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+                let waited = exclusive_wait(stream, input, &slots, deadline, blocking).await;
                 let reply = match waited {
                     Waited::Reply(reply) => reply,
                     Waited::ClientLeft => {
@@ -143,14 +157,18 @@ pub(super) async fn answer(
                 if held.is_cut() {
                     return Err(());
                 }
-                match reply {
-                    Ok(bytes) => {
+                match (reply, answer) {
+                    (Ok(_), Some(answer)) => {
+                        failure = error_head(&answer);
+                        push(proxy, stream, output, &answer).await?;
+                    }
+                    (Ok(bytes), None) => {
                         failure = error_head(&bytes);
                         upstream_bytes += bytes.len();
                         count_reply(&bytes);
                         push(proxy, stream, output, &bytes).await?;
                     }
-                    Err(text) => {
+                    (Err(text), _) => {
                         stats::error();
                         resp::write_error(output, &text);
                         failure = Some(text.into_bytes());
@@ -284,7 +302,7 @@ enum Waited {
 /// blocking command the client is read meanwhile: what it sends is kept in `input`, and its
 /// leaving ends the wait (the caller then closes the pinned connection, so the upstream
 /// unblocks the command rather than pop a value for nobody).
-async fn exclusive(
+async fn exclusive_wait(
     stream: &TcpStream,
     input: &mut Input,
     slots: &[Rc<ReplySlot>],
@@ -303,7 +321,7 @@ async fn exclusive(
     };
     let watch = async {
         if blocking {
-            client_left(stream, input).await
+            client_left(stream, input, WATCH_LIMIT).await
         } else {
             std::future::pending().await
         }
@@ -315,15 +333,18 @@ async fn exclusive(
     }
 }
 
-/// Reads what the client sends into `input`'s spare room until it closes (EOF or an error);
-/// once the room is full, waits without reading.
-async fn client_left(stream: &TcpStream, input: &mut Input) {
+/// What a blocked client may send before the proxy stops reading it (until the wait ends).
+const WATCH_LIMIT: usize = 1 << 20;
+
+/// Reads what the client sends (kept in `input`, for after the wait) until it closes (EOF or
+/// an error). Past `limit` bytes held, it stops reading: the client is then noticed leaving
+/// only when the wait ends.
+async fn client_left(stream: &TcpStream, input: &mut Input, limit: usize) {
     loop {
-        let room = input.buf.capacity() - input.buf.len();
-        if room == 0 {
+        if input.buf.len() >= limit {
             return std::future::pending().await;
         }
-        let (res, buf) = stream.read(Vec::with_capacity(room.min(4096))).await;
+        let (res, buf) = stream.read(Vec::with_capacity(4096)).await;
         match res {
             Ok(0) | Err(_) => return,
             Ok(n) => input.buf.extend_from_slice(&buf[..n]),

@@ -23,7 +23,7 @@
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::command::{self, CommandName, LocalCmd, Route};
 use crate::flow;
@@ -60,10 +60,13 @@ pub(super) fn release() {
 /// A client's pinned connections and transaction state.
 #[derive(Default)]
 pub(super) struct Pins {
-    /// Connections of the client's own, by node.
-    conns: Vec<(usize, Rc<Upstream>)>,
+    /// Connections of the client's own, by node and protocol (RESP3 or not).
+    conns: Vec<((usize, bool), Rc<Upstream>)>,
     /// The watched keys' group and node, while a WATCH is in force.
     watch: Option<(usize, usize)>,
+    /// The connection that held the WATCH failed or was closed: the watch is lost, so EXEC
+    /// must not run the transaction unprotected (it answers as if a watched key changed).
+    broken: bool,
     /// The transaction being queued, after MULTI.
     tx: Option<Tx>,
 }
@@ -83,16 +86,16 @@ struct Tx {
 
 impl Pins {
     /// The client's own connection to `node`, opened (lazily) if it has none.
-    fn conn(
-        &mut self,
-        proxy: &Proxy,
-        (node, resp3): (usize, bool),
-    ) -> Result<Rc<Upstream>, Pending> {
-        if let Some(i) = self.conns.iter().position(|(n, _)| *n == node) {
+    fn conn(&mut self, proxy: &Proxy, key: (usize, bool)) -> Result<Rc<Upstream>, Pending> {
+        let node = key.0;
+        if let Some(i) = self.conns.iter().position(|(k, _)| *k == key) {
             if !self.conns[i].1.is_down() {
                 return Ok(self.conns[i].1.clone());
             }
             self.release(i); // failed: replaced below
+            if self.watch.is_some_and(|(_, n)| n == node) {
+                self.broken = true;
+            }
         }
         if !acquire(proxy.config.max_pinned) {
             stats::error();
@@ -100,8 +103,8 @@ impl Pins {
                 "ERR max number of pinned upstream connections reached (--max-pinned)",
             ));
         }
-        let upstream = proxy.upstream_for(node, resp3).dedicated();
-        self.conns.push((node, upstream.clone()));
+        let upstream = proxy.upstream_for(node, key.1).dedicated();
+        self.conns.push((key, upstream.clone()));
         Ok(upstream)
     }
 
@@ -115,6 +118,7 @@ impl Pins {
     pub(super) fn reset(&mut self) {
         self.tx = None;
         self.watch = None;
+        self.broken = false;
         while !self.conns.is_empty() {
             self.release(0);
         }
@@ -123,8 +127,11 @@ impl Pins {
     /// Closes the pinned connection `upstream` (its request timed out, or its client left).
     pub(super) fn close(&mut self, upstream: &Rc<Upstream>) {
         if let Some(i) = self.conns.iter().position(|(_, u)| Rc::ptr_eq(u, upstream)) {
+            let ((node, _), _) = self.conns[i];
             self.release(i);
-            self.watch = None;
+            if self.watch.is_some_and(|(_, n)| n == node) {
+                self.broken = true;
+            }
         }
     }
 }
@@ -163,11 +170,10 @@ pub(super) fn intercept(
         // A rejected EXEC discards the transaction (redis-server's `execCommandAbort`).
         b"exec" if args.len() != 1 => {
             client.pins.tx = None;
-            unwatch(proxy, client);
-            plain_error(
-                "EXECABORT Transaction discarded because of: wrong number of arguments for \
-                 'exec' command",
-            )
+            stats::error();
+            let text = "EXECABORT Transaction discarded because of: wrong number of arguments \
+                        for 'exec' command";
+            end_watch(proxy, client, error(text))
         }
         b"exec" if !in_tx => tx_error(client, "ERR EXEC without MULTI"),
         b"exec" => exec(proxy, client),
@@ -175,17 +181,13 @@ pub(super) fn intercept(
         b"discard" if !in_tx => tx_error(client, "ERR DISCARD without MULTI"),
         b"discard" => {
             client.pins.tx = None;
-            unwatch(proxy, client);
-            simple("OK")
+            end_watch(proxy, client, simple("OK"))
         }
         b"watch" if args.len() < 2 => arity_error(client, "watch"),
         b"watch" if in_tx => plain_error("ERR WATCH inside MULTI is not allowed"),
         b"watch" => watch(proxy, client, args, request),
         b"unwatch" if args.len() != 1 => arity_error(client, "unwatch"),
-        b"unwatch" => match unwatch(proxy, client) {
-            Some(pending) => pending,
-            None => simple("OK"),
-        },
+        b"unwatch" => end_watch(proxy, client, simple("OK")),
         // Handled at once, as redis-server does inside a transaction too.
         b"quit" | b"reset" => return None,
         _ if in_tx => queue(proxy, client, args, request),
@@ -277,9 +279,16 @@ const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
 fn exec(proxy: &Proxy, client: &mut Client) -> Pending {
     let tx = client.pins.tx.take().expect("exec runs inside MULTI");
     if tx.dirty {
-        unwatch(proxy, client);
         stats::error();
-        return error("EXECABORT Transaction discarded because of previous errors.");
+        let aborted = error("EXECABORT Transaction discarded because of previous errors.");
+        return end_watch(proxy, client, aborted);
+    }
+    if client.pins.watch.is_some() && std::mem::take(&mut client.pins.broken) {
+        // The watch was lost with its connection: answer as redis-server does when a watched
+        // key changed (a null array), rather than run the transaction unprotected.
+        client.pins.watch = None;
+        let null: &[u8] = if client.resp3 { b"_\r\n" } else { b"*-1\r\n" };
+        return Pending::Ready(null.to_vec());
     }
     let (upstream, dedicated) = match client.pins.watch.take() {
         Some((_, node)) => match client.pins.conn(proxy, (node, client.resp3)) {
@@ -298,34 +307,41 @@ fn exec(proxy: &Proxy, client: &mut Client) -> Pending {
             }
         }
     };
-    let held = Some(&client.held);
-    let mut slots = Vec::with_capacity(tx.requests.len() + 2);
-    slots.push(upstream.send(MULTI, held, 0));
-    for request in &tx.requests {
-        slots.push(upstream.send(request, held, 0));
-    }
-    slots.push(upstream.send(EXEC, held, client.estimate));
-    Pending::Exclusive {
+    let mut requests = Vec::with_capacity(tx.requests.len() + 2);
+    requests.push(MULTI.to_vec());
+    requests.extend(tx.requests);
+    requests.push(EXEC.to_vec());
+    Pending::Exclusive(Exclusive {
         upstream,
-        slots,
-        deadline: Some(Instant::now() + proxy.config.upstream.request_timeout),
+        requests,
+        timeout: Some(proxy.config.upstream.request_timeout),
         dedicated,
         blocking: false,
-    }
+        answer: None,
+    })
 }
 
-/// Ends a WATCH in force (on its pinned connection); the UNWATCH's reply, if one was sent.
-fn unwatch(proxy: &Proxy, client: &mut Client) -> Option<Pending> {
-    let (_, node) = client.pins.watch.take()?;
-    let upstream = client.pins.conn(proxy, (node, client.resp3)).ok()?;
-    let slot = upstream.send(UNWATCH, Some(&client.held), 0);
-    Some(Pending::Exclusive {
-        upstream,
-        slots: vec![slot],
-        deadline: Some(Instant::now() + proxy.config.upstream.request_timeout),
-        dedicated: true,
-        blocking: false,
-    })
+/// Ends a WATCH in force: UNWATCH on its pinned connection, in its turn, with `reply` for
+/// the client instead of UNWATCH's own; just `reply` when no WATCH is in force.
+fn end_watch(proxy: &Proxy, client: &mut Client, reply: Pending) -> Pending {
+    let Some((_, node)) = client.pins.watch.take() else {
+        return reply;
+    };
+    client.pins.broken = false;
+    let Pending::Ready(answer) = reply else {
+        return reply;
+    };
+    match client.pins.conn(proxy, (node, client.resp3)) {
+        Ok(upstream) => Pending::Exclusive(Exclusive {
+            upstream,
+            requests: vec![UNWATCH.to_vec()],
+            timeout: Some(proxy.config.upstream.request_timeout),
+            dedicated: true,
+            blocking: false,
+            answer: Some(answer),
+        }),
+        Err(_) => Pending::Ready(answer),
+    }
 }
 
 /// WATCH: on a pinned connection to the keys' shard; every watched key must share a slot.
@@ -346,14 +362,14 @@ fn watch(proxy: &Proxy, client: &mut Client, args: &[&[u8]], request: Raw) -> Pe
         Err(refused) => return refused,
     };
     client.pins.watch = Some((group, node));
-    let slot = upstream.send(&encoded(args, request), Some(&client.held), 0);
-    Pending::Exclusive {
+    Pending::Exclusive(Exclusive {
         upstream,
-        slots: vec![slot],
-        deadline: Some(Instant::now() + proxy.config.upstream.request_timeout),
+        requests: vec![encoded(args, request)],
+        timeout: Some(proxy.config.upstream.request_timeout),
         dedicated: true,
         blocking: false,
-    }
+        answer: None,
+    })
 }
 
 /// The refusal of transactions and blocking commands by the embedded backends.
@@ -388,19 +404,21 @@ pub(super) fn blocking(
         Ok(upstream) => upstream,
         Err(refused) => return refused,
     };
-    let slot = upstream.send(&encoded(args, request), Some(&client.held), client.estimate);
-    let deadline = match block_timeout(args) {
+    let request_timeout = proxy.config.upstream.request_timeout;
+    let timeout = match block_timeout(args) {
         Some(Duration::ZERO) => None, // 0 blocks forever
-        Some(timeout) => Some(Instant::now() + timeout + proxy.config.upstream.request_timeout),
-        None => Some(Instant::now() + proxy.config.upstream.request_timeout),
+        // Past what a Duration holds: as good as forever.
+        Some(timeout) => timeout.checked_add(request_timeout),
+        None => Some(request_timeout),
     };
-    Pending::Exclusive {
+    Pending::Exclusive(Exclusive {
         upstream,
-        slots: vec![slot],
-        deadline,
+        requests: vec![encoded(args, request)],
+        timeout,
         dedicated: true,
         blocking: true,
-    }
+        answer: None,
+    })
 }
 
 /// How long a blocking command may block: its timeout argument (seconds; XREAD's BLOCK in
@@ -408,15 +426,16 @@ pub(super) fn blocking(
 fn block_timeout(args: &[&[u8]]) -> Option<Duration> {
     let name = args[0].to_ascii_lowercase();
     let (arg, unit) = match &name[..] {
-        b"blmpop" | b"bzmpop" => (args.get(1)?, 1.0),
-        b"xread" | b"xreadgroup" => {
-            let at = args.iter().position(|a| a.eq_ignore_ascii_case(b"block"))?;
-            (args.get(at + 1)?, 0.001)
-        }
-        _ => (args.last()?, 1.0),
+        b"blmpop" | b"bzmpop" => (*args.get(1)?, 1.0),
+        b"xread" | b"xreadgroup" => (command::xread_block(args)?, 0.001),
+        _ => (*args.last()?, 1.0),
     };
     let seconds: f64 = std::str::from_utf8(arg).ok()?.parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds * unit))
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return None;
+    }
+    // A timeout too large for a Duration is as good as forever (0), not a panic.
+    Some(Duration::try_from_secs_f64(seconds * unit).unwrap_or(Duration::ZERO))
 }
 
 /// A request's bytes as the client sent them, and whether they are an inline command.
@@ -430,6 +449,22 @@ fn encoded(args: &[&[u8]], (request, inline): Raw) -> Vec<u8> {
     let mut out = Vec::new();
     resp::encode_command(&mut out, args.iter().copied());
     out
+}
+
+/// Requests sent as one piece when their turn comes (after every earlier request of the
+/// client has its reply, so nothing of the client's is reordered across connections): a
+/// transaction's MULTI, commands and EXEC; a blocking command; WATCH; UNWATCH. The client gets
+/// the last reply, or `answer` instead when it is set and nothing failed.
+pub(crate) struct Exclusive {
+    pub(super) upstream: Rc<Upstream>,
+    pub(super) requests: Vec<Vec<u8>>,
+    /// How long the last reply may take once sent (none: as long as the client stays).
+    pub(super) timeout: Option<Duration>,
+    /// On a connection pinned to the client.
+    pub(super) dedicated: bool,
+    /// A blocking command: the client is watched while it waits.
+    pub(super) blocking: bool,
+    pub(super) answer: Option<Vec<u8>>,
 }
 
 /// Waits for every reply of an exclusive request and returns the last one (EXEC's, after

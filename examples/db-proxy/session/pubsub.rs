@@ -76,6 +76,9 @@ pub(super) async fn serve(
         }
         sub.take_inbox();
         sub.flush_ready(&mut output);
+        if sub.held > HELD_LIMIT {
+            break End::Close; // messages pile up behind a confirmation that never came
+        }
         if flush(proxy, stream, &mut output).await.is_err() {
             break End::Close;
         }
@@ -96,6 +99,14 @@ pub(super) async fn serve(
                 }) => {
                     let buf = &input.buf[consumed..];
                     let args: Vec<&[u8]> = request.args(buf).collect();
+                    let ends = args.first().is_some_and(|name| {
+                        name.eq_ignore_ascii_case(b"quit") || name.eq_ignore_ascii_case(b"reset")
+                    });
+                    if ends && !sub.pending.is_empty() {
+                        // QUIT and RESET wait for the confirmations still due, so the client
+                        // gets every reply before theirs.
+                        break;
+                    }
                     consumed += len;
                     if args.is_empty() {
                         continue;
@@ -116,6 +127,10 @@ pub(super) async fn serve(
         }
         input.buf.drain(..consumed);
         if let Some((end, reset)) = stop {
+            sub.flush_ready(&mut output);
+            if let Some(fatal) = sub.fatal.take() {
+                output.extend_from_slice(&fatal);
+            }
             let _ = flush(proxy, stream, &mut output).await;
             sub.close_all();
             return (end, reset);
@@ -225,6 +240,10 @@ struct Subscriber {
     /// A RESP3 client: confirmations are push messages, PING answers `+PONG`, and the
     /// subscriber connections speak RESP3 (their messages come as pushes).
     resp3: bool,
+    /// Bytes of messages in `pending`.
+    held: usize,
+    /// The error the client gets before it is closed (no pinned connection was left).
+    fatal: Option<Vec<u8>>,
 }
 
 /// Index of channels, patterns and shard channels in `want` and `confirmed`.
@@ -289,11 +308,7 @@ impl Subscriber {
             self.pending.push_back(Out::Ready(out));
             return Ok(None);
         }
-        let set = match kind {
-            Kind::Subscribe | Kind::Unsubscribe => CHANNELS,
-            Kind::Psubscribe | Kind::Punsubscribe => PATTERNS,
-            Kind::Ssubscribe | Kind::Sunsubscribe => SHARD,
-        };
+        let set = set_of(kind);
         // The names: those given, or for an unsubscribe without any, every one subscribed.
         let names: Vec<Vec<u8>> = if args.len() > 1 {
             args[1..].iter().map(|a| a.to_vec()).collect()
@@ -332,7 +347,12 @@ impl Subscriber {
             });
             for node in nodes {
                 self.owed.entry(node).or_default().push_back(position);
-                match requests.iter_mut().find(|(n, _)| *n == node) {
+                // Shard channels one per command: a cluster node refuses shard channels of
+                // several slots in one SSUBSCRIBE (CROSSSLOT).
+                match requests
+                    .iter_mut()
+                    .find(|(n, _)| *n == node && set != SHARD)
+                {
                     Some((_, names)) => names.push(name),
                     None => requests.push((node, vec![name])),
                 }
@@ -357,7 +377,7 @@ impl Subscriber {
                     &mut out,
                     "ERR max number of pinned upstream connections reached (--max-pinned)",
                 );
-                self.pending.push_back(Out::Ready(out));
+                self.fatal = Some(out);
                 return Err(());
             }
             let stream = match proxy.upstream_for(node, self.resp3).connect().await {
@@ -389,18 +409,27 @@ impl Subscriber {
         };
         for (node, frame) in frames {
             let kind = head(&frame).and_then(Kind::of);
-            match kind {
-                Some(_) => {
-                    let owed = self.owed.get_mut(&node).and_then(VecDeque::pop_front);
-                    if let Some(position) = owed {
-                        if let Some(Out::Confirm { waiting, .. }) =
-                            self.pending.get_mut(position - self.base)
-                        {
-                            *waiting = waiting.saturating_sub(1);
-                        }
+            if kind.is_none() && frame.first() != Some(&b'-') {
+                self.held += frame.len();
+                self.pending.push_back(Out::Ready(frame)); // a message
+                continue;
+            }
+            let owed = self.owed.get_mut(&node).and_then(VecDeque::pop_front);
+            let at = owed.and_then(|p| p.checked_sub(self.base));
+            let Some(entry) = at.and_then(|at| self.pending.get_mut(at)) else {
+                continue; // not owed (a shard's own unsubscribe after a slot moved)
+            };
+            match (kind, &mut *entry) {
+                (Some(_), Out::Confirm { waiting, .. }) => *waiting = waiting.saturating_sub(1),
+                // The shard refused the subscription (CROSSSLOT...): the client gets the
+                // error in its place, and is not subscribed.
+                (None, Out::Confirm { kind, channel, .. }) => {
+                    if let Some(name) = channel {
+                        self.want[set_of(*kind)].remove(name.as_slice());
                     }
+                    *entry = Out::Ready(frame);
                 }
-                None => self.pending.push_back(Out::Ready(frame)),
+                _ => {}
             }
         }
     }
@@ -414,13 +443,12 @@ impl Subscriber {
             }
             self.base += 1;
             match self.pending.pop_front().expect("front exists") {
-                Out::Ready(bytes) => output.extend_from_slice(&bytes),
+                Out::Ready(bytes) => {
+                    self.held = self.held.saturating_sub(bytes.len());
+                    output.extend_from_slice(&bytes)
+                }
                 Out::Confirm { kind, channel, .. } => {
-                    let set = match kind {
-                        Kind::Subscribe | Kind::Unsubscribe => CHANNELS,
-                        Kind::Psubscribe | Kind::Punsubscribe => PATTERNS,
-                        Kind::Ssubscribe | Kind::Sunsubscribe => SHARD,
-                    };
+                    let set = set_of(kind);
                     if let Some(name) = &channel {
                         match kind {
                             Kind::Subscribe | Kind::Psubscribe | Kind::Ssubscribe => {
@@ -484,6 +512,15 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.close_all();
+    }
+}
+
+/// Which set of subscriptions a command changes: channels, patterns or shard channels.
+fn set_of(kind: Kind) -> usize {
+    match kind {
+        Kind::Subscribe | Kind::Unsubscribe => CHANNELS,
+        Kind::Psubscribe | Kind::Punsubscribe => PATTERNS,
+        Kind::Ssubscribe | Kind::Sunsubscribe => SHARD,
     }
 }
 
