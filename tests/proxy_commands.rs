@@ -5,22 +5,7 @@
 
 mod support;
 
-use support::{shard_of, Proxy, RedisServer, Reply};
-
-/// Two redis-servers and a proxy in front of them (shard `i` is `servers[i]`).
-fn two_shards() -> ([RedisServer; 2], Proxy) {
-    let servers = [RedisServer::start(), RedisServer::start()];
-    let proxy = Proxy::start(&[servers[0].port(), servers[1].port()]);
-    (servers, proxy)
-}
-
-/// A key on shard `shard` of two, with `prefix`.
-fn key_on(shard: usize, prefix: &str) -> String {
-    (0..10_000)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| shard_of(k, 2) == shard)
-        .unwrap()
-}
+use support::{key_on, two_shards, Reply};
 
 #[test]
 fn commands_the_proxy_never_names_are_routed_by_their_key_specs() {

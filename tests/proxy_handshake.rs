@@ -6,36 +6,9 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
-use support::{encode, shard_of, Proxy, RedisServer, Reply};
-
-/// Sends `args` and returns what comes back until the connection is quiet for 100 ms
-/// (bounded: 5 s).
-fn raw(stream: &mut TcpStream, args: &[&str]) -> Vec<u8> {
-    stream.write_all(&encode(args)).unwrap();
-    quiet_read(stream)
-}
-
-fn quiet_read(stream: &mut TcpStream) -> Vec<u8> {
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
-    while Instant::now() < deadline {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(_) if !out.is_empty() => break,
-            Err(_) => {}
-        }
-    }
-    out
-}
+use support::{exchange, quiet_read, shard_of, Proxy, RedisServer, Reply};
 
 fn connect(port: u16) -> TcpStream {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -57,7 +30,7 @@ fn hello_3_gives_resp3_replies_as_redis_server_makes_them() {
         let mut direct = connect(server.port());
         let mut proxied = connect(proxy.port());
         for stream in [&mut direct, &mut proxied] {
-            let hello = raw(stream, &["HELLO", "3"]);
+            let hello = exchange(stream, &["HELLO", "3"]);
             assert!(
                 hello.starts_with(b"%7\r\n"),
                 "{:?}",
@@ -86,10 +59,13 @@ fn hello_3_gives_resp3_replies_as_redis_server_makes_them() {
             &["EXEC"],
             &["PING"],
         ];
-        let want: Vec<Vec<u8>> = script.iter().map(|args| raw(&mut direct, args)).collect();
-        assert_eq!(raw(&mut direct, &["FLUSHALL"]), b"+OK\r\n");
+        let want: Vec<Vec<u8>> = script
+            .iter()
+            .map(|args| exchange(&mut direct, args))
+            .collect();
+        assert_eq!(exchange(&mut direct, &["FLUSHALL"]), b"+OK\r\n");
         for (args, want) in script.iter().zip(want) {
-            let got = raw(&mut proxied, args);
+            let got = exchange(&mut proxied, args);
             assert_eq!(
                 String::from_utf8_lossy(&got),
                 String::from_utf8_lossy(&want),
@@ -97,14 +73,14 @@ fn hello_3_gives_resp3_replies_as_redis_server_makes_them() {
             );
         }
         // Back to RESP2 on the same connection.
-        assert!(raw(&mut proxied, &["HELLO", "2"]).starts_with(b"*14\r\n"));
-        assert_eq!(raw(&mut proxied, &["HGET", &h, "nope"]), b"$-1\r\n");
+        assert!(exchange(&mut proxied, &["HELLO", "2"]).starts_with(b"*14\r\n"));
+        assert_eq!(exchange(&mut proxied, &["HGET", &h, "nope"]), b"$-1\r\n");
     }
     // Pub/sub in RESP3: confirmations and messages are push messages.
     let channel = key(1, "chan");
     let mut sub = connect(proxy.port());
-    raw(&mut sub, &["HELLO", "3"]);
-    let confirm = raw(&mut sub, &["SUBSCRIBE", &channel]);
+    exchange(&mut sub, &["HELLO", "3"]);
+    let confirm = exchange(&mut sub, &["SUBSCRIBE", &channel]);
     assert_eq!(
         String::from_utf8_lossy(&confirm),
         format!(
@@ -164,7 +140,7 @@ fn auth_with_a_user_and_hello_auth_log_in() {
         "{refused:?}"
     );
     let mut stream = connect(proxy.port());
-    let hello = raw(
+    let hello = exchange(
         &mut stream,
         &[
             "HELLO", "3", "AUTH", "app", "apppass", "SETNAME", "worker-1",
@@ -175,12 +151,12 @@ fn auth_with_a_user_and_hello_auth_log_in() {
         "{:?}",
         String::from_utf8_lossy(&hello)
     );
-    assert_eq!(raw(&mut stream, &["GET", "k"]), b"$1\r\nv\r\n");
+    assert_eq!(exchange(&mut stream, &["GET", "k"]), b"$1\r\nv\r\n");
     assert_eq!(
-        raw(&mut stream, &["CLIENT", "GETNAME"]),
+        exchange(&mut stream, &["CLIENT", "GETNAME"]),
         b"$8\r\nworker-1\r\n"
     );
     // RESET logs out.
-    assert_eq!(raw(&mut stream, &["RESET"]), b"+RESET\r\n");
-    assert!(raw(&mut stream, &["GET", "k"]).starts_with(b"-NOAUTH"));
+    assert_eq!(exchange(&mut stream, &["RESET"]), b"+RESET\r\n");
+    assert!(exchange(&mut stream, &["GET", "k"]).starts_with(b"-NOAUTH"));
 }

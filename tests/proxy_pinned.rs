@@ -10,21 +10,7 @@ mod support;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{encode, shard_of, Proxy, RedisServer, Reply};
-
-fn two_shards() -> ([RedisServer; 2], Proxy) {
-    let servers = [RedisServer::start(), RedisServer::start()];
-    let proxy = Proxy::start(&[servers[0].port(), servers[1].port()]);
-    (servers, proxy)
-}
-
-/// A key on shard `shard` of two.
-fn key_on(shard: usize, prefix: &str) -> String {
-    (0..10_000)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| shard_of(k, 2) == shard)
-        .unwrap()
-}
+use support::{encode, exchange, key_on, two_shards, Proxy, Reply};
 
 fn ok() -> Reply {
     Reply::ok()
@@ -261,28 +247,6 @@ fn a_client_that_leaves_while_blocked_pops_nothing() {
     );
     assert_eq!(second.cmd(&["PING"]), Reply::Simple("PONG".into()));
     assert_eq!(first.read_reply(), Reply::Array(None));
-}
-
-/// Sends `args` on `stream` and returns what comes back until it is quiet for 300 ms
-/// (bounded: 5 s).
-fn exchange(stream: &mut std::net::TcpStream, args: &[&str]) -> Vec<u8> {
-    use std::io::{Read, Write};
-    stream.write_all(&encode(args)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(_) if !out.is_empty() => break,
-            Err(_) => {}
-        }
-    }
-    out
 }
 
 #[test]

@@ -9,20 +9,7 @@ mod support;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{shard_of, Proxy, RedisServer, Reply, RespConn};
-
-fn two_shards() -> ([RedisServer; 2], Proxy) {
-    let servers = [RedisServer::start(), RedisServer::start()];
-    let proxy = Proxy::start(&[servers[0].port(), servers[1].port()]);
-    (servers, proxy)
-}
-
-fn key_on(shard: usize, prefix: &str) -> String {
-    (0..10_000)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| shard_of(k, 2) == shard)
-        .unwrap()
-}
+use support::{key_on, two_shards, Proxy, Reply, RespConn};
 
 fn push(kind: &str, name: Option<&str>, n: i64) -> Reply {
     Reply::Array(Some(vec![

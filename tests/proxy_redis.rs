@@ -6,14 +6,7 @@
 
 mod support;
 
-use support::{crc16, encode, key_slot, shard_of, Proxy, RedisServer, Reply};
-
-/// Two redis-servers and a proxy with `--upstream` in that order: shard `i` is `servers[i]`.
-fn two_shards() -> ([RedisServer; 2], Proxy) {
-    let servers = [RedisServer::start(), RedisServer::start()];
-    let proxy = Proxy::start(&[servers[0].port(), servers[1].port()]);
-    (servers, proxy)
-}
+use support::{crc16, encode, key_slot, shard_of, two_shards, Proxy, RedisServer, Reply};
 
 fn nil() -> Reply {
     Reply::Bulk(None)

@@ -369,33 +369,7 @@ fn header_number(buf: &[u8], start: usize, end: usize) -> Option<i64> {
     parse_i64(&buf[start + 1..end])
 }
 
-/// Parses a decimal `i64` exactly as redis-server's `string2ll`: an optional `-`, then `0` or
-/// digits without a leading zero; no `+`, no spaces, no `-0`, nothing out of range.
-pub(crate) fn parse_i64(text: &[u8]) -> Option<i64> {
-    let (negative, digits) = match text.split_first()? {
-        (b'-', rest) => (true, rest),
-        _ => (false, text),
-    };
-    match digits {
-        [b'0'] if !negative => return Some(0),
-        [b'1'..=b'9', ..] => {}
-        _ => return None,
-    }
-    let mut value: u64 = 0;
-    for &digit in digits {
-        if !digit.is_ascii_digit() {
-            return None;
-        }
-        value = value
-            .checked_mul(10)?
-            .checked_add(u64::from(digit - b'0'))?;
-    }
-    if negative {
-        0i64.checked_sub_unsigned(value)
-    } else {
-        i64::try_from(value).ok()
-    }
-}
+pub(crate) use scan::parse_len as parse_i64;
 
 fn parse_inline(
     buf: &[u8],

@@ -911,6 +911,47 @@ pub fn shard_of(key: &str, nshards: usize) -> usize {
     usize::from(key_slot(key.as_bytes())) * nshards / usize::from(SLOTS)
 }
 
+/// The first key named `prefix<n>` that lands on shard `shard` of two.
+pub fn key_on(shard: usize, prefix: &str) -> String {
+    (0..100_000)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| shard_of(k, 2) == shard)
+        .expect("some key lands on each shard")
+}
+
+/// Two redis-servers and a proxy with `--upstream` in that order: shard `i` is `servers[i]`.
+pub fn two_shards() -> ([RedisServer; 2], Proxy) {
+    let servers = [RedisServer::start(), RedisServer::start()];
+    let proxy = Proxy::start(&[servers[0].port(), servers[1].port()]);
+    (servers, proxy)
+}
+
+/// Sends `args` on `stream` and returns the bytes that come back until the connection is
+/// quiet for 300 ms (bounded: 5 s), whatever the protocol (RESP3 included).
+pub fn exchange(stream: &mut TcpStream, args: &[&str]) -> Vec<u8> {
+    stream.write_all(&encode(args)).expect("write");
+    quiet_read(stream)
+}
+
+/// What `stream` receives until it is quiet for 300 ms (bounded: 5 s).
+pub fn quiet_read(stream: &mut TcpStream) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("set_read_timeout");
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) if !out.is_empty() => break,
+            Err(_) => {}
+        }
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Other example servers
 

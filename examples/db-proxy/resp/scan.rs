@@ -157,8 +157,9 @@ fn skip_blob(
     Ok(Some((Value::Scalar, after)))
 }
 
-/// A decimal length line: an optional `-`, then digits without a leading zero (`0` alone).
-fn parse_len(text: &[u8]) -> Option<i64> {
+/// Parses a decimal `i64` exactly as redis-server's `string2ll`: an optional `-`, then `0` or
+/// digits without a leading zero; no `+`, no spaces, no `-0`, nothing out of range.
+pub(crate) fn parse_len(text: &[u8]) -> Option<i64> {
     let (negative, digits) = match text.split_first()? {
         (b'-', rest) => (true, rest),
         _ => (false, text),
