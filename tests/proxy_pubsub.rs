@@ -204,3 +204,41 @@ fn reset_and_quit_wait_for_the_confirmations_before_them() {
     conn.expect_closed();
     wait_pinned(&proxy, 0);
 }
+
+#[test]
+fn pubsub_introspection_counts_every_shards_subscribers() {
+    let (_servers, proxy) = two_shards();
+    let (a, b) = (key_on(0, "topic"), key_on(1, "topic"));
+    let mut first = proxy.conn();
+    first.send(&["SUBSCRIBE", &a, &b]);
+    first.read_replies(2);
+    let mut second = proxy.conn();
+    second.send(&["SUBSCRIBE", &b]);
+    second.read_reply();
+    assert_eq!(
+        second.cmd(&["PSUBSCRIBE", "topic*"]),
+        push("psubscribe", Some("topic*"), 2)
+    );
+    let mut conn = proxy.conn();
+    assert_eq!(
+        conn.cmd(&["PUBSUB", "NUMSUB", &a, &b, "nobody"]),
+        Reply::Array(Some(vec![
+            Reply::bulk(&a),
+            Reply::Integer(1),
+            Reply::bulk(&b),
+            Reply::Integer(2),
+            Reply::bulk("nobody"),
+            Reply::Integer(0),
+        ]))
+    );
+    assert_eq!(conn.cmd(&["PUBSUB", "NUMPAT"]), Reply::Integer(1));
+    let Reply::Array(Some(mut channels)) = conn.cmd(&["PUBSUB", "CHANNELS"]) else {
+        panic!("PUBSUB CHANNELS")
+    };
+    channels.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(channels, vec![Reply::bulk(&a), Reply::bulk(&b)]);
+    assert!(conn
+        .cmd(&["PUBSUB", "NOSUCH"])
+        .error_text()
+        .contains("not supported by this proxy"));
+}

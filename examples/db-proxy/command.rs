@@ -66,6 +66,8 @@ pub(crate) enum MultiKind {
     FirstNonNil,
     /// `SCRIPT EXISTS`: arrays of `:0`/`:1`, `:1` where every shard has `:1`.
     AllOf,
+    /// `PUBSUB NUMSUB`: `[channel, count, ...]` from every shard, the counts added up.
+    SumPairs,
 }
 
 /// A command the proxy answers without an upstream.
@@ -119,6 +121,10 @@ pub(crate) enum FanoutCmd {
     Script,
     /// `FUNCTION LOAD`, `FLUSH`, `DELETE`: on every shard, so FCALL works wherever it lands.
     Function,
+    /// `PUBSUB CHANNELS` (every shard's, concatenated), `NUMSUB` (summed per channel),
+    /// `NUMPAT` (the first shard's: the proxy subscribes a pattern on every shard); and their
+    /// `SHARD` forms.
+    Pubsub,
 }
 
 /// Which shards a fan-out goes to.
@@ -159,6 +165,12 @@ pub(crate) fn fanout_plan(cmd: FanoutCmd, args: &[&[u8]]) -> Result<(MultiKind, 
             b"flush" => (MultiKind::Mset, Targets::All),
             b"exists" => (MultiKind::AllOf, Targets::All),
             _ => return refuse("script"),
+        },
+        FanoutCmd::Pubsub => match &sub[..] {
+            b"channels" | b"shardchannels" => (MultiKind::Concat, Targets::All),
+            b"numsub" | b"shardnumsub" => (MultiKind::SumPairs, Targets::All),
+            b"numpat" => (MultiKind::First, Targets::First),
+            _ => return refuse("pubsub"),
         },
         FanoutCmd::Function => match &sub[..] {
             b"load" => (MultiKind::First, Targets::All),
@@ -260,7 +272,7 @@ const fn no(name: &'static str, reason: &'static str) -> Spec {
 
 const WAIT: &str = "WAIT counts replicas of the writes made on its own connection, and the \
      proxy's writes go over shared ones";
-const PUBSUB: &str = "PUBSUB counts the subscribers of one server; ask each server directly";
+const PUBSUB: &str = "a pub/sub command the proxy does not know how to route";
 const EVERY_SHARD: &str = "it would affect every shard's data";
 const PER_SERVER: &str = "this subcommand is not fanned out; send it to each server directly";
 const ONE_DATABASE: &str = "only database 0 is served";
@@ -371,7 +383,7 @@ static COMMANDS: &[Spec] = &[
     no("psync", REPLICATION),
     key("pttl", 2),
     key("publish", 3),
-    no("pubsub", PUBSUB),
+    route("pubsub", -2, Route::Fanout(FanoutCmd::Pubsub)),
     route("punsubscribe", -1, Route::Local(LocalCmd::Subscribe)),
     route("quit", -1, Route::Local(LocalCmd::Quit)),
     route("randomkey", 1, Route::Fanout(FanoutCmd::Randomkey)),

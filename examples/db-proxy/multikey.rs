@@ -121,6 +121,44 @@ pub(crate) fn merge(
                 resp::write_integer(&mut out, i64::from(all));
             }
         }
+        MultiKind::SumPairs => {
+            let mut sums: Vec<(&[u8], i64)> = Vec::new();
+            for (i, reply) in replies.iter().enumerate() {
+                let Some(pairs) = reply.as_ref().ok().and_then(|r| pair_elements(r)) else {
+                    return bad(out);
+                };
+                if i == 0 {
+                    sums = pairs.chunks(2).map(|kv| (kv[0], 0)).collect();
+                }
+                if pairs.len() != sums.len() * 2 {
+                    return bad(out);
+                }
+                for (sum, kv) in sums.iter_mut().zip(pairs.chunks(2)) {
+                    let count = kv[1]
+                        .strip_prefix(b":")
+                        .and_then(|n| n.strip_suffix(b"\r\n"))
+                        .and_then(resp::parse_i64);
+                    let Some(count) = count else {
+                        return bad(out);
+                    };
+                    sum.1 = sum.1.saturating_add(count);
+                }
+            }
+            // The first reply's shape: a map for a RESP3 client, a flat array for RESP2.
+            let map = replies
+                .first()
+                .and_then(|r| r.as_ref().ok())
+                .is_some_and(|r| r.first() == Some(&b'%'));
+            if map {
+                out.extend_from_slice(format!("%{}\r\n", sums.len()).as_bytes());
+            } else {
+                resp::write_array_len(&mut out, sums.len() * 2);
+            }
+            for (channel, count) in sums {
+                out.extend_from_slice(channel);
+                resp::write_integer(&mut out, count);
+            }
+        }
         MultiKind::SumIntegers => match sum_integers(replies) {
             Some(total) => resp::write_integer(&mut out, total),
             None => resp::write_error(&mut out, "ERR unexpected reply from upstream"),
@@ -162,6 +200,24 @@ pub(crate) fn sum_integers(replies: &[Result<Vec<u8>, String>]) -> Option<i64> {
 }
 
 /// The encoded elements of an array reply (`*N\r\n` then N replies).
+/// The elements of a flat `[key, value, ...]` array, or of a RESP3 map (keys and values in
+/// turn).
+fn pair_elements(reply: &[u8]) -> Option<Vec<&[u8]>> {
+    let Some(rest) = reply.strip_prefix(b"%") else {
+        return array_elements(reply).filter(|e| e.len() % 2 == 0);
+    };
+    let header_end = rest.windows(2).position(|w| w == b"\r\n")?;
+    let pairs = usize::try_from(resp::parse_i64(&rest[..header_end])?).ok()?;
+    let mut rest = &rest[header_end + 2..];
+    let mut elements = Vec::with_capacity(pairs.min(512) * 2);
+    for _ in 0..pairs.checked_mul(2)? {
+        let len = resp::scan_reply(rest, 64).ok()??;
+        elements.push(&rest[..len]);
+        rest = &rest[len..];
+    }
+    Some(elements)
+}
+
 fn array_elements(reply: &[u8]) -> Option<Vec<&[u8]>> {
     let header_end = reply.windows(2).position(|w| w == b"\r\n")?;
     let count = resp::parse_i64(reply.strip_prefix(b"*")?.get(..header_end - 1)?)?;

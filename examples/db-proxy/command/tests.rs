@@ -135,7 +135,6 @@ fn wrong_arity_uses_the_lowercase_name() {
 fn unsupported_commands_say_why() {
     let cases = [
         ("WAIT 1 0", "wait", WAIT),
-        ("PUBSUB CHANNELS", "pubsub", PUBSUB),
         ("SWAPDB 0 1", "swapdb", EVERY_SHARD),
         ("MOVE k 1", "move", ONE_DATABASE),
         ("MONITOR", "monitor", REPLICATION),
@@ -146,7 +145,7 @@ fn unsupported_commands_say_why() {
         let text = format!("ERR command '{name}' is not supported by this proxy: {reason}");
         assert_eq!(classify_line(line), Err(text), "{line}");
     }
-    let brief = "WAIT PUBSUB SWAPDB MOVE \
+    let brief = "WAIT SWAPDB MOVE \
         MONITOR SYNC PSYNC REPLICAOF SLAVEOF \
         SHUTDOWN DEBUG SAVE BGSAVE BGREWRITEAOF LASTSAVE SLOWLOG MIGRATE \
         CLUSTER READONLY READWRITE";
