@@ -128,8 +128,14 @@ fn auth_with_a_user_and_hello_auth_log_in() {
     assert_eq!(conn.cmd(&["AUTH", "app", "bad"]), wrongpass);
     assert_eq!(conn.cmd(&["AUTH", "nobody", "apppass"]), wrongpass);
     assert_eq!(conn.cmd(&["AUTH", "app", "apppass"]), Reply::ok());
+    assert_eq!(conn.cmd(&["ACL", "WHOAMI"]), Reply::bulk("app"));
     assert_eq!(conn.cmd(&["SET", "k", "v"]), Reply::ok());
     assert_eq!(conn.cmd(&["AUTH", "default", "s3cret"]), Reply::ok());
+    assert_eq!(conn.cmd(&["ACL", "WHOAMI"]), Reply::bulk("default"));
+    assert!(conn
+        .cmd(&["ACL", "SETUSER", "x"])
+        .error_text()
+        .contains("not supported by this proxy"));
     // HELLO before authenticating: only with AUTH.
     let mut fresh = proxy.conn();
     let refused = fresh.cmd(&["HELLO", "3"]);

@@ -91,6 +91,8 @@ pub(crate) enum LocalCmd {
     Info,
     /// `AUTH [username] password`
     Auth,
+    /// `ACL WHOAMI` (the users are the proxy's own, `--user`)
+    Acl,
     /// `RESET`: the connection's state back to a new connection's.
     Reset,
     /// `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE` and their UNSUBSCRIBEs: the session enters
@@ -281,8 +283,9 @@ const ADMIN: &str = "administer each upstream server directly";
 const CLUSTER: &str = "the proxy is not a Redis Cluster node";
 const NO_KEY: &str = "it has no key to choose a shard by; send it to each server directly";
 
-/// Every known command, sorted by name for binary search.
+/// Every known command, sorted by name (looked up through [`index`]).
 static COMMANDS: &[Spec] = &[
+    route("acl", -2, Route::Local(LocalCmd::Acl)),
     key("append", 3),
     no("asking", CLUSTER),
     route("auth", -2, Route::Local(LocalCmd::Auth)),

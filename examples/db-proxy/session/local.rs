@@ -102,6 +102,18 @@ pub(super) fn local(proxy: &Proxy, client: &mut Client, cmd: LocalCmd, args: &[&
         // Routed to `Pending::Info` by `dispatch`, which gathers every core's counters.
         LocalCmd::Info => resp::write_error(&mut out, "ERR INFO is answered after gathering"),
         LocalCmd::Auth => auth(proxy, client, &mut out, args),
+        LocalCmd::Acl => match (args[1].to_ascii_lowercase().as_slice(), args.len()) {
+            (b"whoami", 2) => resp::write_bulk(&mut out, client.user.as_bytes()),
+            (b"whoami", _) => resp::write_error(&mut out, &command::wrong_arity("acl|whoami")),
+            _ => resp::write_error(
+                &mut out,
+                &format!(
+                    "ERR command 'acl|{}' is not supported by this proxy: its users are its own \
+                     (--requirepass, --user); administer each server's ACL directly",
+                    command::sanitize(args[1]).to_ascii_lowercase()
+                ),
+            ),
+        },
         // Handled by `pinned::intercept` before routing.
         LocalCmd::Transaction | LocalCmd::Subscribe => {
             resp::write_error(&mut out, "ERR command misrouted")
