@@ -146,9 +146,10 @@ fn blocking_commands_are_woken_by_other_clients_and_hold_up_nobody() {
             .collect();
         let mut other = proxy.conn();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while proxy.info_field("pinned_connections") < 3 && Instant::now() < deadline {
+        while proxy.info_field("blocked_clients") < 3 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(5));
         }
+        assert_eq!(proxy.info_field("blocked_clients"), 3);
         let started = Instant::now();
         for i in 0..100 {
             assert_eq!(other.cmd(&["SET", &format!("{{{list}}}{i}"), "v"]), ok());
@@ -165,6 +166,7 @@ fn blocking_commands_are_woken_by_other_clients_and_hold_up_nobody() {
         got.sort_by_key(|r| format!("{r:?}"));
         let popped = |v: &str| Reply::Array(Some(vec![Reply::bulk(&list), Reply::bulk(v)]));
         assert_eq!(got, vec![popped("a"), popped("b"), popped("c")]);
+        assert_eq!(proxy.info_field("blocked_clients"), 0);
         let _ = &servers;
     }
     let mut conn = proxy.conn();

@@ -115,6 +115,12 @@ fn info_has_commandstats_errorstats_latencystats_and_merged_keyspace() {
 
     // The default set leaves out commandstats and latencystats, as redis-server does; `all`
     // has every section.
+    let server = info(&mut conn, "server");
+    assert_eq!(
+        field(&server, "process_id"),
+        Some(proxy.pid().to_string().as_str())
+    );
+    assert!(field(&server, "uptime_in_seconds").is_some_and(|s| s.parse::<u64>().is_ok()));
     let default = info(&mut conn, "");
     let all = info(&mut conn, "all");
     for section in [

@@ -11,6 +11,12 @@ use crate::stats::{self, CommandStat};
 use crate::upstream::Reply;
 use crate::{cluster, flow, Proxy};
 
+/// When the proxy started (the first call; `main` makes it at start).
+pub(crate) fn started() -> Instant {
+    static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(Instant::now)
+}
+
 /// Every core's command counters added up, by name.
 pub(crate) fn merged_commands(cores: &[stats::Snapshot]) -> BTreeMap<String, CommandStat> {
     let mut all: BTreeMap<String, CommandStat> = BTreeMap::new();
@@ -91,6 +97,12 @@ impl Proxy {
     pub(crate) fn info(&self, cores: &[stats::Snapshot], keyspace: &str) -> String {
         let sum = |f: fn(&stats::Snapshot) -> u64| cores.iter().map(f).sum::<u64>();
         let mut info = String::from("# Server\r\nredis_version:7.0.0\r\nproxy:corio db-proxy\r\n");
+        let uptime = started().elapsed().as_secs();
+        info += &format!(
+            "process_id:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n",
+            std::process::id(),
+            uptime / 86_400
+        );
         info += &format!(
             "cores:{}\r\nserved_by_core:{}\r\n",
             cores.len(),
@@ -98,6 +110,10 @@ impl Proxy {
         );
         info += "# Clients\r\n";
         info += &format!("connected_clients:{}\r\n", sum(|c| c.clients));
+        info += &format!(
+            "blocked_clients:{}\r\n",
+            crate::session::pinned::blocked_clients()
+        );
         info += &format!(
             "pinned_connections:{}\r\nmax_pinned:{}\r\n",
             crate::session::pinned::pinned_connections(),

@@ -168,6 +168,7 @@ fn parse_user(text: &str) -> Result<(String, String), String> {
 }
 
 fn run(args: Args) -> io::Result<()> {
+    info::started();
     flow::tune_allocator();
     // As redis-server does, take every descriptor the hard limit allows: one per client.
     let _ = corio::raise_fd_limit();

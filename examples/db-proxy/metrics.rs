@@ -217,7 +217,15 @@ async fn text(proxy: &Proxy) -> Result<String, String> {
         "Upstream connections pinned to clients (WATCH, blocking commands, pub/sub).",
     );
     let pinned = crate::session::pinned::pinned_connections();
+    let blocked = crate::session::pinned::blocked_clients();
     sample(&mut out, "pinned_connections", &[], pinned as f64);
+    family(
+        &mut out,
+        "blocked_clients",
+        "gauge",
+        "Clients waiting in a blocking command (BLPOP...).",
+    );
+    sample(&mut out, "blocked_clients", &[], blocked as f64);
     family(
         &mut out,
         "buffer_memory_bytes",

@@ -133,6 +133,7 @@ pub(super) async fn answer(
                     flush(proxy, stream, output).await?;
                 }
                 let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+                let _blocked = blocking.then(pinned::Blocked::new);
                 let waited = exclusive_wait(stream, input, &slots, deadline, blocking).await;
                 let reply = match waited {
                     Waited::Reply(reply) => reply,

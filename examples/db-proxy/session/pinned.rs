@@ -43,6 +43,30 @@ pub(crate) fn pinned_connections() -> usize {
     PINNED.load(Ordering::Relaxed)
 }
 
+/// Clients waiting in a blocking command now.
+static BLOCKED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many clients wait in a blocking command (INFO's `blocked_clients`).
+pub(crate) fn blocked_clients() -> usize {
+    BLOCKED.load(Ordering::Relaxed)
+}
+
+/// One client waiting in a blocking command, counted while the guard lives.
+pub(super) struct Blocked(());
+
+impl Blocked {
+    pub(super) fn new() -> Blocked {
+        BLOCKED.fetch_add(1, Ordering::Relaxed);
+        Blocked(())
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        BLOCKED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Counts one more pinned connection; `false` (and not counted) if `max` are open.
 pub(super) fn acquire(max: usize) -> bool {
     if PINNED.fetch_add(1, Ordering::Relaxed) >= max {
