@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use hdrhistogram::Histogram;
+
 use crate::proxy::Router;
 use crate::stats::{self, CommandStat};
 use crate::upstream::Reply;
@@ -32,6 +34,21 @@ pub(crate) fn merged_commands(cores: &[stats::Snapshot]) -> BTreeMap<String, Com
         }
     }
     all
+}
+
+/// Every core's upstream latency histograms merged, by shard (none: no core sampled it).
+pub(crate) fn merged_latency(cores: &[stats::Snapshot]) -> Vec<Option<Histogram<u64>>> {
+    let shards = cores.iter().map(|c| c.latency.len()).max().unwrap_or(0);
+    (0..shards)
+        .map(|shard| {
+            let mut sampled = cores.iter().filter_map(|c| c.latency.get(shard));
+            let mut merged = sampled.next()?.clone();
+            for h in sampled {
+                let _ = merged.add(h);
+            }
+            Some(merged)
+        })
+        .collect()
 }
 
 /// Every core's error replies added up, by their first word.
@@ -209,17 +226,9 @@ impl Proxy {
             info += &format!("core{}_runtime:{}\r\n", c.core, fields.join(","));
         }
         info += "# Latency\r\n";
-        let sampled = cores.iter().map(|c| c.latency.len()).max().unwrap_or(0);
-        for i in 0..sampled.max(self.upstream_count()) {
-            let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
-            for histogram in cores.iter().filter_map(|c| c.latency.get(i)) {
-                match &mut merged {
-                    Some(m) => {
-                        let _ = m.add(histogram);
-                    }
-                    None => merged = Some(histogram.clone()),
-                }
-            }
+        let mut merged = merged_latency(cores);
+        merged.resize(merged.len().max(self.upstream_count()), None);
+        for (i, merged) in merged.into_iter().enumerate() {
             let Some(h) = merged.filter(|h| !h.is_empty()) else {
                 info += &format!("shard{i}_latency_usec:count=0\r\n");
                 continue;

@@ -15,7 +15,7 @@ use corio::net::{TcpListener, TcpStream};
 use corio::rt::{spawn, time};
 use hdrhistogram::Histogram;
 
-use crate::info::{merged_commands, merged_errors};
+use crate::info::{merged_commands, merged_errors, merged_latency};
 use crate::{flow, stats, Proxy};
 
 /// Histogram bucket bounds, in seconds.
@@ -150,17 +150,7 @@ async fn text(proxy: &Proxy) -> Result<String, String> {
         "histogram",
         "From queueing a request on an upstream connection to reading its reply, by shard.",
     );
-    let shards = cores.iter().map(|c| c.latency.len()).max().unwrap_or(0);
-    for shard in 0..shards {
-        let mut merged: Option<Histogram<u64>> = None;
-        for h in cores.iter().filter_map(|c| c.latency.get(shard)) {
-            match &mut merged {
-                Some(m) => {
-                    let _ = m.add(h);
-                }
-                None => merged = Some(h.clone()),
-            }
-        }
+    for (shard, merged) in merged_latency(&cores).into_iter().enumerate() {
         if let Some(h) = merged {
             let shard = shard.to_string();
             histogram(&mut out, "upstream_latency_seconds", ("shard", &shard), &h);

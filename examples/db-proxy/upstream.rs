@@ -154,6 +154,15 @@ enum State {
 
 impl Upstream {
     pub(crate) fn new(shard: usize, addr: SocketAddr, config: UpstreamConfig) -> Rc<Upstream> {
+        Upstream::with(shard, addr, config, false)
+    }
+
+    fn with(
+        shard: usize,
+        addr: SocketAddr,
+        config: UpstreamConfig,
+        dedicated: bool,
+    ) -> Rc<Upstream> {
         Rc::new(Upstream {
             addr,
             shard,
@@ -161,22 +170,14 @@ impl Upstream {
             state: RefCell::new(State::Idle),
             backoff: Cell::new(MIN_BACKOFF),
             logged_down: Cell::new(false),
-            dedicated: false,
+            dedicated,
         })
     }
 
     /// A connection of its own for one client (a transaction with WATCH, a blocking
     /// command), to the same upstream as `self`; it connects on its first request.
     pub(crate) fn dedicated(&self) -> Rc<Upstream> {
-        Rc::new(Upstream {
-            addr: self.addr,
-            shard: self.shard,
-            config: self.config.clone(),
-            state: RefCell::new(State::Idle),
-            backoff: Cell::new(MIN_BACKOFF),
-            logged_down: Cell::new(false),
-            dedicated: true,
-        })
+        Upstream::with(self.shard, self.addr, self.config.clone(), true)
     }
 
     /// Closes the connection (its pending requests fail): the upstream sees the client of a

@@ -292,11 +292,8 @@ fn hello(proxy: &Proxy, client: &mut Client, out: &mut Vec<u8>, args: &[&[u8]]) 
         None => {}
     }
     if let Some(name) = name {
-        if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-            return resp::write_error(
-                out,
-                "ERR Client names cannot contain spaces, newlines or special characters.",
-            );
+        if let Err(text) = check_name(name) {
+            return resp::write_error(out, text);
         }
         client.name = (!name.is_empty()).then(|| name.to_vec());
     }
@@ -325,16 +322,23 @@ fn hello(proxy: &Proxy, client: &mut Client, out: &mut Vec<u8>, args: &[&[u8]]) 
     }
 }
 
+/// A client name as redis-server accepts one (CLIENT SETNAME, HELLO SETNAME): printable ASCII
+/// without spaces.
+fn check_name(name: &[u8]) -> Result<(), &'static str> {
+    if name.iter().all(|b| (b'!'..=b'~').contains(b)) {
+        Ok(())
+    } else {
+        Err("ERR Client names cannot contain spaces, newlines or special characters.")
+    }
+}
+
 /// `CLIENT SETNAME|GETNAME|SETINFO|ID`: what client libraries send when they connect.
 fn client_command(out: &mut Vec<u8>, client: &mut Client, args: &[&[u8]]) {
     let sub = args[1].to_ascii_lowercase();
     match (&sub[..], args.len()) {
         (b"setname", 3) => {
-            if args[2].iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-                return resp::write_error(
-                    out,
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                );
+            if let Err(text) = check_name(args[2]) {
+                return resp::write_error(out, text);
             }
             client.name = (!args[2].is_empty()).then(|| args[2].to_vec());
             resp::write_simple(out, "OK");
