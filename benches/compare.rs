@@ -226,7 +226,13 @@ fn echo(duration: Duration, rows: &mut Vec<Row>) {
                 let size_name = if size == 64 { "64 B" } else { "4 KiB" };
                 let case =
                     format!("TCP echo {size_name}, {conns} conns, server on {cores} core(s)");
-                for kind in [Kind::TokioCt, Kind::Corio, Kind::Monoio, Kind::TokioMt] {
+                for kind in [
+                    Kind::TokioCt,
+                    Kind::Corio,
+                    Kind::CorioEpoll,
+                    Kind::Monoio,
+                    Kind::TokioMt,
+                ] {
                     let server = Server::start(kind, App::Echo, cores);
                     let (cpus, client_cores) = if cores == 1 { ("1", "1") } else { ("0-1", "2") };
                     let args = [
@@ -268,7 +274,13 @@ fn http(duration: Duration, rows: &mut Vec<Row>) {
         ];
         loadgen("1", &args)
     };
-    for kind in [Kind::TokioCt, Kind::Corio, Kind::Monoio, Kind::TokioMt] {
+    for kind in [
+        Kind::TokioCt,
+        Kind::Corio,
+        Kind::CorioEpoll,
+        Kind::Monoio,
+        Kind::TokioMt,
+    ] {
         let server = Server::start(kind, App::Http, 1);
         match load(server.addr()) {
             Ok(m) => rows.push(Row::new("http", &case, kind.name(), "req/s", m)),
@@ -291,7 +303,7 @@ fn http(duration: Duration, rows: &mut Vec<Row>) {
 /// multi-thread), one core, 64 keep-alive connections: loaded by loadgen, then by wrk.
 fn hyper(duration: Duration, rows: &mut Vec<Row>) {
     let conns = 64;
-    let kinds = [Kind::TokioCt, Kind::Corio, Kind::TokioMt];
+    let kinds = [Kind::TokioCt, Kind::Corio, Kind::CorioEpoll, Kind::TokioMt];
     let case = format!("hyper hello world, {conns} keep-alive conns, server on 1 core, loadgen");
     for kind in kinds {
         let server = Server::start(kind, App::Hyper, 1);

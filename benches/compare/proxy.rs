@@ -71,22 +71,29 @@ fn redis_server() -> Result<(Process, u16), String> {
     Ok((process, port))
 }
 
-fn db_proxy(upstreams: &[u16]) -> Result<(Process, u16), String> {
+/// db-proxy in front of `upstreams`, on the driver `driver` names (`CORIO_DRIVER`).
+fn db_proxy(upstreams: &[u16], driver: &str) -> Result<(Process, u16), String> {
     let args: Vec<String> = upstreams
         .iter()
         .flat_map(|port| ["--upstream".to_string(), format!("127.0.0.1:{port}")])
         .collect();
-    db_proxy_with(&args)
+    db_proxy_env(&args, driver)
 }
 
 /// db-proxy on CPU 0, one core, with `args`; its process and port.
 pub fn db_proxy_with(args: &[String]) -> Result<(Process, u16), String> {
+    db_proxy_env(args, "io_uring")
+}
+
+/// As [`db_proxy_with`], with `CORIO_DRIVER=driver`.
+fn db_proxy_env(args: &[String], driver: &str) -> Result<(Process, u16), String> {
     let path = crate::example("db-proxy");
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", "0"])
         .arg(&path)
         .args(["--listen", "127.0.0.1:0", "--cores", "1"])
-        .args(args);
+        .args(args)
+        .env("CORIO_DRIVER", driver);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -224,7 +231,8 @@ pub fn redis_benchmark_with(
 pub fn run(duration: Duration, rows: &mut Vec<Row>) -> Result<(), String> {
     let (_r1, p1) = redis_server()?;
     let (_r2, p2) = redis_server()?;
-    let (_proxy, proxy_port) = db_proxy(&[p1, p2])?;
+    let (_proxy, proxy_port) = db_proxy(&[p1, p2], "io_uring")?;
+    let (_epoll_proxy, epoll_port) = db_proxy(&[p1, p2], "epoll")?;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let _ = std::fs::create_dir_all(dir);
     let twem = twemproxy(&[p1, p2], dir);
@@ -233,7 +241,11 @@ pub fn run(duration: Duration, rows: &mut Vec<Row>) -> Result<(), String> {
     }
     for pipeline in [1, 16] {
         let case = format!("RESP SET+GET, {CONNECTIONS} conns, -P {pipeline} (loadgen)");
-        let mut targets = vec![("redis direct", p1), ("db-proxy (corio)", proxy_port)];
+        let mut targets = vec![
+            ("redis direct", p1),
+            ("db-proxy (corio)", proxy_port),
+            ("db-proxy (corio, epoll)", epoll_port),
+        ];
         if let Ok((_, port)) = &twem {
             targets.push(("twemproxy", *port));
         }

@@ -36,7 +36,7 @@ pub fn serve(spec: &str) {
 pub fn run(connections: usize, rows: &mut Vec<Row>) -> Result<(), String> {
     let _ = corio::raise_fd_limit();
     let case = format!("RSS per idle connection, {connections} conns (4 KiB echoed each)");
-    for kind in [Kind::TokioCt, Kind::Corio, Kind::Monoio] {
+    for kind in [Kind::TokioCt, Kind::Corio, Kind::CorioEpoll, Kind::Monoio] {
         let bytes = measure(kind, connections)?;
         rows.push(Row::new(
             "rss",

@@ -38,17 +38,26 @@ pub const HTTP_REPLY: &[u8] =
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Corio,
+    /// corio forced onto its epoll driver (what runs where io_uring is blocked).
+    CorioEpoll,
     Monoio,
     TokioCt,
     TokioMt,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Corio, Kind::Monoio, Kind::TokioCt, Kind::TokioMt];
+    pub const ALL: [Kind; 5] = [
+        Kind::Corio,
+        Kind::CorioEpoll,
+        Kind::Monoio,
+        Kind::TokioCt,
+        Kind::TokioMt,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Corio => "corio",
+            Kind::CorioEpoll => "corio-epoll",
             Kind::Monoio => "monoio",
             Kind::TokioCt => "tokio-ct",
             Kind::TokioMt => "tokio-mt",
@@ -84,11 +93,15 @@ impl Server {
         let (ready_tx, ready_rx) = mpsc::channel::<()>();
         let mut threads = Vec::new();
         match kind {
-            Kind::Corio => {
+            Kind::Corio | Kind::CorioEpoll => {
                 let stop = stop.clone();
                 let ready_tx = ready_tx.clone();
+                let driver = match kind {
+                    Kind::CorioEpoll => corio::rt::DriverKind::Epoll,
+                    _ => corio::rt::DriverKind::IoUring,
+                };
                 threads.push(std::thread::spawn(move || {
-                    corio_server(listeners, app, &stop, ready_tx)
+                    corio_server(listeners, app, driver, &stop, ready_tx)
                 }));
             }
             Kind::TokioMt => {
@@ -115,15 +128,7 @@ impl Server {
             }
         }
         drop(ready_tx);
-        let expected = if kind == Kind::TokioMt || kind == Kind::Corio {
-            if kind == Kind::Corio {
-                cores
-            } else {
-                1
-            }
-        } else {
-            cores
-        };
+        let expected = if kind == Kind::TokioMt { 1 } else { cores };
         for _ in 0..expected {
             ready_rx
                 .recv()
@@ -192,12 +197,14 @@ pub fn http_answer(pending: &mut Vec<u8>, out: &mut Vec<u8>) {
 fn corio_server(
     listeners: Vec<TcpListener>,
     app: App,
+    driver: corio::rt::DriverKind,
     stop: &Arc<AtomicBool>,
     ready: mpsc::Sender<()>,
 ) {
     let cores = listeners.len();
     let runtime = corio::Runtime::builder()
         .cores(cores)
+        .driver(driver)
         .thread_name("corio-server")
         .build()
         .expect("corio runtime");

@@ -120,8 +120,9 @@ impl Proxy {
             std::process::id(),
             uptime / 86_400
         );
+        let driver = corio::rt::driver_kind().map_or("none".to_owned(), |k| k.to_string());
         info += &format!(
-            "cores:{}\r\nserved_by_core:{}\r\n",
+            "cores:{}\r\nserved_by_core:{}\r\ndriver:{driver}\r\n",
             cores.len(),
             self.core.0
         );

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod seccomp;
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -87,8 +88,11 @@ fn kill_and_reap(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// A stream drained on a thread: what it collected, and `()` at its end.
+type Drained = (Arc<Mutex<Vec<u8>>>, mpsc::Receiver<()>);
+
 /// Drains `from` on a thread into a shared buffer; `done` receives `()` at end of stream.
-fn drain<R: Read + Send + 'static>(mut from: R) -> (Arc<Mutex<Vec<u8>>>, mpsc::Receiver<()>) {
+fn drain<R: Read + Send + 'static>(mut from: R) -> Drained {
     let buf = Arc::new(Mutex::new(Vec::new()));
     let (done_tx, done) = mpsc::channel();
     let sink = Arc::clone(&buf);
@@ -374,6 +378,19 @@ impl Proxy {
         nofile: Option<u32>,
         env: &[(&str, &str)],
     ) -> Proxy {
+        Proxy::start_prepared(upstreams, extra, nofile, env, |_| {})
+    }
+
+    /// As [`Proxy::start_env`], with `prepare` applied to the command last (a seccomp filter,
+    /// say: [`seccomp::block_io_uring`]).
+    #[track_caller]
+    pub fn start_prepared(
+        upstreams: &[u16],
+        extra: &[&str],
+        nofile: Option<u32>,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Proxy {
         let path = db_proxy_path();
         let mut cmd = match nofile {
             Some(n) => {
@@ -392,6 +409,7 @@ impl Proxy {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        prepare(&mut cmd);
         let mut child = spawn(
             &mut cmd,
             "db-proxy",
@@ -960,23 +978,54 @@ pub fn quiet_read(stream: &mut TcpStream) -> Vec<u8> {
 pub struct ExampleServer {
     child: Child,
     pub addr: SocketAddr,
+    /// Its stderr, when captured ([`ExampleServer::start_prepared`]).
+    stderr: Option<Drained>,
 }
 
 impl ExampleServer {
     /// Starts example `name` with `args` and `env`, and waits (20 s) for `listening on ADDR`.
     #[track_caller]
     pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> ExampleServer {
+        ExampleServer::launch(name, args, env, None::<fn(&mut Command)>)
+    }
+
+    /// As [`ExampleServer::start`], with `prepare` applied to the command last and stderr
+    /// captured (see [`ExampleServer::stderr`]).
+    #[track_caller]
+    pub fn start_prepared(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&mut Command),
+    ) -> ExampleServer {
+        ExampleServer::launch(name, args, env, Some(prepare))
+    }
+
+    #[track_caller]
+    fn launch(
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        prepare: Option<impl FnOnce(&mut Command)>,
+    ) -> ExampleServer {
         let mut cmd = Command::new(example_path(name));
         cmd.args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        let captured = prepare.is_some();
+        if let Some(prepare) = prepare {
+            cmd.stderr(Stdio::piped());
+            prepare(&mut cmd);
+        }
         let mut child = spawn(&mut cmd, name, "check that `cargo build --example` works");
         let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = captured.then(|| drain(child.stderr.take().expect("piped stderr")));
         let mut server = ExampleServer {
             child,
             addr: SocketAddr::from((LOOPBACK, 0)),
+            stderr,
         };
         let (line_tx, line_rx) = mpsc::channel();
         thread::spawn(move || {
@@ -995,6 +1044,14 @@ impl ExampleServer {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("{name}'s first line is {line:?}"));
         server
+    }
+
+    /// What it wrote to stderr so far (empty unless started with `start_prepared`).
+    pub fn stderr(&self) -> String {
+        match &self.stderr {
+            Some((buf, _)) => String::from_utf8_lossy(&buf.lock().unwrap()).into_owned(),
+            None => String::new(),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::context;
-use crate::driver::{Doorbell, Driver, FaultPlan, Park};
+use crate::driver::{Doorbell, Driver, DriverKind, FaultPlan, Park};
 use crate::executor::{Executor, Inbox, BUDGET};
 use crate::handle::CoreHandle;
 use crate::metrics::{Counters, LongPoll};
@@ -43,15 +43,32 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// Sets up a core with a ring of `ring_entries` SQEs, carrying out `faults` if given.
+    /// Sets up a core with a ring of `ring_entries` SQEs, carrying out `faults` if given, on
+    /// the driver `CORIO_DRIVER` names or the best one that works.
     pub(crate) fn new(
         id: CoreId,
         ring_entries: u32,
         faults: Option<FaultPlan>,
     ) -> io::Result<Core> {
+        Core::with_driver(id, ring_entries, faults, None)
+    }
+
+    /// As [`new`](Self::new), on the driver `kind` if given.
+    pub(crate) fn with_driver(
+        id: CoreId,
+        ring_entries: u32,
+        faults: Option<FaultPlan>,
+        kind: Option<DriverKind>,
+    ) -> io::Result<Core> {
         let doorbell = Arc::new(Doorbell::new()?);
         let counters = Arc::new(Counters::default());
-        let driver = Driver::new(ring_entries, doorbell.clone(), counters.clone(), faults)?;
+        let driver = Driver::new(
+            ring_entries,
+            doorbell.clone(),
+            counters.clone(),
+            faults,
+            kind,
+        )?;
         let inbox = Arc::new(Inbox::new(id, doorbell, counters));
         Ok(Core {
             driver: RefCell::new(driver),
@@ -75,10 +92,12 @@ impl Core {
         &self.inbox().counters
     }
 
-    /// Lets other cores poke this one with MSG_RING into its ring.
+    /// Lets other cores poke this one with MSG_RING into its ring (if it has one: the epoll
+    /// driver is poked through its eventfd).
     pub(crate) fn use_msg_ring(&self) {
-        let fd = self.driver.borrow().ring_fd();
-        self.inbox().doorbell.use_msg_ring(fd);
+        if let Some(fd) = self.driver.borrow().ring_fd() {
+            self.inbox().doorbell.use_msg_ring(fd);
+        }
     }
 
     pub(crate) fn inbox(&self) -> &Arc<Inbox> {
@@ -144,7 +163,11 @@ impl Core {
         };
         let result = self.driver.borrow_mut().tick(park);
         if let Err(err) = result {
-            panic!("corio {}: io_uring_enter failed: {err}", self.id());
+            let kind = self.driver.borrow().kind();
+            panic!(
+                "corio {}: the {kind} driver's wait failed: {err}",
+                self.id()
+            );
         }
         let now = crate::metrics::clock_ticks();
         match parked_at {
@@ -302,9 +325,24 @@ pub fn in_flight() -> usize {
     context::try_with_driver(|d| d.in_flight()).unwrap_or(0)
 }
 
-/// Which setup this core's ring got (`None` outside a core): `DeferTaskrun` on Linux 6.1+.
+/// Which setup this core's ring got (`None` outside a core, or on the epoll driver):
+/// `DeferTaskrun` on Linux 6.1+.
 pub fn ring_setup() -> Option<crate::Setup> {
-    context::try_with_driver(|d| d.setup())
+    context::try_with_driver(|d| d.setup()).flatten()
+}
+
+/// Which driver this core runs on (`None` outside a core): io_uring, or epoll where io_uring
+/// is blocked or `CORIO_DRIVER=epoll` asks for it (see [`DriverKind`]).
+///
+/// # Examples
+/// ```
+/// corio::block_on(async {
+///     let kind = corio::rt::driver_kind().unwrap();
+///     println!("running on {kind}");
+/// });
+/// ```
+pub fn driver_kind() -> Option<DriverKind> {
+    context::try_with_driver(|d| d.kind())
 }
 
 /// Number of live (spawned, unfinished) tasks on this core, or 0 outside a core.
@@ -314,14 +352,16 @@ pub fn live_tasks() -> usize {
 
 /// Runs `future` to completion on a new single-core event loop on this thread.
 ///
-/// The loop has its own ring (256 SQEs); tasks spawned inside run alongside `future` and are
-/// dropped, with any op still in flight cancelled, when it returns. A fault plan in
-/// `CORIO_FAULTS` (see [`FaultPlan`]) is carried out.
+/// The loop has its own ring (256 SQEs), or its own epoll instance where io_uring is blocked
+/// (see [`DriverKind`]); tasks spawned inside run alongside `future` and are dropped, with any
+/// op still in flight cancelled, when it returns. A fault plan in `CORIO_FAULTS` (see
+/// [`FaultPlan`]) is carried out.
 ///
 /// # Panics
-/// If io_uring cannot be set up (the message names the cause and fix; use
-/// [`Runtime::builder`](crate::Runtime::builder) to handle that as an error), if
-/// `CORIO_FAULTS` does not parse, or if called from inside a corio task.
+/// If `CORIO_DRIVER=io_uring` forces io_uring and it cannot be set up (the message names the
+/// cause and fix; use [`Runtime::builder`](crate::Runtime::builder) to handle that as an
+/// error), if `CORIO_FAULTS` or `CORIO_DRIVER` does not parse, or if called from inside a
+/// corio task.
 ///
 /// # Examples
 /// ```

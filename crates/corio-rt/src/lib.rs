@@ -58,9 +58,9 @@ mod sync;
 mod testing;
 pub mod time;
 
-pub use crate::core::{block_on, in_flight, live_tasks, ring_id, ring_setup};
+pub use crate::core::{block_on, driver_kind, in_flight, live_tasks, ring_id, ring_setup};
 pub use context::{current_core, try_current_core};
-pub use driver::{FaultPlan, Poke, Setup};
+pub use driver::{DriverKind, FaultPlan, Poke, Setup};
 pub use executor::join::{JoinError, JoinHandle};
 pub use executor::{spawn, yield_now};
 #[doc(hidden)]

@@ -1,6 +1,10 @@
 //! Resources registered with the current core's ring: provided-buffer rings (IORING_REGISTER_PBUF_RING,
 //! Linux 5.19) and fixed buffers (IORING_REGISTER_BUFFERS). corio-io builds its `BufRing` and
 //! `FixedBufPool` on these; they are per core, like the ring.
+//!
+//! On the epoll driver the same calls work: a buffer ring is read by the driver as the kernel
+//! reads it (a receive takes a buffer only when bytes are there), and fixed buffers are plain
+//! memory that fixed-buffer ops read and write with ordinary syscalls.
 
 use std::io;
 
@@ -23,12 +27,14 @@ use crate::context;
 /// [`unregister_buf_ring`] of the returned id and no receive from it is in flight.
 pub unsafe fn register_buf_ring(ring_addr: u64, entries: u16, flags: u16) -> io::Result<u16> {
     context::try_with_driver(|d| {
+        if let Some(epoll) = d.epoll() {
+            // SAFETY: forwarded from the caller's contract.
+            return unsafe { epoll.register_buf_ring(ring_addr, entries, flags) };
+        }
         let bgid = d.next_buf_group();
+        let submitter = d.submitter().expect("an io_uring driver");
         // SAFETY: forwarded from the caller's contract.
-        unsafe {
-            d.submitter()
-                .register_buf_ring_with_flags(ring_addr, entries, bgid, flags)
-        }?;
+        unsafe { submitter.register_buf_ring_with_flags(ring_addr, entries, bgid, flags) }?;
         Ok(bgid)
     })
     .unwrap_or_else(|| Err(no_core()))
@@ -40,8 +46,14 @@ pub unsafe fn register_buf_ring(ring_addr: u64, entries: u16, flags: u16) -> io:
 /// # Errors
 /// `EINVAL` if `bgid` is not registered on this core; outside a corio core, `Unsupported`.
 pub fn unregister_buf_ring(bgid: u16) -> io::Result<()> {
-    context::try_with_driver(|d| d.submitter().unregister_buf_ring(bgid))
-        .unwrap_or_else(|| Err(no_core()))
+    context::try_with_driver(|d| match d.epoll() {
+        Some(epoll) => epoll.unregister_buf_ring(bgid),
+        None => d
+            .submitter()
+            .expect("an io_uring driver")
+            .unregister_buf_ring(bgid),
+    })
+    .unwrap_or_else(|| Err(no_core()))
 }
 
 /// Registers `iovecs` as the current core's fixed buffers, for READ_FIXED and WRITE_FIXED ops
@@ -55,9 +67,16 @@ pub fn unregister_buf_ring(bgid: u16) -> io::Result<()> {
 /// Every iovec must describe memory that stays valid until [`unregister_buffers`] has been
 /// called on this core and no fixed-buffer op is in flight (the kernel pins the pages).
 pub unsafe fn register_buffers(iovecs: &[libc::iovec]) -> io::Result<()> {
-    // SAFETY: forwarded from the caller's contract.
-    context::try_with_driver(|d| unsafe { d.submitter().register_buffers(iovecs) })
-        .unwrap_or_else(|| Err(no_core()))
+    context::try_with_driver(|d| match d.epoll() {
+        Some(epoll) => epoll.register_buffers(),
+        // SAFETY: forwarded from the caller's contract.
+        None => unsafe {
+            d.submitter()
+                .expect("an io_uring driver")
+                .register_buffers(iovecs)
+        },
+    })
+    .unwrap_or_else(|| Err(no_core()))
 }
 
 /// Unregisters the current core's fixed buffers.
@@ -65,8 +84,14 @@ pub unsafe fn register_buffers(iovecs: &[libc::iovec]) -> io::Result<()> {
 /// # Errors
 /// `ENXIO` if none are registered; `Unsupported` outside a corio core.
 pub fn unregister_buffers() -> io::Result<()> {
-    context::try_with_driver(|d| d.submitter().unregister_buffers())
-        .unwrap_or_else(|| Err(no_core()))
+    context::try_with_driver(|d| match d.epoll() {
+        Some(epoll) => epoll.unregister_buffers(),
+        None => d
+            .submitter()
+            .expect("an io_uring driver")
+            .unregister_buffers(),
+    })
+    .unwrap_or_else(|| Err(no_core()))
 }
 
 /// The kernel's head of the provided-buffer ring `bgid` on the current core
@@ -84,7 +109,15 @@ pub fn buf_ring_head(bgid: u16) -> io::Result<u16> {
         resv: [u32; 8],
     }
     const IORING_REGISTER_PBUF_STATUS: libc::c_uint = 26;
-    let fd = context::try_with_driver(|d| d.ring_fd()).ok_or_else(no_core)?;
+    let fd = context::try_with_driver(|d| match d.epoll() {
+        Some(epoll) => Err(epoll.buf_ring_head(bgid)),
+        None => Ok(d.ring_fd().expect("an io_uring driver")),
+    })
+    .ok_or_else(no_core)?;
+    let fd = match fd {
+        Ok(fd) => fd,
+        Err(head) => return head, // the epoll driver keeps the head itself
+    };
     let mut status = BufStatus {
         buf_group: bgid as u32,
         head: 0,

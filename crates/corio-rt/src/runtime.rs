@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::core::Core;
-use crate::driver::{FaultPlan, Poke};
+use crate::driver::{DriverKind, FaultPlan, Poke};
 use crate::executor::{Inbox, Job};
 use crate::handle::CoreHandle;
 use crate::metrics::Metrics;
@@ -46,6 +46,7 @@ pub struct Builder {
     poke: Poke,
     name: String,
     faults: Option<FaultPlan>,
+    driver: Option<DriverKind>,
 }
 
 impl Default for Builder {
@@ -59,6 +60,7 @@ impl Default for Builder {
             poke: Poke::default(),
             name: "corio".to_owned(),
             faults: None,
+            driver: None,
         }
     }
 }
@@ -151,6 +153,40 @@ impl Builder {
         self
     }
 
+    /// Forces the driver every core runs on, over `CORIO_DRIVER` and the default (io_uring if
+    /// it can be set up, else epoll): see [`DriverKind`]. With `DriverKind::IoUring`, a kernel
+    /// or sandbox that blocks io_uring makes [`build`](Self::build) fail with the cause.
+    ///
+    /// # Examples
+    /// ```
+    /// use corio::rt::{DriverKind, Runtime};
+    /// let rt = Runtime::builder().cores(1).pin(false).driver(DriverKind::Epoll).build()?;
+    /// let echoed = rt.run(|_| async {
+    ///     let listener = corio::net::TcpListener::bind("127.0.0.1:0")?;
+    ///     let addr = listener.local_addr()?;
+    ///     let client = corio::spawn(async move {
+    ///         let stream = corio::net::TcpStream::connect(addr).await?;
+    ///         let (res, _) = stream.write_all(b"hi".to_vec()).await;
+    ///         res?;
+    ///         let (n, buf) = stream.read(Vec::with_capacity(2)).await;
+    ///         n?;
+    ///         std::io::Result::Ok(buf)
+    ///     });
+    ///     let (server, _) = listener.accept().await?;
+    ///     let (n, buf) = server.read(Vec::with_capacity(2)).await;
+    ///     n?;
+    ///     let (res, _) = server.write_all(buf).await;
+    ///     res?;
+    ///     client.await.unwrap()
+    /// });
+    /// assert_eq!(echoed[0].as_ref().unwrap(), b"hi");
+    /// # std::io::Result::Ok(())
+    /// ```
+    pub fn driver(&mut self, kind: DriverKind) -> &mut Builder {
+        self.driver = Some(kind);
+        self
+    }
+
     /// Starts every core and waits until each has set up its ring.
     ///
     /// # Errors
@@ -225,7 +261,7 @@ impl Builder {
         faults: Option<FaultPlan>,
     ) -> io::Result<CoreThread> {
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<Arc<Inbox>>>(1);
-        let (entries, spin, poke) = (self.ring_entries, self.spin, self.poke);
+        let (entries, spin, poke, kind) = (self.ring_entries, self.spin, self.poke, self.driver);
         let thread = thread::Builder::new()
             .name(format!("{}-{}", self.name, id.0))
             .spawn(move || {
@@ -236,7 +272,7 @@ impl Builder {
                         return;
                     }
                 }
-                let core = match Core::new(id, entries, faults) {
+                let core = match Core::with_driver(id, entries, faults, kind) {
                     Ok(core) => core,
                     Err(err) => {
                         let _ = ready_tx.send(Err(err));

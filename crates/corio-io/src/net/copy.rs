@@ -9,7 +9,7 @@ use corio_rt::Op;
 use socket2::SockRef;
 
 use super::{TcpStream, UnixStream};
-use crate::op::net::SharedFd;
+use crate::op::net::{Recv, Send, SharedFd};
 use crate::op::splice::{pipe, Splice};
 
 /// Bytes moved per splice: the default pipe capacity.
@@ -46,14 +46,15 @@ impl Spliceable for UnixStream {}
 /// side's input ends, the other side's output is shut down (half-close is passed on).
 ///
 /// Returns the bytes copied `(a to b, b to a)`. The bytes move through a pipe with splice(2),
-/// never through user space.
+/// never through user space; on the epoll driver, which has no splice op, they go through a
+/// 64 KiB buffer per direction instead.
 ///
 /// # Errors
 /// The first error of either direction (e.g. `ConnectionReset`); the other direction is
 /// abandoned then.
 ///
 /// # Cancellation
-/// Dropping the future cancels both directions; bytes already in a pipe are lost.
+/// Dropping the future cancels both directions; bytes already in a pipe (or buffer) are lost.
 ///
 /// # Examples
 /// ```no_run
@@ -82,12 +83,19 @@ async fn copy(from: &SharedFd, to: &SharedFd) -> io::Result<u64> {
     let (pipe_read, pipe_write) = pipe()?;
     let mut total = 0u64;
     loop {
-        let n = Op::new(Splice {
+        let spliced = Op::new(Splice {
             from: from.clone(),
             to: pipe_write.clone(),
             len: CHUNK,
         })
-        .await?;
+        .await;
+        let n = match spliced {
+            // The driver has no splice (epoll): the first splice says so before moving a byte.
+            Err(err) if total == 0 && err.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                return copy_through_buffer(from, to).await;
+            }
+            other => other?,
+        };
         if n == 0 {
             // EOF from `from`: pass the half-close on. The peer may be gone already.
             let _ = SockRef::from(&**to).shutdown(Shutdown::Write);
@@ -105,6 +113,37 @@ async fn copy(from: &SharedFd, to: &SharedFd) -> io::Result<u64> {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             left -= moved;
+        }
+        total += n as u64;
+    }
+}
+
+/// One direction through a buffer in user space: recv, then send until all of it is out.
+async fn copy_through_buffer(from: &SharedFd, to: &SharedFd) -> io::Result<u64> {
+    let mut buf = Vec::with_capacity(CHUNK as usize);
+    let mut total = 0u64;
+    loop {
+        buf.clear();
+        let (n, back) = Op::new(Recv::new(from.clone(), buf)).await;
+        buf = back;
+        let n = n?;
+        if n == 0 {
+            let _ = SockRef::from(&**to).shutdown(Shutdown::Write);
+            return Ok(total);
+        }
+        let mut pos = 0;
+        while pos < n {
+            let (sent, back) = Op::new(Send {
+                fd: to.clone(),
+                buf,
+                pos,
+            })
+            .await;
+            buf = back;
+            match sent? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                sent => pos += sent,
+            }
         }
         total += n as u64;
     }

@@ -21,6 +21,8 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
+use super::sqe::Sqe;
+
 /// Which faults to inject and how often, from a seed: the same seed and the same program give
 /// the same faults. Each rate is a probability in `0.0..=1.0`, per submission or per reap.
 ///
@@ -266,7 +268,7 @@ impl Faults {
 
     /// Cuts the length of a plain read or write to a random shorter one (at least 1 byte).
     fn shorten(&mut self, sqe: squeue::Entry) -> squeue::Entry {
-        let mut raw = SqeBytes::from(sqe);
+        let mut raw = Sqe::from(sqe);
         let shortenable = [
             opcode::Read::CODE,
             opcode::Write::CODE,
@@ -305,42 +307,6 @@ impl Faults {
         }
         batch.sort_by_key(|(user_data, _)| ranks[user_data]);
         true
-    }
-}
-
-/// The 64 bytes of an SQE, to read its opcode and change its length field.
-///
-/// The layout is the kernel's `struct io_uring_sqe` (include/uapi/linux/io_uring.h): `opcode`
-/// at byte 0 and `len` (a byte count for plain reads and writes) at byte 24. `squeue::Entry`
-/// is `#[repr(C)]` around exactly that struct.
-struct SqeBytes([u8; 64]);
-
-const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
-
-impl SqeBytes {
-    fn from(sqe: squeue::Entry) -> SqeBytes {
-        // SAFETY: `squeue::Entry` is a 64-byte `#[repr(C)]` wrapper of `io_uring_sqe` (size
-        // checked above), plain data with no padding-sensitive invariants; every bit pattern
-        // is a valid `[u8; 64]`.
-        SqeBytes(unsafe { std::mem::transmute::<squeue::Entry, [u8; 64]>(sqe) })
-    }
-
-    fn opcode(&self) -> u8 {
-        self.0[0]
-    }
-
-    fn len(&self) -> u32 {
-        u32::from_ne_bytes(self.0[24..28].try_into().expect("4 bytes"))
-    }
-
-    fn set_len(&mut self, len: u32) {
-        self.0[24..28].copy_from_slice(&len.to_ne_bytes());
-    }
-
-    fn into_entry(self) -> squeue::Entry {
-        // SAFETY: the bytes came from an `Entry` and only the length field changed, to a
-        // smaller value: the SQE still points at the same memory, now at a prefix of it.
-        unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(self.0) }
     }
 }
 
@@ -392,13 +358,13 @@ mod tests {
             let Submission::Queue(read) = faults.submission(read) else {
                 panic!("no error was asked for")
             };
-            let len = SqeBytes::from(read).len();
+            let len = Sqe::from(read).len();
             assert!((1..100).contains(&len), "{len}");
         }
         let nop = opcode::Nop::new().build();
         let Submission::Queue(nop) = faults.submission(nop) else {
             panic!("no error was asked for")
         };
-        assert_eq!(SqeBytes::from(nop).opcode(), opcode::Nop::CODE);
+        assert_eq!(Sqe::from(nop).opcode(), opcode::Nop::CODE);
     }
 }

@@ -1,16 +1,26 @@
-//! The driver alone: SQEs pushed by hand, ticks turned by hand, slots inspected. No executor,
-//! no thread-local, no `block_on`.
+//! The io_uring driver alone: SQEs pushed by hand, ticks turned by hand, slots inspected. No
+//! executor, no thread-local, no `block_on`. (The epoll driver's own tests are in `epoll/`; the
+//! suite as a whole runs on it with `CORIO_DRIVER=epoll`.)
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Poll, Waker};
+
+use io_uring::{opcode, types};
 
 use super::*;
 use crate::testing::{pipe, serial, write_fd};
 
 fn driver(entries: u32, faults: Option<FaultPlan>) -> Driver {
     let doorbell = Arc::new(Doorbell::new().unwrap());
-    Driver::new(entries, doorbell, Arc::default(), faults).unwrap()
+    Driver::new(
+        entries,
+        doorbell,
+        Arc::default(),
+        faults,
+        Some(DriverKind::IoUring),
+    )
+    .unwrap()
 }
 
 fn wait(driver: &mut Driver, id: usize) -> Cqe {
@@ -48,7 +58,7 @@ fn a_read_completes_into_its_slot_and_frees_it() {
     assert_eq!(wait(&mut d, id).bytes().unwrap(), 5);
     assert_eq!(&buf[..5], b"hello");
     assert_eq!(d.in_flight(), 0);
-    let m = d.counters.snapshot(crate::CoreId(0));
+    let m = d.sh.counters.snapshot(crate::CoreId(0));
     assert!(
         m.sqes_submitted >= 1 && m.cqes_reaped >= 1 && m.enters >= 1,
         "{m:?}"
@@ -82,7 +92,7 @@ fn orphans_are_cancelled_and_finished_once() {
         orphan.finish(cqe);
     }
     assert_eq!(finished.load(Ordering::SeqCst), 100);
-    let m = d.counters.snapshot(crate::CoreId(0));
+    let m = d.sh.counters.snapshot(crate::CoreId(0));
     assert_eq!((m.orphaned_ops, m.cancels), (100, 100));
 }
 
@@ -96,7 +106,7 @@ fn more_ops_than_the_sq_and_cq_hold_all_complete() {
     for id in ids {
         assert_eq!(wait(&mut d, id).raw_result(), 0);
     }
-    let m = d.counters.snapshot(crate::CoreId(0));
+    let m = d.sh.counters.snapshot(crate::CoreId(0));
     assert!(m.sq_full_waits > 0, "{m:?}");
 }
 
@@ -146,7 +156,7 @@ fn holding_the_cq_overflows_it_and_loses_nothing() {
     for id in ids {
         assert_eq!(wait(&mut d, id).raw_result(), 0);
     }
-    let m = d.counters.snapshot(crate::CoreId(0));
+    let m = d.sh.counters.snapshot(crate::CoreId(0));
     assert!(m.cq_overflows > 0, "{m:?}");
     assert_eq!((m.cqes_reaped, d.in_flight()), (400, 0));
 }

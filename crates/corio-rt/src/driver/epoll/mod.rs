@@ -1,0 +1,864 @@
+//! The epoll driver: for where io_uring is blocked (Docker's default seccomp profile, gVisor,
+//! `kernel.io_uring_disabled`), the same ops carried out by readiness and blocking threads.
+//!
+//! Each op still builds its SQE; this backend reads it (`sqe.rs`) and does what the kernel
+//! would (`ops.rs`): a socket op tries its non-blocking syscall at once and, on EAGAIN, waits for
+//! the fd's readiness (`fds.rs`) and tries again; file reads and writes try `RWF_NOWAIT` and
+//! otherwise run on a blocking thread (`pool.rs`); TIMEOUT waits in the epoll wait's timeout; the
+//! doorbell eventfd is registered in the epoll instance. Each result is posted as the CQE the
+//! kernel would post, flags included (`MORE` for multishot ops, buffer ids from provided-buffer
+//! groups, `NOTIF` after a zero-copy send), so the op futures, cancellation and orphans above
+//! work unchanged. Provided-buffer rings are read as the kernel reads them: a receive takes a
+//! buffer only when bytes are there, so a waiting connection holds none.
+//!
+//! Cancelling an op that waits for readiness or a timer posts `ECANCELED` at once; one queued on
+//! a blocking thread is skipped; one running there finishes, and its memory stays in its slot
+//! until then (I1).
+
+mod fds;
+mod ops;
+mod pool;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::squeue;
+
+use super::sqe::{
+    Sqe, IORING_CQE_BUFFER_SHIFT, IORING_CQE_F_BUFFER, IORING_CQE_F_MORE, IORING_CQE_F_NOTIF,
+    IORING_TIMEOUT_ABS, IORING_TIMEOUT_MULTISHOT,
+};
+use super::uring::Uring;
+use super::{Cqe, Doorbell, Park, Shared};
+use fds::{Fds, Waiter};
+use ops::{FileKind, Kind};
+use pool::{Replies, Ticket, Work};
+
+/// Which driver a core runs on.
+///
+/// By default a runtime uses io_uring when it can be set up and falls back to epoll when it
+/// cannot (with one line on stderr saying why). `CORIO_DRIVER=io_uring|epoll` or
+/// [`Builder::driver`](crate::Builder::driver) forces one; forcing io_uring where it is blocked
+/// is an error that names the cause. [`driver_kind`](crate::driver_kind) tells which one the
+/// current core runs.
+///
+/// # Examples
+/// ```
+/// use corio::rt::{DriverKind, Runtime};
+/// let rt = Runtime::builder().cores(1).pin(false).driver(DriverKind::Epoll).build()?;
+/// let kinds = rt.run(|_| async { corio::rt::driver_kind() });
+/// assert_eq!(kinds, vec![Some(DriverKind::Epoll)]);
+/// # std::io::Result::Ok(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DriverKind {
+    /// io_uring (Linux 5.11+; the fastest, and the default where it works).
+    IoUring,
+    /// epoll readiness plus blocking threads for files: runs wherever Linux does.
+    Epoll,
+}
+
+impl DriverKind {
+    /// The driver `CORIO_DRIVER` forces, if it is set (`auto` or empty: none).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a value other than `io_uring`, `epoll` or `auto`.
+    pub fn from_env() -> io::Result<Option<DriverKind>> {
+        match std::env::var("CORIO_DRIVER") {
+            Ok(text) => DriverKind::parse(&text),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn parse(text: &str) -> io::Result<Option<DriverKind>> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(None),
+            "io_uring" | "io-uring" | "uring" => Ok(Some(DriverKind::IoUring)),
+            "epoll" => Ok(Some(DriverKind::Epoll)),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("CORIO_DRIVER: unknown driver `{other}` (io_uring, epoll or auto)"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DriverKind::IoUring => "io_uring",
+            DriverKind::Epoll => "epoll",
+        })
+    }
+}
+
+/// The backend a core gets.
+#[allow(clippy::large_enum_variant)] // built once per core, moved once into the driver
+pub(crate) enum Chosen {
+    Uring(Uring),
+    Epoll,
+}
+
+/// Picks the backend: `kind` if given, else `CORIO_DRIVER`'s, else io_uring if `uring()` sets
+/// one up, else epoll, saying why once per process on stderr.
+///
+/// # Errors
+/// io_uring's setup error (naming the cause) when io_uring is forced; a bad `CORIO_DRIVER`.
+pub(crate) fn choose(
+    kind: Option<DriverKind>,
+    uring: impl FnOnce() -> io::Result<Uring>,
+) -> io::Result<Chosen> {
+    let kind = match kind {
+        Some(kind) => Some(kind),
+        None => DriverKind::from_env()?,
+    };
+    match kind {
+        Some(DriverKind::Epoll) => Ok(Chosen::Epoll),
+        Some(DriverKind::IoUring) => uring().map(Chosen::Uring),
+        None => match uring() {
+            Ok(uring) => Ok(Chosen::Uring(uring)),
+            Err(err) if blocked(&err) => {
+                static SAID: AtomicBool = AtomicBool::new(false);
+                if !SAID.swap(true, Ordering::Relaxed) {
+                    eprintln!("corio: using the epoll driver: {err}");
+                }
+                Ok(Chosen::Epoll)
+            }
+            Err(err) => Err(err),
+        },
+    }
+}
+
+/// Whether a setup error means io_uring is not to be had here (blocked by a sandbox or the
+/// sysctl, absent, or too old), rather than a shortage that epoll would meet too (EMFILE,
+/// ENOMEM).
+fn blocked(err: &io::Error) -> bool {
+    // The setup error keeps the kind of its errno (EPERM and EACCES: PermissionDenied;
+    // ENOSYS, EOPNOTSUPP and a kernel too old: Unsupported; EINVAL for every setup: InvalidInput).
+    matches!(
+        err.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported | io::ErrorKind::InvalidInput
+    )
+}
+
+/// Whether the epoll driver carries out opcode `code`.
+pub(crate) fn supports(code: u8) -> bool {
+    ops::supported(code)
+}
+
+/// `epoll_event.u64` of the doorbell eventfd (fds are non-negative).
+const DOORBELL: u64 = u64::MAX;
+const IN: u32 = libc::EPOLLIN as u32;
+const OUT: u32 = libc::EPOLLOUT as u32;
+/// Rounds of a multishot op per event before it lets other fds have their turn.
+const ROUNDS: usize = 16;
+
+/// An op the backend holds.
+enum Pending {
+    /// Waiting for its fd's readiness (or, multishot, living on it).
+    Ready { sqe: Sqe, kind: Kind },
+    /// On a blocking thread.
+    Pool(Ticket),
+    /// A TIMEOUT: fires at `deadline`, then every `every` while `left` (0: forever).
+    Timer {
+        deadline: Instant,
+        every: Duration,
+        left: u32,
+        multishot: bool,
+    },
+}
+
+/// A provided-buffer ring, read as the kernel reads it: entries of 16 bytes (`addr: u64`,
+/// `len: u32`, `bid: u16`, and in entry 0 the `tail: u16` the application publishes).
+struct BufGroup {
+    ring: u64,
+    mask: u16,
+    /// The next entry to take (the kernel's head).
+    head: u16,
+}
+
+impl BufGroup {
+    /// The buffer at the head, if the ring has one: `(addr, len, bid)`.
+    ///
+    /// # Safety
+    /// The ring must be registered and alive (`register_buf_ring`'s contract).
+    unsafe fn peek(&self) -> Option<(u64, u32, u16)> {
+        // SAFETY: the tail is a naturally aligned u16 at byte 14 of the live ring (the caller's
+        // contract), written by the application with release ordering.
+        let tail = unsafe { &*((self.ring + 14) as *const std::sync::atomic::AtomicU16) }
+            .load(Ordering::Acquire);
+        if tail == self.head {
+            return None;
+        }
+        let entry = self.ring + u64::from(self.head & self.mask) * 16;
+        // SAFETY: `entry` is inside the ring (masked index); the acquire above makes the
+        // entries below the tail visible.
+        unsafe {
+            Some((
+                *(entry as *const u64),
+                *((entry + 8) as *const u32),
+                *((entry + 12) as *const u16),
+            ))
+        }
+    }
+}
+
+/// One core's epoll instance and the ops it holds.
+pub(crate) struct Epoll {
+    epfd: OwnedFd,
+    fds: Fds,
+    ops: HashMap<usize, Pending>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    groups: HashMap<u16, BufGroup>,
+    next_buf_group: u16,
+    fixed_buffers: bool,
+    replies: Arc<Replies>,
+    /// Ops on blocking threads.
+    in_pool: usize,
+    events: Vec<libc::epoll_event>,
+    fired: Vec<Waiter>,
+    /// Multishot ops that stopped after `ROUNDS` with more to do: tried again next tick.
+    again: Vec<usize>,
+    finished: Vec<(usize, i32)>,
+    doorbell_fd: RawFd,
+    /// Whether `epoll_pwait2` (Linux 5.11) exists; else `epoll_wait` in milliseconds.
+    pwait2: bool,
+}
+
+impl Epoll {
+    /// A new epoll instance with `doorbell`'s eventfd registered in it.
+    pub(crate) fn new(doorbell: &Arc<Doorbell>) -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1 and is owned by nobody else.
+        let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut event = libc::epoll_event {
+            events: IN,
+            u64: DOORBELL,
+        };
+        // SAFETY: epoll_ctl reads one epoll_event from this stack.
+        let added = unsafe {
+            libc::epoll_ctl(
+                epfd.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                doorbell.raw_fd(),
+                &mut event,
+            )
+        };
+        if added < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Epoll {
+            fds: Fds::new(epfd.as_raw_fd()),
+            epfd,
+            ops: HashMap::new(),
+            timers: BinaryHeap::new(),
+            groups: HashMap::new(),
+            next_buf_group: 0,
+            fixed_buffers: false,
+            replies: Arc::new(Replies::new(doorbell.clone())),
+            in_pool: 0,
+            events: Vec::with_capacity(256),
+            fired: Vec::new(),
+            again: Vec::new(),
+            finished: Vec::new(),
+            doorbell_fd: doorbell.raw_fd(),
+            pwait2: true,
+        })
+    }
+
+    pub(crate) fn next_buf_group(&mut self) -> u16 {
+        let id = self.next_buf_group;
+        self.next_buf_group = self.next_buf_group.wrapping_add(1);
+        id
+    }
+
+    /// Carries out the op `entry` describes for slot `id`: at once if it can, else it waits.
+    pub(crate) fn submit(&mut self, sh: &mut Shared, id: usize, entry: squeue::Entry) {
+        sh.counters.sqes_submitted.inc();
+        let sqe = Sqe::from(entry);
+        match Kind::of(&sqe) {
+            Kind::Nop => post(sh, id, 0, 0),
+            Kind::Timeout => self.start_timer(sh, id, &sqe),
+            Kind::Close => {
+                self.fds.forget(sqe.fd());
+                post(sh, id, ops::close(sqe.fd()), 0);
+            }
+            Kind::Blocking => self.queue_on_pool(id, sqe, Work::Blocking),
+            Kind::Unsupported => post(sh, id, -libc::EINVAL, 0),
+            kind => self.attempt(sh, id, sqe, kind, 0, false),
+        }
+    }
+
+    /// Tries op `id` once (after readiness `events` if `waiting`), and posts, waits or queues
+    /// it on a blocking thread as the try says.
+    fn attempt(
+        &mut self,
+        sh: &mut Shared,
+        id: usize,
+        sqe: Sqe,
+        mut kind: Kind,
+        events: u32,
+        waiting: bool,
+    ) {
+        let fd = sqe.fd();
+        match self.step(sh, id, &sqe, &mut kind, events) {
+            Step::Done(result, flags) => {
+                if waiting {
+                    self.fds.remove(fd, id, false);
+                    self.ops.remove(&id);
+                }
+                post(sh, id, result, flags);
+            }
+            Step::Pool(work) => {
+                if waiting {
+                    self.fds.remove(fd, id, false);
+                }
+                self.queue_on_pool(id, sqe, work);
+            }
+            Step::Wait(wait_for) => {
+                if waiting {
+                    self.ops.insert(id, Pending::Ready { sqe, kind });
+                    return;
+                }
+                let waiter = Waiter {
+                    id,
+                    events: wait_for,
+                    persistent: kind.persistent(),
+                };
+                match self.fds.wait(fd, waiter) {
+                    Ok(()) => {
+                        self.ops.insert(id, Pending::Ready { sqe, kind });
+                    }
+                    // Not pollable (a regular file): it never blocks on readiness.
+                    Err(err) if err.raw_os_error() == Some(libc::EPERM) => match kind {
+                        Kind::Read { vectored, .. } | Kind::Write { vectored, .. } => {
+                            let write = matches!(kind, Kind::Write { .. });
+                            let work = Work::Rw {
+                                write,
+                                vectored,
+                                skip: 0,
+                            };
+                            self.queue_on_pool(id, sqe, work);
+                        }
+                        Kind::Poll | Kind::PollMulti => {
+                            post(sh, id, (wait_for & (IN | OUT)) as i32, 0)
+                        }
+                        _ => post(sh, id, -libc::EPERM, 0),
+                    },
+                    Err(err) => post(sh, id, -err.raw_os_error().unwrap_or(libc::EIO), 0),
+                }
+            }
+        }
+    }
+
+    /// One try of an op; intermediate CQEs of multishot ops are posted here.
+    fn step(
+        &mut self,
+        sh: &mut Shared,
+        id: usize,
+        sqe: &Sqe,
+        kind: &mut Kind,
+        events: u32,
+    ) -> Step {
+        let fd = sqe.fd();
+        // SAFETY: for every call below, the op's slot is live and owns what its SQE points to
+        // until the CQE this step posts is reaped (I1); provided-buffer rings stay registered
+        // while a receive names them (`register_buf_ring`'s contract).
+        unsafe {
+            match *kind {
+                Kind::Read { vectored, plain } | Kind::Write { vectored, plain } => {
+                    let write = matches!(kind, Kind::Write { .. });
+                    let wait = if write { OUT } else { IN };
+                    let result = ops::rw(sqe, write, vectored, !plain, 0);
+                    if plain {
+                        return Step::Done(result, 0);
+                    }
+                    let work = |skip| Work::Rw {
+                        write,
+                        vectored,
+                        skip,
+                    };
+                    match -result {
+                        libc::EAGAIN => match ops::file_kind(fd) {
+                            FileKind::Disk => Step::Pool(work(0)),
+                            FileKind::Stream => Step::Wait(wait),
+                        },
+                        libc::EOPNOTSUPP => match ops::file_kind(fd) {
+                            FileKind::Disk => Step::Pool(work(0)),
+                            FileKind::Stream => {
+                                *kind = if write {
+                                    Kind::Write {
+                                        vectored,
+                                        plain: true,
+                                    }
+                                } else {
+                                    Kind::Read {
+                                        vectored,
+                                        plain: true,
+                                    }
+                                };
+                                Step::Wait(wait)
+                            }
+                        },
+                        _ if result > 0
+                            && !vectored
+                            && (result as u32) < sqe.len()
+                            && ops::file_kind(fd) == FileKind::Disk =>
+                        {
+                            // Part of a file was cached: the rest may block, on a thread.
+                            Step::Pool(work(result as u32))
+                        }
+                        _ => Step::Done(result, 0),
+                    }
+                }
+                Kind::Recv | Kind::Send => {
+                    let send = *kind == Kind::Send;
+                    would_block(ops::recv_send(sqe, send), if send { OUT } else { IN })
+                }
+                Kind::RecvMsg | Kind::SendMsg => {
+                    let send = *kind == Kind::SendMsg;
+                    would_block(ops::msg(sqe, send), if send { OUT } else { IN })
+                }
+                Kind::Accept => would_block(ops::accept(sqe, false), IN),
+                Kind::AcceptMulti => {
+                    for _ in 0..ROUNDS {
+                        match ops::accept(sqe, true) {
+                            fd if fd >= 0 => post(sh, id, fd, IORING_CQE_F_MORE),
+                            e if e == -libc::EAGAIN => return Step::Wait(IN),
+                            e if e == -libc::EINTR || e == -libc::ECONNABORTED => {}
+                            e => return Step::Done(e, 0),
+                        }
+                    }
+                    self.again.push(id);
+                    Step::Wait(IN)
+                }
+                Kind::Connect { started: false } => match ops::connect(sqe) {
+                    e if e == -libc::EINPROGRESS => {
+                        *kind = Kind::Connect { started: true };
+                        Step::Wait(OUT)
+                    }
+                    e if e == -libc::EAGAIN => Step::Wait(OUT),
+                    result => Step::Done(result, 0),
+                },
+                Kind::Connect { started: true } => {
+                    if ops::poll_now(fd, OUT) == 0 {
+                        return Step::Wait(OUT); // an event meant for another file
+                    }
+                    Step::Done(ops::connect_result(fd), 0)
+                }
+                Kind::Poll => match ops::poll_now(fd, sqe.op_flags()) {
+                    0 => Step::Wait(sqe.op_flags()),
+                    result => Step::Done(result, 0),
+                },
+                Kind::PollMulti => {
+                    let wanted = sqe.op_flags();
+                    let ready = if events == 0 {
+                        ops::poll_now(fd, wanted) // arming: post if ready already
+                    } else {
+                        (events & (wanted | (libc::EPOLLERR | libc::EPOLLHUP) as u32)) as i32
+                    };
+                    if ready < 0 {
+                        return Step::Done(ready, 0);
+                    }
+                    if ready > 0 {
+                        post(sh, id, ready, IORING_CQE_F_MORE);
+                    }
+                    Step::Wait(wanted)
+                }
+                Kind::SendZc => match ops::recv_send(sqe, true) {
+                    e if e == -libc::EAGAIN => Step::Wait(OUT),
+                    sent if sent >= 0 => {
+                        post(sh, id, sent, IORING_CQE_F_MORE);
+                        Step::Done(0, IORING_CQE_F_NOTIF)
+                    }
+                    e => Step::Done(e, 0),
+                },
+                Kind::RecvMulti => self.recv_multi(sh, id, sqe),
+                Kind::Nop | Kind::Timeout | Kind::Close | Kind::Blocking | Kind::Unsupported => {
+                    Step::Done(-libc::EINVAL, 0)
+                }
+            }
+        }
+    }
+
+    /// Multishot receive: a provided buffer per arrival of bytes, until the socket is drained
+    /// (or `ROUNDS`); the group running dry ends the op with ENOBUFS, as the kernel does.
+    ///
+    /// # Safety
+    /// As in [`step`](Self::step).
+    unsafe fn recv_multi(&mut self, sh: &mut Shared, id: usize, sqe: &Sqe) -> Step {
+        for _ in 0..ROUNDS {
+            let Some(group) = self.groups.get_mut(&sqe.buf_group()) else {
+                return Step::Done(-libc::ENOBUFS, 0);
+            };
+            // SAFETY: the group stays registered while a receive names it (the caller's
+            // contract).
+            let Some((addr, len, bid)) = (unsafe { group.peek() }) else {
+                return Step::Done(-libc::ENOBUFS, 0);
+            };
+            // SAFETY: the buffer belongs to the ring until a CQE hands it out (R2).
+            match unsafe { ops::recv_into(sqe.fd(), addr, len, sqe.op_flags()) } {
+                0 => return Step::Done(0, 0),
+                n if n > 0 => {
+                    group.head = group.head.wrapping_add(1);
+                    let flags = IORING_CQE_F_BUFFER
+                        | IORING_CQE_F_MORE
+                        | (u32::from(bid) << IORING_CQE_BUFFER_SHIFT);
+                    post(sh, id, n, flags);
+                    if (n as u32) < len {
+                        return Step::Wait(IN); // drained: the next bytes bring an edge
+                    }
+                }
+                e if e == -libc::EAGAIN => return Step::Wait(IN),
+                e if e == -libc::EINTR => {}
+                e => return Step::Done(e, 0),
+            }
+        }
+        self.again.push(id);
+        Step::Wait(IN)
+    }
+
+    fn queue_on_pool(&mut self, id: usize, sqe: Sqe, work: Work) {
+        let ticket = pool::queue(sqe, work, id, &self.replies);
+        self.ops.insert(id, Pending::Pool(ticket));
+        self.in_pool += 1;
+    }
+
+    fn start_timer(&mut self, sh: &mut Shared, id: usize, sqe: &Sqe) {
+        let flags = sqe.op_flags();
+        // SAFETY: the timespec is owned by the op, whose slot is live (I1).
+        let every = unsafe { ops::timeout(sqe.addr(), flags & IORING_TIMEOUT_ABS != 0) };
+        let multishot = flags & IORING_TIMEOUT_MULTISHOT != 0;
+        if multishot && flags & IORING_TIMEOUT_ABS != 0 {
+            return post(sh, id, -libc::EINVAL, 0);
+        }
+        let deadline = Instant::now() + every;
+        self.ops.insert(
+            id,
+            Pending::Timer {
+                deadline,
+                every,
+                left: sqe.off() as u32,
+                multishot,
+            },
+        );
+        self.timers.push(Reverse((deadline, id)));
+    }
+
+    /// Fires the TIMEOUT ops due at `now`.
+    fn fire_timers(&mut self, sh: &mut Shared, now: Instant) {
+        while let Some(&Reverse((deadline, id))) = self.timers.peek() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(Pending::Timer {
+                deadline: due,
+                every,
+                left,
+                multishot,
+            }) = self.ops.get_mut(&id)
+            else {
+                continue; // cancelled
+            };
+            if *due != deadline {
+                continue;
+            }
+            if !*multishot || *left == 1 {
+                self.ops.remove(&id);
+                post(sh, id, -libc::ETIME, 0);
+                continue;
+            }
+            *left = left.saturating_sub(1);
+            *due = deadline + *every;
+            self.timers.push(Reverse((*due, id)));
+            post(sh, id, -libc::ETIME, IORING_CQE_F_MORE);
+        }
+    }
+
+    /// Cancels op `id`: at once if it waits for readiness or a timer, else (on a blocking
+    /// thread) when the thread reports.
+    pub(crate) fn cancel(&mut self, sh: &mut Shared, id: usize) {
+        sh.counters.cancels.inc();
+        match self.ops.remove(&id) {
+            Some(Pending::Ready { sqe, .. }) => {
+                self.fds.remove(sqe.fd(), id, true);
+                self.again.retain(|&again| again != id);
+                post(sh, id, -libc::ECANCELED, 0);
+            }
+            Some(Pending::Timer { .. }) => post(sh, id, -libc::ECANCELED, 0),
+            Some(Pending::Pool(ticket)) => {
+                ticket.cancel();
+                self.ops.insert(id, Pending::Pool(ticket));
+            }
+            None => {} // finished: its CQE is posted already
+        }
+    }
+
+    /// One turn: wait for readiness as `park` allows, try the ops it concerns, fire timers,
+    /// take what blocking threads finished, and reap.
+    pub(crate) fn tick(&mut self, sh: &mut Shared, park: Park) -> io::Result<()> {
+        self.take_replies(sh);
+        let busy = !sh.posted.is_empty() || !self.again.is_empty() || self.replies.any();
+        let mut timeout = match park {
+            Park::Until(timeout) if !busy => timeout,
+            _ => Some(Duration::ZERO),
+        };
+        if let Some(&Reverse((deadline, _))) = self.timers.peek() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        let idle = timeout == Some(Duration::ZERO) && self.fds.waiting() == 0;
+        let result = if idle { Ok(0) } else { self.wait(sh, timeout) };
+        sh.doorbell.unpark();
+        let n = match result {
+            Ok(n) => n,
+            Err(err) if err.raw_os_error() == Some(libc::EINTR) => 0,
+            Err(err) => return Err(err),
+        };
+        for i in 0..n {
+            let libc::epoll_event { events, u64: data } = self.events[i];
+            if data == DOORBELL {
+                let mut buf = 0u64;
+                // SAFETY: reads 8 bytes into a local from the eventfd, which is readable.
+                let _ = unsafe { libc::read(self.doorbell_fd, (&mut buf as *mut u64).cast(), 8) };
+            } else {
+                self.ready(sh, data as RawFd, events);
+            }
+        }
+        for id in std::mem::take(&mut self.again) {
+            if let Some(&Pending::Ready { sqe, kind }) = self.ops.get(&id) {
+                self.attempt(sh, id, sqe, kind, IN, true);
+                if !self.ops.contains_key(&id) {
+                    let _ = self.fds.arm(sqe.fd()); // it ended: its registration goes
+                }
+            }
+        }
+        if !self.timers.is_empty() {
+            self.fire_timers(sh, Instant::now());
+        }
+        self.take_replies(sh);
+        if sh.faults.as_mut().is_some_and(super::Faults::cq_hold) {
+            sh.counters.faults_injected.inc();
+        } else {
+            sh.reap_posted();
+        }
+        sh.counters.ops_in_flight.set(sh.table.slots.len() as u64);
+        Ok(())
+    }
+
+    /// `epoll_pwait2` for up to `timeout` (`None`: no limit); the number of events.
+    fn wait(&mut self, sh: &Shared, timeout: Option<Duration>) -> io::Result<usize> {
+        sh.counters.enters.inc();
+        let cap = self.events.capacity() as i32;
+        let events = self.events.as_mut_ptr();
+        let n = if self.pwait2 {
+            let ts = timeout.map(|t| libc::timespec {
+                tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+                tv_nsec: i64::from(t.subsec_nanos()),
+            });
+            let ts_ptr = ts
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: the kernel writes at most `cap` events into the vector's spare capacity
+            // and reads the timespec on this stack; no signal mask is passed.
+            let n = unsafe {
+                libc::epoll_pwait2(self.epfd.as_raw_fd(), events, cap, ts_ptr, std::ptr::null())
+            };
+            if n < 0 && ops::errno() == libc::ENOSYS {
+                self.pwait2 = false;
+                return self.wait(sh, timeout);
+            }
+            n
+        } else {
+            // Milliseconds, rounded up so a wait never ends before a deadline.
+            let ms = timeout.map_or(-1, |t| {
+                t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
+            });
+            // SAFETY: as above, with a timeout in milliseconds.
+            unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), events, cap, ms) }
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel initialised the first `n` events.
+        unsafe { self.events.set_len(n as usize) };
+        Ok(n as usize)
+    }
+
+    /// `fd` reported `events`: tries the ops waiting for them, then re-arms it.
+    fn ready(&mut self, sh: &mut Shared, fd: RawFd, events: u32) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.fds.fired(fd, events, &mut fired);
+        for waiter in fired.drain(..) {
+            if let Some(&Pending::Ready { sqe, kind }) = self.ops.get(&waiter.id) {
+                self.attempt(sh, waiter.id, sqe, kind, events, true);
+            }
+        }
+        self.fired = fired;
+        if let Err(err) = self.fds.arm(fd) {
+            // The fd cannot be waited on any more (closed under its ops): fail them.
+            let errno = err.raw_os_error().unwrap_or(libc::EIO);
+            let stuck: Vec<usize> = self
+                .ops
+                .iter()
+                .filter(|(_, p)| matches!(p, Pending::Ready { sqe, .. } if sqe.fd() == fd))
+                .map(|(&id, _)| id)
+                .collect();
+            for id in stuck {
+                self.ops.remove(&id);
+                self.fds.remove(fd, id, false);
+                post(sh, id, -errno, 0);
+            }
+        }
+    }
+
+    /// Posts what blocking threads finished.
+    fn take_replies(&mut self, sh: &mut Shared) {
+        if !self.replies.any() {
+            return;
+        }
+        self.replies.take(&mut self.finished);
+        for (id, result) in self.finished.drain(..) {
+            self.ops.remove(&id);
+            self.in_pool -= 1;
+            post(sh, id, result, 0);
+        }
+    }
+
+    /// Cancels everything and waits (at most about a second) for blocking threads to report,
+    /// so nothing writes into memory that is freed afterwards.
+    pub(crate) fn shutdown(&mut self, sh: &mut Shared) {
+        let ids: Vec<usize> = self.ops.keys().copied().collect();
+        for id in ids {
+            self.cancel(sh, id);
+        }
+        for _ in 0..100 {
+            self.take_replies(sh);
+            if self.in_pool == 0 {
+                break;
+            }
+            let _ = self.wait(sh, Some(Duration::from_millis(10)));
+        }
+        // A thread that reported its last job may still hold the replies (and through them
+        // the doorbell's eventfd) for a moment: let it go, so the core closes every fd it
+        // opened before it is gone.
+        for _ in 0..1_000 {
+            if self.in_pool > 0 || Arc::strong_count(&self.replies) == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        sh.reap_posted();
+    }
+
+    /// Stands in for `IORING_REGISTER_PBUF_RING`: receives naming `bgid` read the ring at
+    /// `ring_addr` as the kernel would.
+    ///
+    /// # Safety
+    /// As `register_buf_ring`'s.
+    pub(crate) unsafe fn register_buf_ring(
+        &mut self,
+        ring_addr: u64,
+        entries: u16,
+        flags: u16,
+    ) -> io::Result<u16> {
+        if flags != 0 || !entries.is_power_of_two() || ring_addr % 4096 != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let bgid = self.next_buf_group();
+        self.groups.insert(
+            bgid,
+            BufGroup {
+                ring: ring_addr,
+                mask: entries - 1,
+                head: 0,
+            },
+        );
+        Ok(bgid)
+    }
+
+    pub(crate) fn unregister_buf_ring(&mut self, bgid: u16) -> io::Result<()> {
+        self.groups
+            .remove(&bgid)
+            .map(drop)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    /// The head of group `bgid` (`IORING_REGISTER_PBUF_STATUS`).
+    pub(crate) fn buf_ring_head(&self, bgid: u16) -> io::Result<u16> {
+        self.groups
+            .get(&bgid)
+            .map(|g| g.head)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    }
+
+    /// Stands in for `IORING_REGISTER_BUFFERS`: fixed-buffer ops are plain reads and writes
+    /// here, so only the one-set-at-a-time rule is kept.
+    pub(crate) fn register_buffers(&mut self) -> io::Result<()> {
+        if self.fixed_buffers {
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        self.fixed_buffers = true;
+        Ok(())
+    }
+
+    pub(crate) fn unregister_buffers(&mut self) -> io::Result<()> {
+        if !std::mem::take(&mut self.fixed_buffers) {
+            return Err(io::Error::from_raw_os_error(libc::ENXIO));
+        }
+        Ok(())
+    }
+}
+
+/// What one try of an op came to.
+enum Step {
+    /// Finished: post this final CQE (result, flags).
+    Done(i32, u32),
+    /// Would block: wait for these events on the op's fd.
+    Wait(u32),
+    /// Blocks in the kernel however it is called: run it on a blocking thread.
+    Pool(Work),
+}
+
+/// A syscall's result, or a wait for `events` if it said EAGAIN.
+fn would_block(result: i32, events: u32) -> Step {
+    if result == -libc::EAGAIN {
+        Step::Wait(events)
+    } else {
+        Step::Done(result, 0)
+    }
+}
+
+fn post(sh: &mut Shared, id: usize, result: i32, flags: u32) {
+    sh.posted.push((id as u64, Cqe::new(result, flags)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_names_parse_and_nonsense_is_refused() {
+        assert_eq!(DriverKind::parse("epoll").unwrap(), Some(DriverKind::Epoll));
+        assert_eq!(
+            DriverKind::parse(" IO_URING ").unwrap(),
+            Some(DriverKind::IoUring)
+        );
+        assert_eq!(DriverKind::parse("auto").unwrap(), None);
+        assert_eq!(DriverKind::parse("").unwrap(), None);
+        let err = DriverKind::parse("kqueue").unwrap_err();
+        assert!(err.to_string().contains("kqueue"), "{err}");
+        assert_eq!(DriverKind::Epoll.to_string(), "epoll");
+    }
+}
