@@ -131,7 +131,7 @@ impl Fds {
         let want = if state.waiters.is_empty() {
             0
         } else if state.waiters.iter().any(|w| w.persistent) {
-            PERSISTENT
+            state.waiters.iter().fold(PERSISTENT, |e, w| e | w.events)
         } else {
             state.waiters.iter().fold(ONESHOT, |e, w| e | w.events)
         };

@@ -291,7 +291,11 @@ impl Epoll {
             Kind::Timeout => self.start_timer(sh, id, &sqe),
             Kind::Close => {
                 self.fds.forget(sqe.fd());
-                post(sh, id, ops::close(sqe.fd()), 0);
+                match ops::file_kind(sqe.fd()) {
+                    // close(2) of a file may flush it (NFS, FUSE): on a thread.
+                    FileKind::Disk => self.queue_on_pool(id, sqe, Work::Blocking),
+                    FileKind::Stream => post(sh, id, ops::close(sqe.fd()), 0),
+                }
             }
             Kind::Blocking => self.queue_on_pool(id, sqe, Work::Blocking),
             Kind::Unsupported => post(sh, id, -libc::EINVAL, 0),
@@ -379,22 +383,39 @@ impl Epoll {
                 Kind::Read { vectored, plain } | Kind::Write { vectored, plain } => {
                     let write = matches!(kind, Kind::Write { .. });
                     let wait = if write { OUT } else { IN };
-                    let result = ops::rw(sqe, write, vectored, !plain, 0);
-                    if plain {
-                        return Step::Done(result, 0);
-                    }
                     let work = |skip| Work::Rw {
                         write,
                         vectored,
                         skip,
                     };
+                    if plain {
+                        // No non-blocking form: a write may need more room than POLLOUT
+                        // promised, so it goes to a thread; a read goes ahead only if the
+                        // bytes are still there (another reader may have taken them).
+                        if write {
+                            return Step::Pool(work(0));
+                        }
+                        if ops::poll_now(fd, IN) == 0 {
+                            return Step::Wait(wait);
+                        }
+                        return Step::Done(ops::rw(sqe, write, vectored, false, 0), 0);
+                    }
+                    if ops::direct(fd) {
+                        // O_DIRECT waits for the device whatever the flags say.
+                        return Step::Pool(work(0));
+                    }
+                    let result = ops::rw(sqe, write, vectored, true, 0);
                     match -result {
                         libc::EAGAIN => match ops::file_kind(fd) {
                             FileKind::Disk => Step::Pool(work(0)),
                             FileKind::Stream => Step::Wait(wait),
                         },
-                        libc::EOPNOTSUPP => match ops::file_kind(fd) {
+                        // EOPNOTSUPP: no RWF_NOWAIT for this file; EINVAL: none for buffered
+                        // writes on this filesystem (XFS before 6.0, f2fs). A real EINVAL comes
+                        // back from the thread.
+                        libc::EOPNOTSUPP | libc::EINVAL => match ops::file_kind(fd) {
                             FileKind::Disk => Step::Pool(work(0)),
+                            FileKind::Stream if result == -libc::EINVAL => Step::Done(result, 0),
                             FileKind::Stream => {
                                 *kind = if write {
                                     Kind::Write {
@@ -447,7 +468,9 @@ impl Epoll {
                         *kind = Kind::Connect { started: true };
                         Step::Wait(OUT)
                     }
-                    e if e == -libc::EAGAIN => Step::Wait(OUT),
+                    // A Unix listener's backlog is full: its socket polls writable at once, so
+                    // waiting would spin. A blocking connect on a thread waits for room.
+                    e if e == -libc::EAGAIN => Step::Pool(Work::Blocking),
                     result => Step::Done(result, 0),
                 },
                 Kind::Connect { started: true } => {
@@ -483,7 +506,7 @@ impl Epoll {
                     }
                     e => Step::Done(e, 0),
                 },
-                Kind::RecvMulti => self.recv_multi(sh, id, sqe),
+                Kind::RecvMulti { tcp } => self.recv_multi(sh, id, sqe, tcp),
                 Kind::Nop | Kind::Timeout | Kind::Close | Kind::Blocking | Kind::Unsupported => {
                     Step::Done(-libc::EINVAL, 0)
                 }
@@ -493,10 +516,11 @@ impl Epoll {
 
     /// Multishot receive: a provided buffer per arrival of bytes, until the socket is drained
     /// (or `ROUNDS`); the group running dry ends the op with ENOBUFS, as the kernel does.
+    /// `tcp`: a short read means the socket is drained, saving the receive that says EAGAIN.
     ///
     /// # Safety
     /// As in [`step`](Self::step).
-    unsafe fn recv_multi(&mut self, sh: &mut Shared, id: usize, sqe: &Sqe) -> Step {
+    unsafe fn recv_multi(&mut self, sh: &mut Shared, id: usize, sqe: &Sqe, tcp: bool) -> Step {
         for _ in 0..ROUNDS {
             let Some(group) = self.groups.get_mut(&sqe.buf_group()) else {
                 return Step::Done(-libc::ENOBUFS, 0);
@@ -515,8 +539,10 @@ impl Epoll {
                         | IORING_CQE_F_MORE
                         | (u32::from(bid) << IORING_CQE_BUFFER_SHIFT);
                     post(sh, id, n, flags);
-                    if (n as u32) < len {
-                        return Step::Wait(IN); // drained: the next bytes bring an edge
+                    if tcp && (n as u32) < len {
+                        // A short TCP read emptied the receive queue: the next bytes bring an
+                        // edge. (Datagrams and Unix streams stop at message boundaries.)
+                        return Step::Wait(IN);
                     }
                 }
                 e if e == -libc::EAGAIN => return Step::Wait(IN),
@@ -675,7 +701,8 @@ impl Epoll {
             let n = unsafe {
                 libc::epoll_pwait2(self.epfd.as_raw_fd(), events, cap, ts_ptr, std::ptr::null())
             };
-            if n < 0 && ops::errno() == libc::ENOSYS {
+            // ENOSYS: before Linux 5.11; EPERM: a seccomp profile that predates the call.
+            if n < 0 && matches!(ops::errno(), libc::ENOSYS | libc::EPERM) {
                 self.pwait2 = false;
                 return self.wait(sh, timeout);
             }
@@ -776,7 +803,16 @@ impl Epoll {
         if flags != 0 || !entries.is_power_of_two() || ring_addr % 4096 != 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let bgid = self.next_buf_group();
+        let mut bgid = self.next_buf_group();
+        for _ in 0..=u16::MAX {
+            if !self.groups.contains_key(&bgid) {
+                break;
+            }
+            bgid = self.next_buf_group();
+        }
+        if self.groups.contains_key(&bgid) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
         self.groups.insert(
             bgid,
             BufGroup {

@@ -33,8 +33,11 @@ pub(crate) enum Kind {
     Send,
     RecvMsg,
     SendMsg,
-    /// Multishot RECV from a provided-buffer group.
-    RecvMulti,
+    /// Multishot RECV from a provided-buffer group; `tcp`: a TCP socket (a short read means
+    /// its receive queue is empty).
+    RecvMulti {
+        tcp: bool,
+    },
     Accept,
     AcceptMulti,
     /// CONNECT; `started`: it returned EINPROGRESS, and writability says it finished.
@@ -77,7 +80,9 @@ impl Kind {
             opcode::Recv::CODE => {
                 let multi = sqe.ioprio() & IORING_RECV_MULTISHOT != 0;
                 match (multi, sqe.flags() & IOSQE_BUFFER_SELECT != 0) {
-                    (true, true) => Kind::RecvMulti,
+                    (true, true) => Kind::RecvMulti {
+                        tcp: is_tcp(sqe.fd()),
+                    },
                     (false, false) => Kind::Recv,
                     _ => Kind::Unsupported,
                 }
@@ -108,8 +113,39 @@ impl Kind {
 
     /// Whether the op posts CQEs for as long as it lives (one registration for its lifetime).
     pub(crate) fn persistent(self) -> bool {
-        matches!(self, Kind::RecvMulti | Kind::AcceptMulti | Kind::PollMulti)
+        matches!(
+            self,
+            Kind::RecvMulti { .. } | Kind::AcceptMulti | Kind::PollMulti
+        )
     }
+}
+
+/// Whether `fd` is a TCP socket (a stream socket of an IP family).
+fn is_tcp(fd: i32) -> bool {
+    let get = |opt| {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one c_int into `value` and its length into `len`.
+        let n = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (n == 0).then_some(value)
+    };
+    get(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+        && matches!(get(libc::SO_DOMAIN), Some(libc::AF_INET | libc::AF_INET6))
+}
+
+/// Whether `fd` was opened with O_DIRECT.
+pub(crate) fn direct(fd: i32) -> bool {
+    // SAFETY: fcntl with F_GETFL takes no pointers.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_DIRECT != 0
 }
 
 /// The opcodes the epoll driver carries out (the probe's answer on this driver).
@@ -201,6 +237,9 @@ pub(crate) unsafe fn rw(sqe: &Sqe, write: bool, vectored: bool, nowait: bool, sk
         if n < 0 && errno() == libc::ESPIPE && off != -1 {
             off = -1; // a stream: no position to read at
             continue;
+        }
+        if n < 0 && skip > 0 {
+            return skip as i32; // what was transferred before the error, as the kernel says
         }
         return ret(n).saturating_add(if n >= 0 { skip as i32 } else { 0 });
     }
@@ -346,7 +385,8 @@ pub(crate) fn close(fd: i32) -> i32 {
     ret(unsafe { libc::close(fd) } as isize)
 }
 
-/// The path and sync ops, run on a blocking thread.
+/// The path and sync ops, a CLOSE of a file, and a Unix connect that must wait, run on a
+/// blocking thread.
 ///
 /// # Safety
 /// The SQE's paths and buffers must be owned by the op (as [`rw`]).
@@ -385,6 +425,11 @@ pub(crate) unsafe fn blocking(sqe: &Sqe) -> i32 {
                 flags,
             ) as isize,
             opcode::MkDirAt::CODE => libc::mkdirat(fd, path, len as libc::mode_t) as isize,
+            // A Unix socket's connect that found the backlog full: wait for room.
+            opcode::Connect::CODE => {
+                libc::connect(fd, addr as *const libc::sockaddr, off as libc::socklen_t) as isize
+            }
+            opcode::Close::CODE => libc::close(fd) as isize,
             _ => {
                 return -libc::EOPNOTSUPP;
             }

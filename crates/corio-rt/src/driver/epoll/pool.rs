@@ -2,7 +2,7 @@
 //! and path and sync ops (OPENAT, STATX, FSYNC, ...), which block in the kernel however they
 //! are called, run here, as tokio's `spawn_blocking` runs them.
 //!
-//! One pool per process, started lazily: a thread is added when a job finds none idle (up to
+//! One pool per process, started lazily: a thread is added when jobs outnumber idle threads (up to
 //! [`MAX_THREADS`]), and a thread idle for [`IDLE`] exits. A job carries its SQE (plain bytes)
 //! and reports its result to the core that queued it, poking that core only if it is parked (the
 //! doorbell's handshake). A job cancelled before a thread picks it up reports `ECANCELED`
@@ -111,7 +111,11 @@ impl Job {
             .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            -libc::ECANCELED
+            match self.work {
+                // Bytes moved without blocking already: they are the result, not lost.
+                Work::Rw { skip, .. } if skip > 0 => skip as i32,
+                _ => -libc::ECANCELED,
+            }
         } else {
             // SAFETY: the op's slot stays live, owning what the SQE points to, until the core
             // reaps the result this job reports (I1), which is after this call returns.
@@ -167,7 +171,7 @@ pub(crate) fn queue(sqe: Sqe, work: Work, slot: usize, replies: &Arc<Replies>) -
     // Pairs with the fence in an idle thread that exits: either it sees this job, or this sees
     // it gone from the idle count and starts a thread.
     std::sync::atomic::fence(Ordering::SeqCst);
-    if pool.idle.load(Ordering::SeqCst) == 0
+    if pool.idle.load(Ordering::SeqCst) < pool.rx.len()
         && !add_thread(pool)
         && pool.threads.load(Ordering::SeqCst) == 0
     {
