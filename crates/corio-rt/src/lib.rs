@@ -1,7 +1,9 @@
 //! corio-rt: the per-core event loop of corio, a thread-per-core async runtime on io_uring.
 //!
 //! Each core is one thread with one io_uring, one executor and one timer store; nothing is
-//! shared between cores by default. The ideas are asyncio's: `async fn` coroutines, an event
+//! shared between cores by default. Where io_uring is blocked (a container's seccomp profile,
+//! `kernel.io_uring_disabled`), each core runs an epoll driver behind the same API instead:
+//! see [`DriverKind`]. The ideas are asyncio's: `async fn` coroutines, an event
 //! loop ([`block_on`] for one core, [`Runtime`] for all), tasks ([`spawn`]), gathering
 //! ([`join!`], [`join_all`]) and timers ([`time`]).
 //!
@@ -9,7 +11,8 @@
 //! - `context`: the only thread-local: which core this thread runs; [`current_core`].
 //! - `core`: one core (driver, executor, timers) and its loop: tick, park, spin; [`block_on`].
 //! - `driver`: a leaf that owns the ring: setup and probe, the slot table, submit and reap, the
-//!   doorbell (eventfd, MSG_RING, park flag), and the [`FaultPlan`] it can carry out.
+//!   doorbell (eventfd, MSG_RING, park flag), and the [`FaultPlan`] it can carry out; the
+//!   epoll backend ([`DriverKind`]) that carries out the same SQEs where io_uring is blocked.
 //! - `op`: [`Op`] and [`MultiOp`] over one submitted-op helper; [`OpCode`], [`MultishotCode`],
 //!   [`Cancellable`], [`nop`].
 //! - `executor`: tasks (`task.rs`, state bits behind `Header`), [`JoinHandle`], wakers, the
