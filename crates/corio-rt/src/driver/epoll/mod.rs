@@ -184,19 +184,20 @@ struct BufGroup {
 }
 
 impl BufGroup {
-    /// The buffer at the head, if the ring has one: `(addr, len, bid)`.
+    /// The buffer `skip` entries past the head, if the ring has it: `(addr, len, bid)`.
     ///
     /// # Safety
     /// The ring must be registered and alive (`register_buf_ring`'s contract).
-    unsafe fn peek(&self) -> Option<(u64, u32, u16)> {
+    unsafe fn peek(&self, skip: u16) -> Option<(u64, u32, u16)> {
         // SAFETY: the tail is a naturally aligned u16 at byte 14 of the live ring (the caller's
         // contract), written by the application with release ordering.
         let tail = unsafe { &*((self.ring + 14) as *const std::sync::atomic::AtomicU16) }
             .load(Ordering::Acquire);
-        if tail == self.head {
+        if tail.wrapping_sub(self.head) <= skip {
             return None;
         }
-        let entry = self.ring + u64::from(self.head & self.mask) * 16;
+        let index = self.head.wrapping_add(skip) & self.mask;
+        let entry = self.ring + u64::from(index) * 16;
         // SAFETY: `entry` is inside the ring (masked index); the acquire above makes the
         // entries below the tail visible.
         unsafe {
@@ -527,19 +528,34 @@ impl Epoll {
             };
             // SAFETY: the group stays registered while a receive names it (the caller's
             // contract).
-            let Some((addr, len, bid)) = (unsafe { group.peek() }) else {
+            let Some(first) = (unsafe { group.peek(0) }) else {
                 return Step::Done(-libc::ENOBUFS, 0);
             };
-            // SAFETY: the buffer belongs to the ring until a CQE hands it out (R2).
-            match unsafe { ops::recv_into(sqe.fd(), addr, len, sqe.op_flags()) } {
+            // TCP: receive into the next buffer too, so that bytes filling the first exactly
+            // are known to have drained the socket without a receive that says EAGAIN.
+            // SAFETY: as above.
+            let second = if tcp { unsafe { group.peek(1) } } else { None };
+            let bufs = [first, second.unwrap_or((0, 0, 0))];
+            let count = if second.is_some() { 2 } else { 1 };
+            // SAFETY: the buffers belong to the ring until a CQE hands them out (R2).
+            match unsafe { ops::recv_into(sqe.fd(), &bufs[..count], sqe.op_flags()) } {
                 0 => return Step::Done(0, 0),
                 n if n > 0 => {
-                    group.head = group.head.wrapping_add(1);
-                    let flags = IORING_CQE_F_BUFFER
-                        | IORING_CQE_F_MORE
-                        | (u32::from(bid) << IORING_CQE_BUFFER_SHIFT);
-                    post(sh, id, n, flags);
-                    if tcp && (n as u32) < len {
+                    let mut left = n as u32;
+                    for (_, len, bid) in &bufs[..count] {
+                        if left == 0 {
+                            break;
+                        }
+                        let took = left.min(*len);
+                        left -= took;
+                        group.head = group.head.wrapping_add(1);
+                        let flags = IORING_CQE_F_BUFFER
+                            | IORING_CQE_F_MORE
+                            | (u32::from(*bid) << IORING_CQE_BUFFER_SHIFT);
+                        post(sh, id, took as i32, flags);
+                    }
+                    let room: u32 = bufs[..count].iter().map(|b| b.1).sum();
+                    if tcp && (n as u32) < room {
                         // A short TCP read emptied the receive queue: the next bytes bring an
                         // edge. (Datagrams and Unix streams stop at message boundaries.)
                         return Step::Wait(IN);

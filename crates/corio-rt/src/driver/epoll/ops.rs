@@ -262,14 +262,32 @@ pub(crate) unsafe fn recv_send(sqe: &Sqe, send: bool) -> i32 {
     })
 }
 
-/// A receive into `len` bytes at `buf` (a provided buffer), without blocking.
+/// A receive into provided buffers `(addr, len, bid)`, filled in order, without blocking.
 ///
 /// # Safety
-/// `buf` must be valid for `len` bytes of writes.
-pub(crate) unsafe fn recv_into(fd: i32, buf: u64, len: u32, flags: u32) -> i32 {
+/// Each buffer must be valid for `len` bytes of writes.
+pub(crate) unsafe fn recv_into(fd: i32, bufs: &[(u64, u32, u16)], flags: u32) -> i32 {
     let flags = flags as i32 | libc::MSG_DONTWAIT;
-    // SAFETY: forwarded from the caller's contract.
-    ret(unsafe { libc::recv(fd, buf as *mut libc::c_void, len as usize, flags) })
+    if let [(addr, len, _)] = bufs {
+        // SAFETY: forwarded from the caller's contract.
+        return ret(unsafe { libc::recv(fd, *addr as *mut libc::c_void, *len as usize, flags) });
+    }
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 2];
+    for (slot, (addr, len, _)) in iov.iter_mut().zip(bufs) {
+        *slot = libc::iovec {
+            iov_base: *addr as *mut libc::c_void,
+            iov_len: *len as usize,
+        };
+    }
+    // SAFETY: a zeroed msghdr is valid (null name and control, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = bufs.len().min(2) as _;
+    // SAFETY: the iovecs on this stack name buffers valid for writes (the caller's contract).
+    ret(unsafe { libc::recvmsg(fd, &mut msg, flags) })
 }
 
 /// RECVMSG and SENDMSG.
