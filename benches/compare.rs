@@ -218,6 +218,15 @@ fn main() {
     );
 }
 
+/// The servers of the echo and HTTP cases, the reference (tokio-ct) first.
+const SERVERS: [Kind; 5] = [
+    Kind::TokioCt,
+    Kind::Corio,
+    Kind::CorioEpoll,
+    Kind::Monoio,
+    Kind::TokioMt,
+];
+
 /// Echo: every server, 1 and 2 cores, 64 B and 4 KiB, 16 and 256 connections.
 fn echo(duration: Duration, rows: &mut Vec<Row>) {
     for cores in [1, 2] {
@@ -226,13 +235,7 @@ fn echo(duration: Duration, rows: &mut Vec<Row>) {
                 let size_name = if size == 64 { "64 B" } else { "4 KiB" };
                 let case =
                     format!("TCP echo {size_name}, {conns} conns, server on {cores} core(s)");
-                for kind in [
-                    Kind::TokioCt,
-                    Kind::Corio,
-                    Kind::CorioEpoll,
-                    Kind::Monoio,
-                    Kind::TokioMt,
-                ] {
+                for kind in SERVERS {
                     let server = Server::start(kind, App::Echo, cores);
                     let (cpus, client_cores) = if cores == 1 { ("1", "1") } else { ("0-1", "2") };
                     let args = [
@@ -274,13 +277,7 @@ fn http(duration: Duration, rows: &mut Vec<Row>) {
         ];
         loadgen("1", &args)
     };
-    for kind in [
-        Kind::TokioCt,
-        Kind::Corio,
-        Kind::CorioEpoll,
-        Kind::Monoio,
-        Kind::TokioMt,
-    ] {
+    for kind in SERVERS {
         let server = Server::start(kind, App::Http, 1);
         match load(server.addr()) {
             Ok(m) => rows.push(Row::new("http", &case, kind.name(), "req/s", m)),

@@ -29,7 +29,7 @@ pub unsafe fn register_buf_ring(ring_addr: u64, entries: u16, flags: u16) -> io:
     context::try_with_driver(|d| {
         if let Some(epoll) = d.epoll() {
             // SAFETY: forwarded from the caller's contract.
-            return unsafe { epoll.register_buf_ring(ring_addr, entries, flags) };
+            return unsafe { epoll.groups().register_buf_ring(ring_addr, entries, flags) };
         }
         let bgid = d.next_buf_group();
         let submitter = d.submitter().expect("an io_uring driver");
@@ -47,7 +47,7 @@ pub unsafe fn register_buf_ring(ring_addr: u64, entries: u16, flags: u16) -> io:
 /// `EINVAL` if `bgid` is not registered on this core; outside a corio core, `Unsupported`.
 pub fn unregister_buf_ring(bgid: u16) -> io::Result<()> {
     context::try_with_driver(|d| match d.epoll() {
-        Some(epoll) => epoll.unregister_buf_ring(bgid),
+        Some(epoll) => epoll.groups().unregister_buf_ring(bgid),
         None => d
             .submitter()
             .expect("an io_uring driver")
@@ -110,7 +110,7 @@ pub fn buf_ring_head(bgid: u16) -> io::Result<u16> {
     }
     const IORING_REGISTER_PBUF_STATUS: libc::c_uint = 26;
     let fd = context::try_with_driver(|d| match d.epoll() {
-        Some(epoll) => Err(epoll.buf_ring_head(bgid)),
+        Some(epoll) => Err(epoll.groups().buf_ring_head(bgid)),
         None => Ok(d.ring_fd().expect("an io_uring driver")),
     })
     .ok_or_else(no_core)?;

@@ -29,6 +29,7 @@ mod cqe;
 pub(crate) mod doorbell;
 pub(crate) mod epoll;
 pub(crate) mod fault;
+mod kind;
 mod ring;
 mod slots;
 pub(crate) mod sqe;
@@ -45,9 +46,9 @@ use crate::metrics::Counters;
 pub use cqe::Cqe;
 pub(crate) use doorbell::Doorbell;
 pub use doorbell::Poke;
-pub use epoll::DriverKind;
 pub use fault::FaultPlan;
 use fault::{Faults, Submission};
+pub use kind::DriverKind;
 pub use ring::Setup;
 pub(crate) use slots::{Orphan, Slot};
 use slots::{Reaped, Slots};
@@ -131,7 +132,7 @@ impl Shared {
 
 impl Driver {
     /// Sets up the backend `kind` asks for (`None`: io_uring, else epoll; see
-    /// [`epoll::choose`]) with rings of `entries` SQEs.
+    /// [`kind::choose`]) with rings of `entries` SQEs.
     pub(crate) fn new(
         entries: u32,
         doorbell: Arc<Doorbell>,
@@ -139,9 +140,9 @@ impl Driver {
         faults: Option<FaultPlan>,
         kind: Option<DriverKind>,
     ) -> io::Result<Driver> {
-        let backend = match epoll::choose(kind, || uring::Uring::new(entries))? {
-            epoll::Chosen::Uring(uring) => Backend::Uring(uring),
-            epoll::Chosen::Epoll => Backend::Epoll(Box::new(epoll::Epoll::new(&doorbell)?)),
+        let backend = match kind::choose(kind, || uring::Uring::new(entries))? {
+            kind::Chosen::Uring(uring) => Backend::Uring(uring),
+            kind::Chosen::Epoll => Backend::Epoll(Box::new(epoll::Epoll::new(&doorbell)?)),
         };
         Ok(Driver {
             id: NEXT_DRIVER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

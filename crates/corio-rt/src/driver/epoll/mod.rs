@@ -16,15 +16,14 @@
 //! until then (I1).
 
 mod fds;
+mod groups;
 mod ops;
 mod pool;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,118 +33,11 @@ use super::sqe::{
     Sqe, IORING_CQE_BUFFER_SHIFT, IORING_CQE_F_BUFFER, IORING_CQE_F_MORE, IORING_CQE_F_NOTIF,
     IORING_TIMEOUT_ABS, IORING_TIMEOUT_MULTISHOT,
 };
-use super::uring::Uring;
 use super::{Cqe, Doorbell, Park, Shared};
 use fds::{Fds, Waiter};
-use ops::{FileKind, Kind};
+pub(crate) use groups::Groups;
+use ops::{would_block, FileKind, Kind, Step};
 use pool::{Replies, Ticket, Work};
-
-/// Which driver a core runs on.
-///
-/// By default a runtime uses io_uring when it can be set up and falls back to epoll when it
-/// cannot (with one line on stderr saying why). `CORIO_DRIVER=io_uring|epoll` or
-/// [`Builder::driver`](crate::Builder::driver) forces one; forcing io_uring where it is blocked
-/// is an error that names the cause. [`driver_kind`](crate::driver_kind) tells which one the
-/// current core runs.
-///
-/// # Examples
-/// ```
-/// use corio::rt::{DriverKind, Runtime};
-/// let rt = Runtime::builder().cores(1).pin(false).driver(DriverKind::Epoll).build()?;
-/// let kinds = rt.run(|_| async { corio::rt::driver_kind() });
-/// assert_eq!(kinds, vec![Some(DriverKind::Epoll)]);
-/// # std::io::Result::Ok(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DriverKind {
-    /// io_uring (Linux 5.11+; the fastest, and the default where it works).
-    IoUring,
-    /// epoll readiness plus blocking threads for files: runs wherever Linux does.
-    Epoll,
-}
-
-impl DriverKind {
-    /// The driver `CORIO_DRIVER` forces, if it is set (`auto` or empty: none).
-    ///
-    /// # Errors
-    /// `InvalidInput` for a value other than `io_uring`, `epoll` or `auto`.
-    pub fn from_env() -> io::Result<Option<DriverKind>> {
-        match std::env::var("CORIO_DRIVER") {
-            Ok(text) => DriverKind::parse(&text),
-            Err(_) => Ok(None),
-        }
-    }
-
-    fn parse(text: &str) -> io::Result<Option<DriverKind>> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "" | "auto" => Ok(None),
-            "io_uring" | "io-uring" | "uring" => Ok(Some(DriverKind::IoUring)),
-            "epoll" => Ok(Some(DriverKind::Epoll)),
-            other => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("CORIO_DRIVER: unknown driver `{other}` (io_uring, epoll or auto)"),
-            )),
-        }
-    }
-}
-
-impl fmt::Display for DriverKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DriverKind::IoUring => "io_uring",
-            DriverKind::Epoll => "epoll",
-        })
-    }
-}
-
-/// The backend a core gets.
-#[allow(clippy::large_enum_variant)] // built once per core, moved once into the driver
-pub(crate) enum Chosen {
-    Uring(Uring),
-    Epoll,
-}
-
-/// Picks the backend: `kind` if given, else `CORIO_DRIVER`'s, else io_uring if `uring()` sets
-/// one up, else epoll, saying why once per process on stderr.
-///
-/// # Errors
-/// io_uring's setup error (naming the cause) when io_uring is forced; a bad `CORIO_DRIVER`.
-pub(crate) fn choose(
-    kind: Option<DriverKind>,
-    uring: impl FnOnce() -> io::Result<Uring>,
-) -> io::Result<Chosen> {
-    let kind = match kind {
-        Some(kind) => Some(kind),
-        None => DriverKind::from_env()?,
-    };
-    match kind {
-        Some(DriverKind::Epoll) => Ok(Chosen::Epoll),
-        Some(DriverKind::IoUring) => uring().map(Chosen::Uring),
-        None => match uring() {
-            Ok(uring) => Ok(Chosen::Uring(uring)),
-            Err(err) if blocked(&err) => {
-                static SAID: AtomicBool = AtomicBool::new(false);
-                if !SAID.swap(true, Ordering::Relaxed) {
-                    eprintln!("corio: using the epoll driver: {err}");
-                }
-                Ok(Chosen::Epoll)
-            }
-            Err(err) => Err(err),
-        },
-    }
-}
-
-/// Whether a setup error means io_uring is not to be had here (blocked by a sandbox or the
-/// sysctl, absent, or too old), rather than a shortage that epoll would meet too (EMFILE,
-/// ENOMEM).
-fn blocked(err: &io::Error) -> bool {
-    // The setup error keeps the kind of its errno (EPERM and EACCES: PermissionDenied;
-    // ENOSYS, EOPNOTSUPP and a kernel too old: Unsupported; EINVAL for every setup: InvalidInput).
-    matches!(
-        err.kind(),
-        io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported | io::ErrorKind::InvalidInput
-    )
-}
 
 /// Whether the epoll driver carries out opcode `code`.
 pub(crate) fn supports(code: u8) -> bool {
@@ -174,50 +66,13 @@ enum Pending {
     },
 }
 
-/// A provided-buffer ring, read as the kernel reads it: entries of 16 bytes (`addr: u64`,
-/// `len: u32`, `bid: u16`, and in entry 0 the `tail: u16` the application publishes).
-struct BufGroup {
-    ring: u64,
-    mask: u16,
-    /// The next entry to take (the kernel's head).
-    head: u16,
-}
-
-impl BufGroup {
-    /// The buffer `skip` entries past the head, if the ring has it: `(addr, len, bid)`.
-    ///
-    /// # Safety
-    /// The ring must be registered and alive (`register_buf_ring`'s contract).
-    unsafe fn peek(&self, skip: u16) -> Option<(u64, u32, u16)> {
-        // SAFETY: the tail is a naturally aligned u16 at byte 14 of the live ring (the caller's
-        // contract), written by the application with release ordering.
-        let tail = unsafe { &*((self.ring + 14) as *const std::sync::atomic::AtomicU16) }
-            .load(Ordering::Acquire);
-        if tail.wrapping_sub(self.head) <= skip {
-            return None;
-        }
-        let index = self.head.wrapping_add(skip) & self.mask;
-        let entry = self.ring + u64::from(index) * 16;
-        // SAFETY: `entry` is inside the ring (masked index); the acquire above makes the
-        // entries below the tail visible.
-        unsafe {
-            Some((
-                *(entry as *const u64),
-                *((entry + 8) as *const u32),
-                *((entry + 12) as *const u16),
-            ))
-        }
-    }
-}
-
 /// One core's epoll instance and the ops it holds.
 pub(crate) struct Epoll {
     epfd: OwnedFd,
     fds: Fds,
     ops: HashMap<usize, Pending>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
-    groups: HashMap<u16, BufGroup>,
-    next_buf_group: u16,
+    groups: Groups,
     fixed_buffers: bool,
     replies: Arc<Replies>,
     /// Ops on blocking threads.
@@ -263,8 +118,7 @@ impl Epoll {
             epfd,
             ops: HashMap::new(),
             timers: BinaryHeap::new(),
-            groups: HashMap::new(),
-            next_buf_group: 0,
+            groups: Groups::default(),
             fixed_buffers: false,
             replies: Arc::new(Replies::new(doorbell.clone())),
             in_pool: 0,
@@ -278,9 +132,7 @@ impl Epoll {
     }
 
     pub(crate) fn next_buf_group(&mut self) -> u16 {
-        let id = self.next_buf_group;
-        self.next_buf_group = self.next_buf_group.wrapping_add(1);
-        id
+        self.groups.next_id()
     }
 
     /// Carries out the op `entry` describes for slot `id`: at once if it can, else it waits.
@@ -523,7 +375,7 @@ impl Epoll {
     /// As in [`step`](Self::step).
     unsafe fn recv_multi(&mut self, sh: &mut Shared, id: usize, sqe: &Sqe, tcp: bool) -> Step {
         for _ in 0..ROUNDS {
-            let Some(group) = self.groups.get_mut(&sqe.buf_group()) else {
+            let Some(group) = self.groups.get_mut(sqe.buf_group()) else {
                 return Step::Done(-libc::ENOBUFS, 0);
             };
             // SAFETY: the group stays registered while a receive names it (the caller's
@@ -805,54 +657,9 @@ impl Epoll {
         sh.reap_posted();
     }
 
-    /// Stands in for `IORING_REGISTER_PBUF_RING`: receives naming `bgid` read the ring at
-    /// `ring_addr` as the kernel would.
-    ///
-    /// # Safety
-    /// As `register_buf_ring`'s.
-    pub(crate) unsafe fn register_buf_ring(
-        &mut self,
-        ring_addr: u64,
-        entries: u16,
-        flags: u16,
-    ) -> io::Result<u16> {
-        if flags != 0 || !entries.is_power_of_two() || ring_addr % 4096 != 0 {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        let mut bgid = self.next_buf_group();
-        for _ in 0..=u16::MAX {
-            if !self.groups.contains_key(&bgid) {
-                break;
-            }
-            bgid = self.next_buf_group();
-        }
-        if self.groups.contains_key(&bgid) {
-            return Err(io::Error::from_raw_os_error(libc::EEXIST));
-        }
-        self.groups.insert(
-            bgid,
-            BufGroup {
-                ring: ring_addr,
-                mask: entries - 1,
-                head: 0,
-            },
-        );
-        Ok(bgid)
-    }
-
-    pub(crate) fn unregister_buf_ring(&mut self, bgid: u16) -> io::Result<()> {
-        self.groups
-            .remove(&bgid)
-            .map(drop)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
-    }
-
-    /// The head of group `bgid` (`IORING_REGISTER_PBUF_STATUS`).
-    pub(crate) fn buf_ring_head(&self, bgid: u16) -> io::Result<u16> {
-        self.groups
-            .get(&bgid)
-            .map(|g| g.head)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+    /// The provided-buffer groups, for `register.rs`'s calls.
+    pub(crate) fn groups(&mut self) -> &mut Groups {
+        &mut self.groups
     }
 
     /// Stands in for `IORING_REGISTER_BUFFERS`: fixed-buffer ops are plain reads and writes
@@ -873,44 +680,6 @@ impl Epoll {
     }
 }
 
-/// What one try of an op came to.
-enum Step {
-    /// Finished: post this final CQE (result, flags).
-    Done(i32, u32),
-    /// Would block: wait for these events on the op's fd.
-    Wait(u32),
-    /// Blocks in the kernel however it is called: run it on a blocking thread.
-    Pool(Work),
-}
-
-/// A syscall's result, or a wait for `events` if it said EAGAIN.
-fn would_block(result: i32, events: u32) -> Step {
-    if result == -libc::EAGAIN {
-        Step::Wait(events)
-    } else {
-        Step::Done(result, 0)
-    }
-}
-
 fn post(sh: &mut Shared, id: usize, result: i32, flags: u32) {
     sh.posted.push((id as u64, Cqe::new(result, flags)));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn driver_names_parse_and_nonsense_is_refused() {
-        assert_eq!(DriverKind::parse("epoll").unwrap(), Some(DriverKind::Epoll));
-        assert_eq!(
-            DriverKind::parse(" IO_URING ").unwrap(),
-            Some(DriverKind::IoUring)
-        );
-        assert_eq!(DriverKind::parse("auto").unwrap(), None);
-        assert_eq!(DriverKind::parse("").unwrap(), None);
-        let err = DriverKind::parse("kqueue").unwrap_err();
-        assert!(err.to_string().contains("kqueue"), "{err}");
-        assert_eq!(DriverKind::Epoll.to_string(), "epoll");
-    }
 }

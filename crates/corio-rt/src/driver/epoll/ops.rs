@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use io_uring::opcode;
 
+use super::pool::Work;
+
 use crate::driver::sqe::{
     Sqe, IORING_ACCEPT_MULTISHOT, IORING_FSYNC_DATASYNC, IORING_POLL_ADD_MULTI,
     IORING_RECV_MULTISHOT, IOSQE_BUFFER_SELECT,
@@ -498,4 +500,23 @@ pub(crate) unsafe fn timeout(addr: u64, abs: bool) -> Duration {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     let now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
     wait.saturating_sub(now)
+}
+
+/// What one try of an op came to.
+pub(crate) enum Step {
+    /// Finished: post this final CQE (result, flags).
+    Done(i32, u32),
+    /// Would block: wait for these events on the op's fd.
+    Wait(u32),
+    /// Blocks in the kernel however it is called: run it on a blocking thread.
+    Pool(Work),
+}
+
+/// A syscall's result, or a wait for `events` if it said EAGAIN.
+pub(crate) fn would_block(result: i32, events: u32) -> Step {
+    if result == -libc::EAGAIN {
+        Step::Wait(events)
+    } else {
+        Step::Done(result, 0)
+    }
 }
