@@ -26,18 +26,9 @@ use crate::context;
 /// The ring at `ring_addr`, and every buffer it names, must stay valid until
 /// [`unregister_buf_ring`] of the returned id and no receive from it is in flight.
 pub unsafe fn register_buf_ring(ring_addr: u64, entries: u16, flags: u16) -> io::Result<u16> {
-    context::try_with_driver(|d| {
-        if let Some(epoll) = d.epoll() {
-            // SAFETY: forwarded from the caller's contract.
-            return unsafe { epoll.groups().register_buf_ring(ring_addr, entries, flags) };
-        }
-        let bgid = d.next_buf_group();
-        let submitter = d.submitter().expect("an io_uring driver");
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { submitter.register_buf_ring_with_flags(ring_addr, entries, bgid, flags) }?;
-        Ok(bgid)
-    })
-    .unwrap_or_else(|| Err(no_core()))
+    // SAFETY: forwarded from the caller's contract.
+    context::try_with_driver(|d| unsafe { d.register_buf_ring(ring_addr, entries, flags) })
+        .unwrap_or_else(|| Err(no_core()))
 }
 
 /// Unregisters the provided-buffer ring `bgid` from the current core's ring; the kernel picks no
@@ -46,14 +37,7 @@ pub unsafe fn register_buf_ring(ring_addr: u64, entries: u16, flags: u16) -> io:
 /// # Errors
 /// `EINVAL` if `bgid` is not registered on this core; outside a corio core, `Unsupported`.
 pub fn unregister_buf_ring(bgid: u16) -> io::Result<()> {
-    context::try_with_driver(|d| match d.epoll() {
-        Some(epoll) => epoll.groups().unregister_buf_ring(bgid),
-        None => d
-            .submitter()
-            .expect("an io_uring driver")
-            .unregister_buf_ring(bgid),
-    })
-    .unwrap_or_else(|| Err(no_core()))
+    context::try_with_driver(|d| d.unregister_buf_ring(bgid)).unwrap_or_else(|| Err(no_core()))
 }
 
 /// Registers `iovecs` as the current core's fixed buffers, for READ_FIXED and WRITE_FIXED ops
@@ -67,16 +51,9 @@ pub fn unregister_buf_ring(bgid: u16) -> io::Result<()> {
 /// Every iovec must describe memory that stays valid until [`unregister_buffers`] has been
 /// called on this core and no fixed-buffer op is in flight (the kernel pins the pages).
 pub unsafe fn register_buffers(iovecs: &[libc::iovec]) -> io::Result<()> {
-    context::try_with_driver(|d| match d.epoll() {
-        Some(epoll) => epoll.register_buffers(),
-        // SAFETY: forwarded from the caller's contract.
-        None => unsafe {
-            d.submitter()
-                .expect("an io_uring driver")
-                .register_buffers(iovecs)
-        },
-    })
-    .unwrap_or_else(|| Err(no_core()))
+    // SAFETY: forwarded from the caller's contract.
+    context::try_with_driver(|d| unsafe { d.register_buffers(iovecs) })
+        .unwrap_or_else(|| Err(no_core()))
 }
 
 /// Unregisters the current core's fixed buffers.
@@ -84,14 +61,7 @@ pub unsafe fn register_buffers(iovecs: &[libc::iovec]) -> io::Result<()> {
 /// # Errors
 /// `ENXIO` if none are registered; `Unsupported` outside a corio core.
 pub fn unregister_buffers() -> io::Result<()> {
-    context::try_with_driver(|d| match d.epoll() {
-        Some(epoll) => epoll.unregister_buffers(),
-        None => d
-            .submitter()
-            .expect("an io_uring driver")
-            .unregister_buffers(),
-    })
-    .unwrap_or_else(|| Err(no_core()))
+    context::try_with_driver(|d| d.unregister_buffers()).unwrap_or_else(|| Err(no_core()))
 }
 
 /// The kernel's head of the provided-buffer ring `bgid` on the current core
@@ -102,42 +72,7 @@ pub fn unregister_buffers() -> io::Result<()> {
 /// `EINVAL` on kernels without the status query or for an unknown group; `Unsupported` outside
 /// a corio core.
 pub fn buf_ring_head(bgid: u16) -> io::Result<u16> {
-    #[repr(C)]
-    struct BufStatus {
-        buf_group: u32,
-        head: u32,
-        resv: [u32; 8],
-    }
-    const IORING_REGISTER_PBUF_STATUS: libc::c_uint = 26;
-    let fd = context::try_with_driver(|d| match d.epoll() {
-        Some(epoll) => Err(epoll.groups().buf_ring_head(bgid)),
-        None => Ok(d.ring_fd().expect("an io_uring driver")),
-    })
-    .ok_or_else(no_core)?;
-    let fd = match fd {
-        Ok(fd) => fd,
-        Err(head) => return head, // the epoll driver keeps the head itself
-    };
-    let mut status = BufStatus {
-        buf_group: bgid as u32,
-        head: 0,
-        resv: [0; 8],
-    };
-    // SAFETY: io_uring_register reads and writes one `io_uring_buf_status`, which `status` is
-    // (same layout), on the ring fd this core owns.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_register,
-            fd,
-            IORING_REGISTER_PBUF_STATUS,
-            &mut status as *mut BufStatus,
-            1,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(status.head as u16)
+    context::try_with_driver(|d| d.buf_ring_head(bgid)).unwrap_or_else(|| Err(no_core()))
 }
 
 fn no_core() -> io::Error {

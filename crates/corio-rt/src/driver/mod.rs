@@ -202,22 +202,6 @@ impl Driver {
         }
     }
 
-    /// The ring's registration calls; `None` on the epoll backend.
-    pub(crate) fn submitter(&self) -> Option<io_uring::Submitter<'_>> {
-        match &self.backend {
-            Backend::Uring(uring) => Some(uring.submitter()),
-            Backend::Epoll(_) => None,
-        }
-    }
-
-    /// The epoll backend, for its stand-ins of the ring's registrations; `None` on io_uring.
-    pub(crate) fn epoll(&mut self) -> Option<&mut epoll::Epoll> {
-        match &mut self.backend {
-            Backend::Uring(_) => None,
-            Backend::Epoll(epoll) => Some(epoll),
-        }
-    }
-
     /// The ring's fd; `None` on the epoll backend.
     pub(crate) fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
         match &self.backend {
@@ -226,10 +210,60 @@ impl Driver {
         }
     }
 
-    pub(crate) fn next_buf_group(&mut self) -> u16 {
+    /// Registers a provided-buffer ring under a fresh group id: with the kernel, or with the
+    /// epoll backend, which reads it as the kernel would.
+    ///
+    /// # Safety
+    /// As [`crate::register_buf_ring`]'s.
+    pub(crate) unsafe fn register_buf_ring(
+        &mut self,
+        ring_addr: u64,
+        entries: u16,
+        flags: u16,
+    ) -> io::Result<u16> {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            match &mut self.backend {
+                Backend::Uring(uring) => uring.register_buf_ring(ring_addr, entries, flags),
+                Backend::Epoll(epoll) => {
+                    epoll.groups().register_buf_ring(ring_addr, entries, flags)
+                }
+            }
+        }
+    }
+
+    pub(crate) fn unregister_buf_ring(&mut self, bgid: u16) -> io::Result<()> {
         match &mut self.backend {
-            Backend::Uring(uring) => uring.next_buf_group(),
-            Backend::Epoll(epoll) => epoll.next_buf_group(),
+            Backend::Uring(uring) => uring.unregister_buf_ring(bgid),
+            Backend::Epoll(epoll) => epoll.groups().unregister_buf_ring(bgid),
+        }
+    }
+
+    /// The head of provided-buffer group `bgid`, as the kernel (or the epoll backend) has it.
+    pub(crate) fn buf_ring_head(&mut self, bgid: u16) -> io::Result<u16> {
+        match &mut self.backend {
+            Backend::Uring(uring) => uring.buf_ring_head(bgid),
+            Backend::Epoll(epoll) => epoll.groups().buf_ring_head(bgid),
+        }
+    }
+
+    /// Registers fixed buffers (plain memory on the epoll backend, which reads and writes them
+    /// with ordinary syscalls).
+    ///
+    /// # Safety
+    /// As [`crate::register_buffers`]'s.
+    pub(crate) unsafe fn register_buffers(&mut self, iovecs: &[libc::iovec]) -> io::Result<()> {
+        match &mut self.backend {
+            // SAFETY: forwarded from the caller's contract.
+            Backend::Uring(uring) => unsafe { uring.register_buffers(iovecs) },
+            Backend::Epoll(epoll) => epoll.register_buffers(),
+        }
+    }
+
+    pub(crate) fn unregister_buffers(&mut self) -> io::Result<()> {
+        match &mut self.backend {
+            Backend::Uring(uring) => uring.unregister_buffers(),
+            Backend::Epoll(epoll) => epoll.unregister_buffers(),
         }
     }
 

@@ -46,18 +46,83 @@ impl Uring {
         self.probe.is_supported(code)
     }
 
-    pub(crate) fn submitter(&self) -> io_uring::Submitter<'_> {
-        self.ring.submitter()
-    }
-
     pub(crate) fn ring_fd(&self) -> std::os::fd::RawFd {
         std::os::fd::AsRawFd::as_raw_fd(&self.ring)
     }
 
-    pub(crate) fn next_buf_group(&mut self) -> u16 {
+    fn next_buf_group(&mut self) -> u16 {
         let id = self.next_buf_group;
         self.next_buf_group = self.next_buf_group.wrapping_add(1);
         id
+    }
+
+    /// IORING_REGISTER_PBUF_RING under a fresh group id (see `register.rs`).
+    ///
+    /// # Safety
+    /// As `register_buf_ring`'s.
+    pub(crate) unsafe fn register_buf_ring(
+        &mut self,
+        ring_addr: u64,
+        entries: u16,
+        flags: u16,
+    ) -> io::Result<u16> {
+        let bgid = self.next_buf_group();
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            self.ring
+                .submitter()
+                .register_buf_ring_with_flags(ring_addr, entries, bgid, flags)
+        }?;
+        Ok(bgid)
+    }
+
+    pub(crate) fn unregister_buf_ring(&mut self, bgid: u16) -> io::Result<()> {
+        self.ring.submitter().unregister_buf_ring(bgid)
+    }
+
+    /// IORING_REGISTER_BUFFERS.
+    ///
+    /// # Safety
+    /// As `register_buffers`'s.
+    pub(crate) unsafe fn register_buffers(&mut self, iovecs: &[libc::iovec]) -> io::Result<()> {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { self.ring.submitter().register_buffers(iovecs) }
+    }
+
+    pub(crate) fn unregister_buffers(&mut self) -> io::Result<()> {
+        self.ring.submitter().unregister_buffers()
+    }
+
+    /// The kernel's head of group `bgid` (IORING_REGISTER_PBUF_STATUS, Linux 6.8).
+    pub(crate) fn buf_ring_head(&self, bgid: u16) -> io::Result<u16> {
+        #[repr(C)]
+        struct BufStatus {
+            buf_group: u32,
+            head: u32,
+            resv: [u32; 8],
+        }
+        const IORING_REGISTER_PBUF_STATUS: libc::c_uint = 26;
+        let fd = self.ring_fd();
+        let mut status = BufStatus {
+            buf_group: bgid as u32,
+            head: 0,
+            resv: [0; 8],
+        };
+        // SAFETY: io_uring_register reads and writes one `io_uring_buf_status`, which `status` is
+        // (same layout), on the ring fd this core owns.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                fd,
+                IORING_REGISTER_PBUF_STATUS,
+                &mut status as *mut BufStatus,
+                1,
+            )
+        };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(status.head as u16)
     }
 
     /// One turn of the ring: submit every queued SQE, wait as `park` allows, reap every CQE.

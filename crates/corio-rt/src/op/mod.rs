@@ -345,6 +345,18 @@ mod tests {
     }
 
     #[test]
+    fn a_timeout_of_centuries_waits_and_is_cancelled() {
+        let _serial = serial();
+        block_on(async {
+            // Past what `Instant` holds (the epoll driver's clock): it must wait, not panic.
+            let mut op = Op::new(Timeout(types::Timespec::new().sec(i64::MAX as u64)));
+            assert!(poll_once(&mut op).is_pending());
+            assert_eq!(op.cancel().await, -libc::ECANCELED);
+            assert_eq!(in_flight(), 0);
+        });
+    }
+
+    #[test]
     fn detached_ops_complete_and_release_their_resources() {
         let _serial = serial();
         let dropped = Arc::new(AtomicUsize::new(0));

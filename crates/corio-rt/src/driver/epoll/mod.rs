@@ -131,10 +131,6 @@ impl Epoll {
         })
     }
 
-    pub(crate) fn next_buf_group(&mut self) -> u16 {
-        self.groups.next_id()
-    }
-
     /// Carries out the op `entry` describes for slot `id`: at once if it can, else it waits.
     pub(crate) fn submit(&mut self, sh: &mut Shared, id: usize, entry: squeue::Entry) {
         sh.counters.sqes_submitted.inc();
@@ -436,17 +432,21 @@ impl Epoll {
         if multishot && flags & IORING_TIMEOUT_ABS != 0 {
             return post(sh, id, -libc::EINVAL, 0);
         }
-        let deadline = Instant::now() + every;
+        let now = Instant::now();
+        // A timespec past what `Instant` holds (centuries) never fires; it waits for its cancel.
+        let deadline = now.checked_add(every);
         self.ops.insert(
             id,
             Pending::Timer {
-                deadline,
+                deadline: deadline.unwrap_or(now),
                 every,
                 left: sqe.off() as u32,
                 multishot,
             },
         );
-        self.timers.push(Reverse((deadline, id)));
+        if let Some(deadline) = deadline {
+            self.timers.push(Reverse((deadline, id)));
+        }
     }
 
     /// Fires the TIMEOUT ops due at `now`.
@@ -474,9 +474,12 @@ impl Epoll {
                 continue;
             }
             *left = left.saturating_sub(1);
-            *due = deadline + *every;
-            self.timers.push(Reverse((*due, id)));
             post(sh, id, -libc::ETIME, IORING_CQE_F_MORE);
+            // Past what `Instant` holds: it never fires again, and waits for its cancel.
+            if let Some(next) = deadline.checked_add(*every) {
+                *due = next;
+                self.timers.push(Reverse((next, id)));
+            }
         }
     }
 
